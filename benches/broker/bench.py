@@ -1,0 +1,955 @@
+#!/usr/bin/env python3
+"""Weir vs. Tansu broker benchmark driver (stdlib only, Python 3.11).
+
+Normally started by scripts/bench-broker, which builds/installs everything
+into the cache directory first and then runs this file.  It can also be run
+directly once the cache is populated:
+
+    python3 benches/broker/bench.py --quick --only tansu
+
+What it does, per repetition (default 3, --quick: 1), with the brokers
+interleaved (weir-none, tansu-memory, weir-batch, ...) and a freshly started
+broker with empty storage for every single run:
+
+  * throughput: for record size in {100 B, 1 KiB} x acks in {1, all} x
+    partitions in {1, 8}: create the topic, produce COUNT records with
+    librdkafka's rdkafka_performance (-P), then consume all of them from the
+    beginning (-C -o beginning, "catch-up").
+  * latency: a producer at a fixed rate (-r, default 10,000 msg/s) and a
+    consumer, both in latency mode (-l, -A): every record carries its send
+    wall-clock time, the consumer logs now - sent per record.
+
+Each figure is the median over the repetitions.  A table is printed and all
+raw data is written as JSON.  Exit status: 0 if everything ran (whatever the
+figures), 1 if some run broke (broker crash, lost records, tool error), 2 on
+bad usage, 130 if interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MB = 1_000_000  # rdkafka_performance's MB/s is bytes/us, i.e. 10^6 B/s.
+SIZES = (100, 1024)
+ACKS = ("1", "all")
+PARTITIONS = (1, 8)
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+class Interrupted(Exception):
+    pass
+
+
+class RunError(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------
+# Process bookkeeping: every process we start lives in its own session (so
+# pid == process group id) and is listed in a pid file that the bash wrapper's
+# trap also reads, so nothing outlives the bench even if this driver dies.
+# --------------------------------------------------------------------------
+
+
+class Procs:
+    def __init__(self, pidfile: Path | None):
+        self.pidfile = pidfile
+        self.live: dict[int, subprocess.Popen] = {}
+
+    def _write(self) -> None:
+        if not self.pidfile:
+            return
+        tmp = self.pidfile.with_suffix(".tmp")
+        tmp.write_text("".join(f"{pid}\n" for pid in self.live))
+        tmp.replace(self.pidfile)
+
+    def spawn(self, cmd: list[str], *, env: dict | None, stdout, stderr=subprocess.STDOUT,
+              cwd: str | None = None) -> subprocess.Popen:
+        p = subprocess.Popen(cmd, env=env, stdout=stdout, stderr=stderr, cwd=cwd,
+                             stdin=subprocess.DEVNULL, start_new_session=True)
+        self.live[p.pid] = p
+        self._write()
+        return p
+
+    def forget(self, p: subprocess.Popen) -> None:
+        self.live.pop(p.pid, None)
+        self._write()
+
+    def kill(self, p: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 10.0) -> int | None:
+        """Signal p's process group, wait up to grace seconds, then SIGKILL it."""
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+        self.forget(p)
+        return p.returncode
+
+    def kill_all(self) -> None:
+        for p in list(self.live.values()):
+            self.kill(p, signal.SIGTERM, grace=5.0)
+        if self.pidfile:
+            try:
+                self.pidfile.unlink()
+            except FileNotFoundError:
+                pass
+
+
+PROCS: Procs
+
+
+def run_tool(cmd: list[str], log: Path, timeout: float, env: dict | None = None) -> tuple[int | None, str, bool]:
+    """Run a command to completion (bounded); returns (rc, output, timed_out)."""
+    with open(log, "ab") as f:
+        f.write(("$ " + " ".join(cmd) + "\n").encode())
+        f.flush()
+        p = PROCS.spawn(cmd, env=env, stdout=f)
+        timed_out = False
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            # SIGINT makes rdkafka_performance stop and print its summary.
+            PROCS.kill(p, signal.SIGINT, grace=10.0)
+        PROCS.forget(p)
+    return p.returncode, log.read_text(errors="replace"), timed_out
+
+
+def tail(path: Path, n: int = 15) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return "(no log)"
+    return "\n".join("    | " + ln for ln in lines[-n:])
+
+
+# --------------------------------------------------------------------------
+# Brokers
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class BrokerSpec:
+    key: str
+    label: str
+    kind: str  # "weir" | "tansu"
+    binary: str
+    env: dict = field(default_factory=dict)
+    storage: str = ""  # tansu storage engine URL
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_cpu_seconds(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def proc_rss_peak_mb(pid: int) -> float | None:
+    try:
+        for ln in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if ln.startswith("VmHWM:"):
+                return int(ln.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def dir_bytes(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for fn in files:
+            try:
+                total += os.lstat(os.path.join(root, fn)).st_size
+            except OSError:
+                pass
+    return total
+
+
+class Broker:
+    def __init__(self, spec: BrokerSpec, run_dir: Path, rust_log: str | None):
+        self.spec = spec
+        self.run_dir = run_dir
+        self.port = free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        self.log = run_dir / "broker.log"
+        self.data_dir = run_dir / "data"
+        self.proc: subprocess.Popen | None = None
+        self.rust_log = rust_log
+        self.cmd: list[str] = []
+
+    def start(self, timeout: float) -> float:
+        env = dict(os.environ)
+        if self.rust_log:
+            env["RUST_LOG"] = self.rust_log
+        env.update(self.spec.env)
+        if self.spec.kind == "weir":
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.cmd = [self.spec.binary, "up", "--listen", self.addr,
+                        "--data-dir", str(self.data_dir)]
+        else:
+            url = f"tcp://{self.addr}"
+            self.cmd = [self.spec.binary, "broker", "--listener-url", url,
+                        "--advertised-listener-url", url,
+                        "--storage-engine", self.spec.storage]
+        t0 = time.monotonic()
+        with open(self.log, "ab") as f:
+            envs = " ".join(f"{k}={v}" for k, v in self.spec.env.items())
+            f.write(f"$ {envs} {' '.join(self.cmd)}\n".encode())
+            f.flush()
+            self.proc = PROCS.spawn(self.cmd, env=env, stdout=f)
+        deadline = t0 + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RunError(f"{self.spec.label} exited with status {self.proc.returncode} "
+                               f"before accepting connections:\n{tail(self.log)}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return time.monotonic() - t0
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RunError(f"{self.spec.label} did not accept TCP on {self.addr} "
+                               f"within {timeout:.0f}s:\n{tail(self.log)}")
+            time.sleep(0.05)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def check_alive(self, what: str) -> None:
+        if not self.alive():
+            rc = self.proc.returncode if self.proc else None
+            raise RunError(f"{self.spec.label} died (status {rc}) during {what}:\n{tail(self.log)}")
+
+    def cpu(self) -> float | None:
+        return proc_cpu_seconds(self.proc.pid) if self.alive() else None
+
+    def rss_peak_mb(self) -> float | None:
+        return proc_rss_peak_mb(self.proc.pid) if self.alive() else None
+
+    def stop(self, timeout: float = 20.0) -> dict:
+        """SIGTERM, bounded wait, SIGKILL.  Returns how it went."""
+        if self.proc is None:
+            return {}
+        was_alive = self.proc.poll() is None
+        t0 = time.monotonic()
+        rc = PROCS.kill(self.proc, signal.SIGTERM, grace=timeout)
+        took = time.monotonic() - t0
+        return {"was_alive": was_alive, "exit_status": rc,
+                "stop_seconds": round(took, 3),
+                "needed_sigkill": was_alive and rc == -signal.SIGKILL}
+
+
+# --------------------------------------------------------------------------
+# Load generator (rdkafka_performance) wrappers
+# --------------------------------------------------------------------------
+
+PROD_RE = re.compile(
+    r"% (\d+) messages produced \((\d+) bytes\), (\d+) delivered "
+    r"\(offset (-?\d+), (\d+) failed\) in (\d+)ms: (\d+) msgs/s and ([\d.]+) MB/s")
+CONS_RE = re.compile(
+    r"% (\d+) messages \((\d+) bytes\) consumed in (\d+)ms: (\d+) msgs/s \(([\d.]+) MB/s\)")
+
+
+def payload_pattern(length: int) -> str:
+    """Non-zero, non-repeating (within a record) printable payload pattern.
+
+    rdkafka_performance tiles -m PATTERN over the record; with the pattern at
+    least as long as the record nothing repeats inside a record, and -S adds
+    a per-record sequence number in front so records differ from each other.
+    Fixed seed: identical bytes for every broker and run.
+    """
+    rng = random.Random(0x5745_4952)  # "WEIR"
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    return "".join(rng.choice(alphabet) for _ in range(length))
+
+
+class Loadgen:
+    def __init__(self, args: argparse.Namespace):
+        self.bin = args.rdkafka_performance
+        self.timeout = args.timeout
+        self.pattern = payload_pattern(max(max(SIZES), args.latency_size) + 64)
+        self.args = args
+
+    def common(self, bootstrap: str, topic: str) -> list[str]:
+        return [self.bin, "-t", topic, "-b", bootstrap, "-i", "1000"]
+
+    def produce(self, bootstrap: str, topic: str, size: int, count: int, acks: str,
+                partitions: int, log: Path) -> dict:
+        cmd = self.common(bootstrap, topic) + [
+            "-P", "-s", str(size), "-c", str(count), "-a", "-1" if acks == "all" else acks,
+            "-S", "1", "-m", self.pattern,
+            "-X", f"linger.ms={self.args.linger_ms}",
+        ]
+        if partitions == 1:
+            cmd += ["-p", "0"]  # else: no -p, librdkafka's partitioner spreads them
+        rc, out, timed_out = run_tool(cmd, log, self.timeout)
+        m = None
+        for m in PROD_RE.finditer(out):
+            pass
+        if m is None:
+            raise RunError(f"producer printed no summary (rc={rc}, timed_out={timed_out}):\n{tail(log)}")
+        produced, _b, delivered, _off, failed, ms = (int(m.group(i)) for i in range(1, 7))
+        res = {"delivered": delivered, "failed": failed, "elapsed_ms": ms, "rc": rc,
+               "timed_out": timed_out}
+        if timed_out or rc != 0 or delivered != count:
+            raise RunError(f"producer: {delivered}/{count} delivered, {failed} failed, rc={rc}, "
+                           f"timed_out={timed_out}:\n{tail(log)}")
+        secs = max(ms, 1) / 1000
+        res["msgs_per_s"] = delivered / secs
+        res["mb_per_s"] = delivered * size / secs / MB
+        return res
+
+    def consume(self, bootstrap: str, topic: str, size: int, count: int, partitions: int,
+                log: Path) -> dict:
+        cmd = self.common(bootstrap, topic) + ["-C", "-o", "beginning", "-e", "-c", str(count)]
+        for p in range(partitions):
+            cmd += ["-p", str(p)]
+        rc, out, timed_out = run_tool(cmd, log, self.timeout)
+        m = None
+        for m in CONS_RE.finditer(out):
+            pass
+        if m is None:
+            raise RunError(f"consumer printed no summary (rc={rc}, timed_out={timed_out}):\n{tail(log)}")
+        got, nbytes, ms = int(m.group(1)), int(m.group(2)), int(m.group(3))
+        errs = len(re.findall(r"^% Consume error", out, re.M))
+        if timed_out or rc != 0 or got != count or nbytes != count * size:
+            raise RunError(f"consumer: {got}/{count} records ({nbytes} bytes), rc={rc}, "
+                           f"timed_out={timed_out}, {errs} consume errors:\n{tail(log)}")
+        secs = max(ms, 1) / 1000
+        return {"consumed": got, "elapsed_ms": ms, "consume_errors": errs,
+                "msgs_per_s": got / secs, "mb_per_s": nbytes / secs / MB}
+
+
+def percentile(sorted_vals: list[float], p: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    if not sorted_vals:
+        return float("nan")
+    k = max(1, math.ceil(p / 100.0 * len(sorted_vals)))
+    return sorted_vals[min(k, len(sorted_vals)) - 1]
+
+
+def latency_stats(path: Path, skip: int) -> dict:
+    try:
+        vals = [int(x) for x in path.read_text().split()]
+    except FileNotFoundError:
+        vals = []
+    total = len(vals)
+    vals = sorted(vals[skip:])
+    if not vals:
+        return {"samples": 0, "samples_total": total}
+    ms = lambda us: round(us / 1000.0, 3)  # noqa: E731
+    return {"samples": len(vals), "samples_total": total, "skipped_warmup": min(skip, total),
+            "p50_ms": ms(percentile(vals, 50)), "p99_ms": ms(percentile(vals, 99)),
+            "p999_ms": ms(percentile(vals, 99.9)), "max_ms": ms(vals[-1]),
+            "mean_ms": ms(sum(vals) / len(vals))}
+
+
+# --------------------------------------------------------------------------
+# Scenarios
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    name: str
+    kind: str  # "throughput" | "latency"
+    size: int
+    partitions: int
+    acks: str
+    count: int
+
+
+def human_size(n: int) -> str:
+    return "1KiB" if n == 1024 else f"{n}B"
+
+
+def build_scenarios(args: argparse.Namespace) -> list[Scenario]:
+    out = []
+    for size in SIZES:
+        count = args.count_100b if size == 100 else args.count_1kib
+        for acks in ACKS:
+            for parts in PARTITIONS:
+                out.append(Scenario(f"{human_size(size)} acks={acks} p={parts}", "throughput",
+                                    size, parts, acks, count))
+    lat_count = int(args.latency_rate * args.latency_seconds)
+    out.append(Scenario(f"latency {human_size(args.latency_size)} acks={args.latency_acks} "
+                        f"p={args.latency_partitions}", "latency", args.latency_size,
+                        args.latency_partitions, args.latency_acks, lat_count))
+    if args.scenarios:
+        rx = re.compile(args.scenarios)
+        out = [s for s in out if rx.search(s.name)]
+    return out
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, specs: list[BrokerSpec], out_dir: Path):
+        self.args = args
+        self.specs = specs
+        self.out_dir = out_dir
+        self.loadgen = Loadgen(args)
+        self.runs: list[dict] = []
+        self.failures = 0
+
+    def create_topic(self, broker: Broker, topic: str, partitions: int, log: Path) -> None:
+        cmd = [self.args.venv_python, str(Path(__file__).with_name("topics.py")), "create",
+               "--bootstrap", broker.addr, "--topic", topic, "--partitions", str(partitions),
+               "--timeout", "30"]
+        rc, _out, timed_out = run_tool(cmd, log, 60)
+        if rc != 0 or timed_out:
+            broker.check_alive("topic creation")
+            raise RunError(f"creating topic {topic} ({partitions} partitions) failed:\n{tail(log, 5)}")
+
+    def one_run(self, rep: int, sc: Scenario, spec: BrokerSpec) -> dict:
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", sc.name).strip("-")
+        run_dir = self.out_dir / f"r{rep}-{slug}-{spec.key}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        rec: dict[str, Any] = {"rep": rep, "scenario": sc.name, "kind": sc.kind,
+                               "broker": spec.key, "size": sc.size, "partitions": sc.partitions,
+                               "acks": sc.acks, "count": sc.count, "ok": False,
+                               "logs": str(run_dir)}
+        broker = Broker(spec, run_dir, self.args.rust_log)
+        topic = f"bench-{slug}-{rep}".lower()
+        t0 = time.monotonic()
+        try:
+            rec["startup_s"] = round(broker.start(self.args.start_timeout), 3)
+            rec["broker_cmd"] = broker.cmd
+            self.create_topic(broker, topic, sc.partitions, run_dir / "topic.log")
+            if sc.kind == "throughput":
+                self._throughput(broker, sc, topic, run_dir, rec)
+            else:
+                self._latency(broker, sc, topic, run_dir, rec)
+            broker.check_alive("the run")
+            rec["broker_rss_peak_mb"] = broker.rss_peak_mb()
+            rec["ok"] = True
+        except RunError as e:
+            rec["error"] = str(e)
+        finally:
+            rec["stop"] = broker.stop()
+            if broker.data_dir.exists():
+                rec["data_dir_bytes"] = dir_bytes(broker.data_dir)
+                if not self.args.keep_data:
+                    shutil.rmtree(broker.data_dir, ignore_errors=True)
+            rec["wall_s"] = round(time.monotonic() - t0, 2)
+        st = rec["stop"]
+        if rec["ok"] and st.get("needed_sigkill"):
+            rec["warning"] = f"{spec.label} ignored SIGTERM for {st['stop_seconds']}s (SIGKILLed)"
+        return rec
+
+    def _throughput(self, broker: Broker, sc: Scenario, topic: str, run_dir: Path, rec: dict) -> None:
+        c0 = broker.cpu()
+        prod = self.loadgen.produce(broker.addr, topic, sc.size, sc.count, sc.acks,
+                                    sc.partitions, run_dir / "produce.log")
+        broker.check_alive("produce")
+        c1 = broker.cpu()
+        cons = self.loadgen.consume(broker.addr, topic, sc.size, sc.count, sc.partitions,
+                                    run_dir / "consume.log")
+        broker.check_alive("consume")
+        c2 = broker.cpu()
+        if None not in (c0, c1, c2):
+            prod["broker_cpu_s"] = round(c1 - c0, 2)
+            cons["broker_cpu_s"] = round(c2 - c1, 2)
+        rec["produce"] = prod
+        rec["consume"] = cons
+
+    def _latency(self, broker: Broker, sc: Scenario, topic: str, run_dir: Path, rec: dict) -> None:
+        a = self.args
+        lg = self.loadgen
+        cons_lat = run_dir / "latency-consumer.txt"
+        prod_lat = run_dir / "latency-producer.txt"
+        cons_log = run_dir / "latency-consume.log"
+        ccmd = lg.common(broker.addr, topic) + ["-C", "-o", "beginning", "-l", "-A", str(cons_lat),
+                                                "-c", str(sc.count)]
+        for p in range(sc.partitions):
+            ccmd += ["-p", str(p)]
+        if shutil.which("stdbuf"):
+            ccmd = ["stdbuf", "-oL"] + ccmd  # so its "reached end" line shows up promptly
+        pcmd = lg.common(broker.addr, topic) + [
+            "-P", "-s", str(sc.size), "-c", str(sc.count),
+            "-a", "-1" if sc.acks == "all" else sc.acks,
+            "-l", "-A", str(prod_lat), "-r", str(a.latency_rate), "-m", lg.pattern,
+            "-X", f"linger.ms={a.latency_linger_ms}"]
+        if sc.partitions == 1:
+            pcmd += ["-p", "0"]
+        with open(cons_log, "ab") as f:
+            f.write(("$ " + " ".join(ccmd) + "\n").encode())
+            f.flush()
+            cons = PROCS.spawn(ccmd, env=None, stdout=f)
+        try:
+            # Wait until the consumer has fetched up to the (empty) end of
+            # every partition, so no record waits for the consumer to start.
+            deadline = time.monotonic() + 20
+            ready = False
+            while time.monotonic() < deadline and cons.poll() is None:
+                if cons_log.read_text(errors="replace").count("reached end of") >= sc.partitions:
+                    ready = True
+                    break
+                time.sleep(0.05)
+            if cons.poll() is not None:
+                raise RunError(f"latency consumer exited early (rc={cons.returncode}):\n{tail(cons_log)}")
+            rec["consumer_ready_marker_seen"] = ready
+            c0 = broker.cpu()
+            prod_to = sc.count / a.latency_rate * 3 + 60
+            rc, out, timed_out = run_tool(pcmd, run_dir / "latency-produce.log", prod_to)
+            m = None
+            for m in PROD_RE.finditer(out):
+                pass
+            if m is None or rc != 0 or timed_out or int(m.group(3)) != sc.count:
+                raise RunError(f"latency producer failed (rc={rc}, timed_out={timed_out}):\n"
+                               f"{tail(run_dir / 'latency-produce.log')}")
+            produced_ms = int(m.group(6))
+            try:
+                cons.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+            c1 = broker.cpu()
+        finally:
+            # SIGINT: it stops, prints its summary and closes the -A file.
+            consumer_rc = PROCS.kill(cons, signal.SIGINT, grace=10.0)
+        broker.check_alive("latency run")
+        skip = int(a.latency_warmup_seconds * a.latency_rate)
+        e2e = latency_stats(cons_lat, skip)
+        ack = latency_stats(prod_lat, skip)
+        rec["latency"] = {
+            "rate_target": a.latency_rate,
+            "rate_achieved": round(sc.count / max(produced_ms, 1) * 1000, 1),
+            "linger_ms": a.latency_linger_ms,
+            "end_to_end": e2e,
+            "produce_ack": ack,
+            "consumer_rc": consumer_rc,
+        }
+        if None not in (c0, c1):
+            rec["latency"]["broker_cpu_s"] = round(c1 - c0, 2)
+        if e2e.get("samples_total", 0) < sc.count:
+            raise RunError(f"latency consumer saw {e2e.get('samples_total', 0)}/{sc.count} "
+                           f"records:\n{tail(cons_log)}")
+
+    def run(self, scenarios: list[Scenario]) -> None:
+        total = self.args.runs * len(scenarios) * len(self.specs)
+        i = 0
+        for rep in range(1, self.args.runs + 1):
+            for sc in scenarios:
+                for spec in self.specs:  # interleaved: weir, tansu, weir, ...
+                    i += 1
+                    head = f"[{i}/{total}] rep {rep} {sc.name:<24} {spec.label:<20}"
+                    print(head, end=" ", flush=True)
+                    rec = self.one_run(rep, sc, spec)
+                    self.runs.append(rec)
+                    if not rec["ok"]:
+                        self.failures += 1
+                        print("FAILED")
+                        print("    " + rec["error"].replace("\n", "\n    "), flush=True)
+                        continue
+                    if sc.kind == "throughput":
+                        p, c = rec["produce"], rec["consume"]
+                        print(f"produce {p['msgs_per_s']:>11,.0f} msg/s {p['mb_per_s']:>8.1f} MB/s | "
+                              f"consume {c['msgs_per_s']:>11,.0f} msg/s {c['mb_per_s']:>8.1f} MB/s",
+                              flush=True)
+                    else:
+                        lat = rec["latency"]["end_to_end"]
+                        print(f"e2e p50 {lat.get('p50_ms', float('nan')):.2f} p99 "
+                              f"{lat.get('p99_ms', float('nan')):.2f} p99.9 "
+                              f"{lat.get('p999_ms', float('nan')):.2f} ms "
+                              f"@ {rec['latency']['rate_achieved']:,.0f} msg/s", flush=True)
+                    if rec.get("warning"):
+                        print("    warning: " + rec["warning"], flush=True)
+
+
+# --------------------------------------------------------------------------
+# Summary and report
+# --------------------------------------------------------------------------
+
+
+def med(vals: list[float]) -> float | None:
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def summarize(runs: list[dict], specs: list[BrokerSpec], scenarios: list[Scenario]) -> dict:
+    keys = [s.key for s in specs]
+    produce: dict = {}
+    consume: dict = {}
+    latency: dict = {}
+    for sc in scenarios:
+        if sc.kind == "throughput":
+            produce[sc.name] = {}
+            # Consume catch-up does not depend on the acks the data was
+            # produced with: pool the acks=1 and acks=all runs.
+            cname = f"{human_size(sc.size)} p={sc.partitions}"
+            consume.setdefault(cname, {})
+            for k in keys:
+                rs = [r for r in runs if r["ok"] and r["scenario"] == sc.name and r["broker"] == k]
+                if rs:
+                    produce[sc.name][k] = {
+                        "msgs_per_s": med([r["produce"]["msgs_per_s"] for r in rs]),
+                        "mb_per_s": med([r["produce"]["mb_per_s"] for r in rs]),
+                        "samples": [round(r["produce"]["msgs_per_s"]) for r in rs]}
+                cs = consume[cname].setdefault(k, {"_samples": []})
+                cs["_samples"].extend((r["consume"]["msgs_per_s"], r["consume"]["mb_per_s"]) for r in rs)
+        else:
+            latency[sc.name] = {}
+            for k in keys:
+                rs = [r for r in runs if r["ok"] and r["scenario"] == sc.name and r["broker"] == k]
+                if rs:
+                    e = [r["latency"]["end_to_end"] for r in rs]
+                    a = [r["latency"]["produce_ack"] for r in rs]
+                    latency[sc.name][k] = {
+                        "p50_ms": med([x.get("p50_ms") for x in e]),
+                        "p99_ms": med([x.get("p99_ms") for x in e]),
+                        "p999_ms": med([x.get("p999_ms") for x in e]),
+                        "max_ms": med([x.get("max_ms") for x in e]),
+                        "ack_p50_ms": med([x.get("p50_ms") for x in a]),
+                        "ack_p99_ms": med([x.get("p99_ms") for x in a]),
+                        "rate_achieved": med([r["latency"]["rate_achieved"] for r in rs]),
+                        "samples": [x.get("p99_ms") for x in e]}
+    for cname, per in consume.items():
+        for k in list(per):
+            smp = per[k].pop("_samples")
+            if smp:
+                per[k] = {"msgs_per_s": med([s[0] for s in smp]), "mb_per_s": med([s[1] for s in smp]),
+                          "samples": [round(s[0]) for s in smp]}
+            else:
+                del per[k]
+    return {"produce": produce, "consume": consume, "latency": latency}
+
+
+def ratio(a: dict | None, b: dict | None, field_: str = "msgs_per_s") -> float | None:
+    if not a or not b or not b.get(field_):
+        return None
+    return a[field_] / b[field_]
+
+
+def goal(value: float | None, ok: bool) -> str:
+    return "-" if value is None else ("ok" if ok else "MISS")
+
+
+def fmt_rate(d: dict | None) -> str:
+    if not d:
+        return f"{'-':>11} {'-':>7}"
+    return f"{d['msgs_per_s']:>11,.0f} {d['mb_per_s']:>7.1f}"
+
+
+def fmt_ratio(r: float | None) -> str:
+    return f"{'-':>6}" if r is None else f"{r:>5.2f}x"
+
+
+def report(summary: dict, specs: list[BrokerSpec], args: argparse.Namespace) -> tuple[str, dict]:
+    have = {s.key for s in specs}
+    labels = {s.key: s.label for s in specs}
+    cols = [k for k in ("weir-none", "weir-batch", "tansu-memory") if k in have]
+    cols += [s.key for s in specs if s.key not in cols]
+    lines: list[str] = []
+    goals: dict[str, Any] = {"produce_vs_peer": {}, "consume_vs_peer": {}, "fsync_batch_vs_none_1kib": {},
+                             "latency_p99": {}}
+    w = 19
+
+    def header(title: str) -> None:
+        lines.append("")
+        lines.append(title)
+        lines.append(f"{'':<22}" + "".join(f" {labels[k]:>{w}}" for k in cols)
+                     + "   Weir/Tansu (goal >= 1x)")
+        lines.append(f"{'scenario':<22}" + "".join(f" {'msg/s':>11} {'MB/s':>7}" for _ in cols)
+                     + "   none    batch   goal")
+
+    def rows(kind: str, table: dict) -> None:
+        for name, per in table.items():
+            peer = per.get("tansu-memory")
+            r_none = ratio(per.get("weir-none"), peer)
+            r_batch = ratio(per.get("weir-batch"), peer)
+            g_ok = r_none is not None and r_none >= 1.0
+            goals[f"{kind}_vs_peer"][name] = {"weir_none_over_tansu": r_none,
+                                              "weir_batch_over_tansu": r_batch,
+                                              "met": None if r_none is None else g_ok}
+            lines.append(f"{name:<22}" + "".join(f" {fmt_rate(per.get(k))}" for k in cols)
+                         + f"   {fmt_ratio(r_none)}  {fmt_ratio(r_batch)}  {goal(r_none, g_ok)}")
+
+    n = args.runs
+    lines.append(f"Broker benchmark: median of {n} run{'s' if n != 1 else ''} per figure; "
+                 f"MB = 10^6 bytes; records {args.count_100b:,} x 100 B, {args.count_1kib:,} x 1 KiB; "
+                 f"producer linger.ms={args.linger_ms}")
+    if summary["produce"]:
+        header("PRODUCE (rdkafka_performance -P; time from first send to last delivery report)")
+        rows("produce", summary["produce"])
+    if summary["consume"]:
+        header("CONSUME catch-up (everything just produced, from offset 0; acks=1 and acks=all runs pooled)")
+        rows("consume", summary["consume"])
+
+    # fsync per batch vs no fsync at 1 KiB.
+    fs_rows = [(name, per) for name, per in summary["produce"].items() if name.startswith("1KiB")]
+    if fs_rows and {"weir-none", "weir-batch"} <= have:
+        lines.append("")
+        lines.append("FSYNC COST: Weir fsync-per-batch / Weir no-fsync, produce at 1 KiB (goal >= 50%)")
+        for name, per in fs_rows:
+            r = ratio(per.get("weir-batch"), per.get("weir-none"))
+            ok = r is not None and r >= 0.5
+            goals["fsync_batch_vs_none_1kib"][name] = {"ratio": r, "met": None if r is None else ok}
+            rs = "-" if r is None else f"{r * 100:5.1f}%"
+            lines.append(f"{name:<22} {rs:>8}   {goal(r, ok)}")
+
+    if summary["latency"]:
+        lines.append("")
+        lines.append(f"LATENCY at a fixed {args.latency_rate:,} msg/s (produce -> consume, wall clock, "
+                     f"{args.latency_seconds:g}s per run, first {args.latency_warmup_seconds:g}s dropped; "
+                     f"producer linger.ms={args.latency_linger_ms}); goal p99 <= {args.latency_goal_ms:g} ms")
+        for name, per in summary["latency"].items():
+            lines.append(f"{name}")
+            lines.append(f"  {'broker':<20} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'max ms':>8}"
+                         f" {'ack p50':>8} {'ack p99':>8} {'msg/s':>8}   goal")
+            for k in cols:
+                d = per.get(k)
+                if not d:
+                    lines.append(f"  {labels[k]:<20} {'-':>8} {'-':>8} {'-':>9} {'-':>8} {'-':>8} {'-':>8} {'-':>8}   -")
+                    continue
+                p99 = d["p99_ms"]
+                ok = p99 is not None and p99 <= args.latency_goal_ms
+                if k.startswith("weir"):
+                    goals["latency_p99"][f"{name} {k}"] = {"p99_ms": p99, "met": ok}
+                f = lambda v: "nan" if v is None else f"{v:.2f}"  # noqa: E731
+                lines.append(f"  {labels[k]:<20} {f(d['p50_ms']):>8} {f(p99):>8} {f(d['p999_ms']):>9} "
+                             f"{f(d['max_ms']):>8} {f(d['ack_p50_ms']):>8} {f(d['ack_p99_ms']):>8} "
+                             f"{d['rate_achieved']:>8,.0f}   {goal(p99, ok) if k.startswith('weir') else '(peer)'}")
+    return "\n".join(lines), goals
+
+
+# --------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------
+
+
+def tool_version(cmd: list[str], timeout: float = 15) -> str | None:
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                           stdin=subprocess.DEVNULL)
+        out = (p.stdout + p.stderr).strip()
+        return out.splitlines()[0] if out and p.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def librdkafka_version(rdkp: str) -> str | None:
+    try:
+        p = subprocess.run([rdkp], capture_output=True, text=True, timeout=15, stdin=subprocess.DEVNULL)
+        m = re.search(r"librdkafka version (\S+)", p.stdout + p.stderr)
+        return m.group(1) if m else None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def git_info(repo: Path) -> dict:
+    def g(*a: str) -> str | None:
+        try:
+            p = subprocess.run(["git", "-C", str(repo), *a], capture_output=True, text=True, timeout=15)
+            return p.stdout.strip() if p.returncode == 0 else None
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+    st = g("status", "--porcelain")
+    return {"commit": g("rev-parse", "HEAD"), "dirty": bool(st) if st is not None else None}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    cache = Path(os.environ.get("WEIR_BENCH_CACHE", "/var/cache/weir-bench"))
+    target = os.environ.get("CARGO_TARGET_DIR", "/var/cache/weir/target")
+    ap = argparse.ArgumentParser(
+        prog="bench-broker",
+        description="Benchmark Weir against Tansu (produce, consume catch-up, latency).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="one run per figure instead of --runs")
+    ap.add_argument("--runs", type=int, default=3, help="runs per figure (median is reported)")
+    ap.add_argument("--only", choices=("weir", "tansu"), help="benchmark only this broker")
+    ap.add_argument("--brokers", help="comma list of broker configs "
+                    "(weir-none, weir-batch, tansu-memory); overrides --only")
+    ap.add_argument("--scenarios", metavar="REGEX",
+                    help="only scenarios whose name matches, e.g. '^100B' or 'latency' "
+                    "(names: '100B acks=1 p=8', 'latency 100B acks=all p=1', ...)")
+    ap.add_argument("--count-100b", type=int, default=2_000_000, help="records per 100 B run")
+    ap.add_argument("--count-1kib", type=int, default=500_000, help="records per 1 KiB run")
+    ap.add_argument("--linger-ms", type=int, default=5, help="producer linger.ms for throughput runs")
+    ap.add_argument("--latency-rate", type=int, default=10_000, help="msg/s in the latency runs")
+    ap.add_argument("--latency-seconds", type=float, default=10, help="length of a latency run")
+    ap.add_argument("--latency-warmup-seconds", type=float, default=1,
+                    help="samples from the first this many seconds are dropped")
+    ap.add_argument("--latency-size", type=int, default=100, help="record size in the latency runs")
+    ap.add_argument("--latency-acks", default="all", choices=("1", "all"))
+    ap.add_argument("--latency-partitions", type=int, default=1)
+    ap.add_argument("--latency-linger-ms", type=int, default=0, help="producer linger.ms for latency runs")
+    ap.add_argument("--latency-goal-ms", type=float, default=5.0)
+    ap.add_argument("--timeout", type=float, default=300, help="limit for each producer/consumer process (s)")
+    ap.add_argument("--start-timeout", type=float, default=30, help="limit for a broker to accept TCP (s)")
+    ap.add_argument("--rust-log", default=os.environ.get("BENCH_BROKER_RUST_LOG", "warn"),
+                    help="RUST_LOG given to both brokers ('' to leave it alone)")
+    ap.add_argument("--keep-data", action="store_true", help="keep broker data dirs after each run")
+    ap.add_argument("--json", help="where to write the JSON results (default: under the cache dir)")
+    ap.add_argument("--cache", default=str(cache), help="cache dir ($WEIR_BENCH_CACHE)")
+    ap.add_argument("--weir-bin", default=os.environ.get("WEIR_BIN", f"{target}/release/weir"))
+    ap.add_argument("--tansu-bin", default=None, help="default: CACHE/tansu/bin/tansu")
+    ap.add_argument("--rdkafka-performance", default=None,
+                    help="default: CACHE/rdkafka_performance/rdkafka_performance")
+    ap.add_argument("--venv-python", default=None, help="default: CACHE/venv/bin/python")
+    ap.add_argument("--pidfile", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    c = Path(args.cache)
+    args.tansu_bin = args.tansu_bin or str(c / "tansu/bin/tansu")
+    args.rdkafka_performance = args.rdkafka_performance or str(c / "rdkafka_performance/rdkafka_performance")
+    args.venv_python = args.venv_python or str(c / "venv/bin/python")
+    if args.quick:
+        args.runs = 1
+    if args.runs < 1:
+        ap.error("--runs must be >= 1")
+    return args
+
+
+def broker_specs(args: argparse.Namespace) -> list[BrokerSpec]:
+    all_specs = [
+        BrokerSpec("weir-none", "Weir (no fsync)", "weir", args.weir_bin, {"WEIR_LOG__FLUSH": "none"}),
+        BrokerSpec("tansu-memory", "Tansu (memory)", "tansu", args.tansu_bin, {},
+                   storage="memory://tansu/"),
+        BrokerSpec("weir-batch", "Weir (fsync/batch)", "weir", args.weir_bin, {"WEIR_LOG__FLUSH": "batch"}),
+    ]
+    if args.brokers:
+        want = [b.strip() for b in args.brokers.split(",") if b.strip()]
+        known = {s.key for s in all_specs}
+        bad = [b for b in want if b not in known]
+        if bad:
+            raise SystemExit(f"bench-broker: unknown broker config(s) {bad}; known: {sorted(known)}")
+        return [s for s in all_specs if s.key in want]
+    if args.only:
+        return [s for s in all_specs if s.kind == args.only]
+    return all_specs
+
+
+def main(argv: list[str]) -> int:
+    global PROCS
+    args = parse_args(argv)
+    specs = broker_specs(args)
+    cache = Path(args.cache)
+    repo = Path(__file__).resolve().parents[2]
+
+    missing = []
+    for path, what in [(args.rdkafka_performance, "rdkafka_performance"), (args.venv_python, "venv python")]:
+        if not os.access(path, os.X_OK):
+            missing.append(f"{what}: {path}")
+    for kind, binpath in (("weir", args.weir_bin), ("tansu", args.tansu_bin)):
+        if any(s.kind == kind for s in specs) and not os.access(binpath, os.X_OK):
+            missing.append(f"{kind} binary: {binpath}")
+    if missing:
+        print("bench-broker: missing (run scripts/bench-broker, which builds them):\n  "
+              + "\n  ".join(missing), file=sys.stderr)
+        return 2
+
+    scenarios = build_scenarios(args)
+    if not scenarios or not specs:
+        print("bench-broker: nothing to run (check --scenarios / --brokers)", file=sys.stderr)
+        return 2
+
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_dir = cache / "runs" / stamp
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs_root = cache / "runs"
+    old = sorted(p for p in runs_root.iterdir() if p.is_dir() and p != out_dir)
+    for p in old[:-9]:  # keep the logs of the last 10 invocations
+        shutil.rmtree(p, ignore_errors=True)
+    json_path = Path(args.json) if args.json else cache / "results" / f"broker-bench-{stamp}.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+
+    PROCS = Procs(Path(args.pidfile) if args.pidfile else out_dir / "pids")
+
+    def on_signal(signum, _frame):
+        raise Interrupted(signal.Signals(signum).name)
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, on_signal)
+
+    meta = {
+        "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "host": {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version()},
+        "repo": git_info(repo),
+        "librdkafka": librdkafka_version(args.rdkafka_performance),
+        "brokers": {},
+        "logs": str(out_dir),
+    }
+    for s in specs:
+        info = {"label": s.label, "binary": s.binary, "env": s.env}
+        if s.kind == "tansu":
+            info["version"] = tool_version([s.binary, "--version"])
+            info["storage"] = s.storage
+        else:
+            try:
+                st = os.stat(s.binary)
+                info["binary_mtime"] = _dt.datetime.fromtimestamp(st.st_mtime).astimezone().isoformat(
+                    timespec="seconds")
+            except OSError:
+                pass
+            info["version"] = tool_version([s.binary, "--version"])
+        meta["brokers"][s.key] = info
+
+    print(f"bench-broker: {len(scenarios)} scenarios x {len(specs)} broker configs x {args.runs} runs; "
+          f"librdkafka {meta['librdkafka']}; logs in {out_dir}", flush=True)
+    for s in specs:
+        print(f"  {s.label:<20} {s.binary} ({meta['brokers'][s.key].get('version') or 'version ?'})")
+
+    bench = Bench(args, specs, out_dir)
+    interrupted = None
+    try:
+        bench.run(scenarios)
+    except Interrupted as e:
+        interrupted = str(e)
+    finally:
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, signal.SIG_IGN)
+        PROCS.kill_all()
+
+    summary = summarize(bench.runs, specs, scenarios)
+    text, goals = report(summary, specs, args)
+    print(text)
+    result = {"meta": meta, "config": {k: v for k, v in vars(args).items() if k != "pidfile"},
+              "scenarios": [vars(s) for s in scenarios], "summary": summary, "goals": goals,
+              "runs": bench.runs, "failures": bench.failures, "interrupted": interrupted}
+    meta["finished"] = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nJSON results: {json_path}")
+    if interrupted:
+        print(f"bench-broker: interrupted ({interrupted})", file=sys.stderr)
+        return 130
+    if bench.failures:
+        print(f"bench-broker: {bench.failures} run(s) FAILED (see errors above and logs in {out_dir})",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

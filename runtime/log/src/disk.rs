@@ -1,0 +1,326 @@
+//! The on-disk engine: a directory of topics, each a directory of partition directories.
+//!
+//! ```text
+//! <dir>/.lock                      held (flock) while a broker uses the directory
+//! <dir>/.clean-shutdown            present only between a clean close and the next open
+//! <dir>/topics/<topic>/topic.json  id, partition count, config overrides
+//! <dir>/topics/<topic>/<p>/        segments: <base offset>.log / .index / .timeindex
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+use crate::partition::Partition;
+use crate::{
+    AppendInfo, LogError, MaintenanceReport, PartitionOffsets, ReadResult, Storage, TopicConfig, TopicInfo, now_ms,
+    validate_topic_name,
+};
+
+/// When appended data is forced to stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FlushMode {
+    /// Leave it to the OS (plus `flush_messages` / `flush_ms` if set). Survives a process crash,
+    /// not a power loss.
+    #[default]
+    None,
+    /// Every produce waits for an fsync; concurrent produces share one (group commit).
+    Batch,
+}
+
+/// Options of the disk engine.
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    pub dir: PathBuf,
+    /// Defaults every topic inherits.
+    pub defaults: TopicConfig,
+    pub flush: FlushMode,
+    /// Fsync once this many messages are unflushed in a partition (`log.flush.interval.messages`).
+    pub flush_messages: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct TopicMeta {
+    id: uuid::Uuid,
+    partitions: u32,
+    #[serde(default)]
+    configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug)]
+struct Topic {
+    name: String,
+    dir: PathBuf,
+    id: uuid::Uuid,
+    overrides: BTreeMap<String, String>,
+    config: TopicConfig,
+    partitions: RwLock<Vec<Arc<Partition>>>,
+}
+
+/// The disk storage engine.
+#[derive(Debug)]
+pub struct DiskStorage {
+    opts: LogOptions,
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    _lock: File,
+}
+
+fn poisoned<T>(_: T) -> LogError {
+    LogError::Io(std::io::Error::other("storage lock poisoned"))
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LogError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent() {
+        File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+impl DiskStorage {
+    /// Opens the data directory, running crash recovery if the last shutdown was not clean.
+    pub fn open(opts: LogOptions) -> Result<DiskStorage, LogError> {
+        std::fs::create_dir_all(opts.dir.join("topics"))?;
+        let lock = File::create(opts.dir.join(".lock"))?;
+        if lock.try_lock().is_err() {
+            return Err(LogError::Io(std::io::Error::other(format!(
+                "data directory {} is in use by another process",
+                opts.dir.display()
+            ))));
+        }
+        let marker = opts.dir.join(".clean-shutdown");
+        let clean = marker.exists();
+        if clean {
+            std::fs::remove_file(&marker)?;
+            File::open(&opts.dir)?.sync_all()?;
+        }
+        let recover = !clean;
+        let started = std::time::Instant::now();
+        let mut topics = HashMap::new();
+        let now = now_ms();
+        for entry in std::fs::read_dir(opts.dir.join("topics"))? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            let dir = entry.path();
+            if name.starts_with('.') || !dir.is_dir() {
+                continue;
+            }
+            let meta_path = dir.join("topic.json");
+            let meta: TopicMeta = match std::fs::read(&meta_path) {
+                Ok(b) => serde_json::from_slice(&b)
+                    .map_err(|e| LogError::Corrupt(format!("{}: {e}", meta_path.display())))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    tracing::warn!(dir = %dir.display(), "topic directory without topic.json (interrupted create?); removing");
+                    std::fs::remove_dir_all(&dir)?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let config = opts.defaults.with_overrides(&meta.configs)?;
+            let mut parts = Vec::new();
+            for p in 0..meta.partitions {
+                parts.push(Arc::new(Partition::open(&dir.join(p.to_string()), recover, &config, now)?));
+            }
+            topics.insert(
+                name.clone(),
+                Arc::new(Topic { name, dir, id: meta.id, overrides: meta.configs, config, partitions: RwLock::new(parts) }),
+            );
+        }
+        tracing::info!(
+            dir = %opts.dir.display(),
+            topics = topics.len(),
+            recovered = recover,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "log opened"
+        );
+        Ok(DiskStorage { opts, topics: RwLock::new(topics), _lock: lock })
+    }
+
+    fn topic_arc(&self, name: &str) -> Result<Arc<Topic>, LogError> {
+        self.topics
+            .read()
+            .map_err(poisoned)?
+            .get(name)
+            .cloned()
+            .ok_or_else(|| LogError::UnknownTopicOrPartition(name.to_string()))
+    }
+
+    fn partition(&self, topic: &str, partition: i32) -> Result<(Arc<Topic>, Arc<Partition>), LogError> {
+        let t = self.topic_arc(topic)?;
+        let p = usize::try_from(partition)
+            .ok()
+            .and_then(|i| t.partitions.read().ok()?.get(i).cloned())
+            .ok_or_else(|| LogError::UnknownTopicOrPartition(format!("{topic}-{partition}")))?;
+        Ok((t, p))
+    }
+
+    fn info(t: &Topic) -> TopicInfo {
+        TopicInfo {
+            name: t.name.clone(),
+            id: t.id,
+            partitions: t.partitions.read().map(|p| p.len() as u32).unwrap_or(0),
+            overrides: t.overrides.clone(),
+            config: t.config.clone(),
+        }
+    }
+
+    fn all_partitions(&self) -> Vec<(Arc<Topic>, Arc<Partition>)> {
+        let topics: Vec<Arc<Topic>> = self.topics.read().map(|t| t.values().cloned().collect()).unwrap_or_default();
+        let mut out = Vec::new();
+        for t in topics {
+            let parts = t.partitions.read().map(|p| p.clone()).unwrap_or_default();
+            for p in parts {
+                out.push((t.clone(), p));
+            }
+        }
+        out
+    }
+
+    /// Size in bytes and segment count of one partition (for tests and tools).
+    pub fn partition_stats(&self, topic: &str, partition: i32) -> Result<(u64, usize), LogError> {
+        let (_, p) = self.partition(topic, partition)?;
+        Ok((p.size_bytes(), p.segment_count()))
+    }
+}
+
+impl Storage for DiskStorage {
+    fn create_topic(&self, name: &str, partitions: u32, overrides: BTreeMap<String, String>) -> Result<TopicInfo, LogError> {
+        validate_topic_name(name)?;
+        if partitions == 0 || partitions > 10_000 {
+            return Err(LogError::InvalidPartitions(format!("{partitions} (must be 1..=10000)")));
+        }
+        let config = self.opts.defaults.with_overrides(&overrides)?;
+        let mut topics = self.topics.write().map_err(poisoned)?;
+        if topics.contains_key(name) {
+            return Err(LogError::TopicExists(name.to_string()));
+        }
+        let dir = self.opts.dir.join("topics").join(name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        std::fs::create_dir_all(&dir)?;
+        let now = now_ms();
+        let mut parts = Vec::new();
+        for p in 0..partitions {
+            parts.push(Arc::new(Partition::open(&dir.join(p.to_string()), false, &config, now)?));
+        }
+        let meta = TopicMeta { id: uuid::Uuid::new_v4(), partitions, configs: overrides.clone() };
+        write_atomic(&dir.join("topic.json"), &serde_json::to_vec_pretty(&meta).map_err(std::io::Error::other)?)?;
+        let topic = Arc::new(Topic {
+            name: name.to_string(),
+            dir,
+            id: meta.id,
+            overrides,
+            config,
+            partitions: RwLock::new(parts),
+        });
+        let info = Self::info(&topic);
+        topics.insert(name.to_string(), topic);
+        tracing::info!(topic = name, partitions, "topic created");
+        Ok(info)
+    }
+
+    fn delete_topic(&self, name: &str) -> Result<(), LogError> {
+        let topic = self
+            .topics
+            .write()
+            .map_err(poisoned)?
+            .remove(name)
+            .ok_or_else(|| LogError::UnknownTopicOrPartition(name.to_string()))?;
+        // Rename first so a crash mid-delete never leaves a half topic behind.
+        let trash = self.opts.dir.join("topics").join(format!(".deleted-{}-{}", name, topic.id));
+        std::fs::rename(&topic.dir, &trash)?;
+        std::fs::remove_dir_all(&trash)?;
+        tracing::info!(topic = name, "topic deleted");
+        Ok(())
+    }
+
+    fn create_partitions(&self, name: &str, total: u32) -> Result<(), LogError> {
+        let t = self.topic_arc(name)?;
+        let mut parts = t.partitions.write().map_err(poisoned)?;
+        let current = parts.len() as u32;
+        if total <= current || total > 10_000 {
+            return Err(LogError::InvalidPartitions(format!(
+                "topic {name} has {current} partitions; the new count must be larger (got {total})"
+            )));
+        }
+        let now = now_ms();
+        for p in current..total {
+            parts.push(Arc::new(Partition::open(&t.dir.join(p.to_string()), false, &t.config, now)?));
+        }
+        let meta = TopicMeta { id: t.id, partitions: total, configs: t.overrides.clone() };
+        write_atomic(&t.dir.join("topic.json"), &serde_json::to_vec_pretty(&meta).map_err(std::io::Error::other)?)?;
+        Ok(())
+    }
+
+    fn topics(&self) -> Vec<TopicInfo> {
+        let mut v: Vec<TopicInfo> =
+            self.topics.read().map(|t| t.values().map(|t| Self::info(t)).collect()).unwrap_or_default();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    fn topic(&self, name: &str) -> Option<TopicInfo> {
+        self.topic_arc(name).ok().map(|t| Self::info(&t))
+    }
+
+    fn defaults(&self) -> TopicConfig {
+        self.opts.defaults.clone()
+    }
+
+    fn append(&self, topic: &str, partition: i32, records: &[u8]) -> Result<AppendInfo, LogError> {
+        let (t, p) = self.partition(topic, partition)?;
+        let mut info = p.append(records, &t.config, self.opts.flush_messages, now_ms())?;
+        info.needs_sync |= self.opts.flush == FlushMode::Batch;
+        Ok(info)
+    }
+
+    fn read(&self, topic: &str, partition: i32, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
+        self.partition(topic, partition)?.1.read(offset, max_bytes)
+    }
+
+    fn offsets(&self, topic: &str, partition: i32) -> Result<PartitionOffsets, LogError> {
+        self.partition(topic, partition)?.1.offsets()
+    }
+
+    fn offset_for_timestamp(&self, topic: &str, partition: i32, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
+        let (_, p) = self.partition(topic, partition)?;
+        if ts == -3 { p.max_timestamp() } else { p.offset_for_timestamp(ts) }
+    }
+
+    fn sync_to(&self, topic: &str, partition: i32, up_to: i64) -> Result<(), LogError> {
+        self.partition(topic, partition)?.1.sync_to(up_to)
+    }
+
+    fn flush_all(&self) -> Result<(), LogError> {
+        for (_, p) in self.all_partitions() {
+            p.flush()?;
+        }
+        Ok(())
+    }
+
+    fn maintain(&self, now_ms: i64) -> Result<MaintenanceReport, LogError> {
+        let mut report = MaintenanceReport::default();
+        for (t, p) in self.all_partitions() {
+            report.records_compacted += p.compact(&t.config, now_ms)?;
+            report.segments_deleted += p.enforce_retention(&t.config, now_ms)?;
+        }
+        Ok(report)
+    }
+
+    fn close(&self) -> Result<(), LogError> {
+        for (_, p) in self.all_partitions() {
+            p.close()?;
+        }
+        write_atomic(&self.opts.dir.join(".clean-shutdown"), b"")?;
+        tracing::info!(dir = %self.opts.dir.display(), "log closed cleanly");
+        Ok(())
+    }
+}

@@ -1,0 +1,270 @@
+"""Test harness for the Weir end-to-end suite.
+
+Provides `WeirBroker`, which runs the real `weir up` binary as a child
+process on a free loopback port with its own data directory, and the
+fixtures built on it:
+
+  * `weir_bin`     - path of the binary under test ($WEIR_BIN, default
+                     ${CARGO_TARGET_DIR:-/var/cache/weir/target}/release/weir)
+  * `start_broker` - factory: start_broker(env={...}) -> WeirBroker
+  * `broker`       - one broker with default settings
+
+At teardown every broker still running gets SIGTERM and must exit with
+code 0 within a bounded time; otherwise the test errors. When a test
+fails (or teardown does), each broker's stderr log is printed so it shows
+up in pytest's report.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+DEFAULT_TARGET_DIR = "/var/cache/weir/target"
+
+
+def default_weir_bin() -> str:
+    target = os.environ.get("CARGO_TARGET_DIR") or DEFAULT_TARGET_DIR
+    return os.environ.get("WEIR_BIN") or os.path.join(target, "release", "weir")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_accepts(port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+# Every broker process this session started and has not reaped yet, so that
+# an aborted pytest run does not leave brokers behind.
+_LIVE: dict = {}
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for proc in list(_LIVE.values()):
+        if proc.poll() is None:
+            proc.kill()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+class WeirBroker:
+    """One `weir up` process with a fixed port and data directory.
+
+    The port and data directory stay the same across kill9()/restart(), so a
+    restarted broker recovers the same log and clients can reconnect to the
+    same address.
+    """
+
+    READY_TIMEOUT = 20.0  # seconds for the port to accept connections
+    STOP_TIMEOUT = 30.0  # seconds for a graceful shutdown after SIGTERM
+    KILL_TIMEOUT = 10.0  # seconds for the process to vanish after SIGKILL
+
+    def __init__(self, binary: str, workdir: Path, env: Optional[dict] = None, name: str = "weir"):
+        self.binary = binary
+        self.name = name
+        self.port = free_port()
+        self.data_dir = workdir / f"{name}-data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = workdir / f"{name}.log"
+        self.env_overrides = {str(k): str(v) for k, v in (env or {}).items()}
+        self.proc: Optional[subprocess.Popen] = None
+        self.starts = 0
+
+    # -- addresses ---------------------------------------------------------
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def _env(self) -> dict:
+        # Only the settings a test asks for: WEIR_* variables from the
+        # caller's environment (e.g. WEIR_BIN) are not passed on.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WEIR_")}
+        env.setdefault("RUST_BACKTRACE", "1")
+        env.update(self.env_overrides)
+        return env
+
+    def _log(self, line: str) -> None:
+        with open(self.log_path, "a", encoding="utf-8") as f:
+            f.write(f"\n===== [harness {time.strftime('%H:%M:%S')}] {line} =====\n")
+
+    def start(self) -> "WeirBroker":
+        assert not self.running, "broker already running"
+        if port_accepts(self.port, timeout=0.2):
+            raise RuntimeError(f"port {self.port} is already taken by another process")
+        self.starts += 1
+        cmd = [self.binary, "up", "--listen", self.bootstrap, "--data-dir", str(self.data_dir)]
+        self._log(f"start #{self.starts}: {' '.join(cmd)} env={self.env_overrides}")
+        log = open(self.log_path, "ab")
+        try:
+            self.proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=self._env(),
+                # Own process group: Ctrl-C on pytest does not hit the broker
+                # directly; the harness shuts it down itself.
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        _LIVE[self.proc.pid] = self.proc
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.READY_TIMEOUT
+        while True:
+            code = self.proc.poll()
+            if code is not None:
+                _LIVE.pop(self.proc.pid, None)
+                raise RuntimeError(
+                    f"{self.name} exited with code {code} before accepting connections\n{self.log_tail()}"
+                )
+            if port_accepts(self.port):
+                return
+            if time.monotonic() >= deadline:
+                raise RuntimeError(
+                    f"{self.name} did not accept connections on {self.bootstrap} "
+                    f"within {self.READY_TIMEOUT}s\n{self.log_tail()}"
+                )
+            time.sleep(0.05)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill9(self) -> None:
+        """SIGKILL the broker (a crash: no shutdown code runs) and reap it."""
+        assert self.running, "kill9() on a broker that is not running"
+        self._log("SIGKILL")
+        self.proc.send_signal(signal.SIGKILL)
+        try:
+            self.proc.wait(timeout=self.KILL_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"{self.name} still alive {self.KILL_TIMEOUT}s after SIGKILL")
+        _LIVE.pop(self.proc.pid, None)
+
+    def stop(self) -> int:
+        """SIGTERM, wait (bounded) and return the exit code.
+
+        If the broker does not exit in time it is SIGKILLed and an error is
+        raised: a graceful shutdown must not hang.
+        """
+        assert self.running, "stop() on a broker that is not running"
+        self._log("SIGTERM")
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=self.STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=self.KILL_TIMEOUT)
+            _LIVE.pop(self.proc.pid, None)
+            raise RuntimeError(f"{self.name} did not exit within {self.STOP_TIMEOUT}s of SIGTERM")
+        _LIVE.pop(self.proc.pid, None)
+        self._log(f"exited with code {code}")
+        return code
+
+    def restart(self) -> "WeirBroker":
+        """Start again on the same port and data dir.
+
+        A broker that is still running is first shut down gracefully, and
+        that shutdown must succeed (exit code 0).
+        """
+        if self.running:
+            code = self.stop()
+            assert code == 0, f"graceful shutdown before restart exited with {code}\n{self.log_tail()}"
+        return self.start()
+
+    # -- diagnostics -------------------------------------------------------
+
+    def log_tail(self, max_bytes: int = 20000) -> str:
+        try:
+            data = self.log_path.read_bytes()
+        except FileNotFoundError:
+            return f"(no log at {self.log_path})"
+        cut = len(data) > max_bytes
+        text = data[-max_bytes:].decode("utf-8", errors="replace")
+        head = f"----- {self.name} log {self.log_path}" + (" (last %d bytes)" % max_bytes if cut else "") + " -----"
+        return f"{head}\n{text}\n----- end of {self.name} log -----"
+
+
+# ---------------------------------------------------------------------------
+# pytest wiring
+# ---------------------------------------------------------------------------
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Remember each phase's report on the item so fixtures can see failures."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+@pytest.fixture(scope="session")
+def weir_bin() -> str:
+    path = default_weir_bin()
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        pytest.fail(f"weir binary not found or not executable: {path} (set WEIR_BIN)", pytrace=False)
+    return path
+
+
+@pytest.fixture
+def start_broker(weir_bin, tmp_path, request):
+    """Factory fixture: start_broker(env=None, name=None) -> running WeirBroker."""
+    brokers: list = []
+
+    def start(env: Optional[dict] = None, name: Optional[str] = None) -> WeirBroker:
+        broker = WeirBroker(weir_bin, tmp_path, env=env, name=name or f"weir{len(brokers)}")
+        brokers.append(broker)
+        return broker.start()
+
+    yield start
+
+    problems = []
+    for broker in brokers:
+        if broker.running:
+            try:
+                code = broker.stop()
+            except RuntimeError as exc:
+                problems.append(f"{broker.name}: {exc}")
+            else:
+                if code != 0:
+                    problems.append(f"{broker.name}: exit code {code} after SIGTERM (expected 0)")
+    call_report = getattr(request.node, "rep_call", None)
+    test_failed = call_report is None or call_report.failed
+    if problems or test_failed:
+        for broker in brokers:
+            print(broker.log_tail())
+    if problems:
+        pytest.fail("broker shutdown problems:\n" + "\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def broker(start_broker) -> WeirBroker:
+    """A broker with default settings."""
+    return start_broker()
