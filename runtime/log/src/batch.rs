@@ -16,7 +16,9 @@
 //! ```
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions};
+use kafka_protocol::records::{
+    Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+};
 
 use crate::LogError;
 
@@ -109,8 +111,12 @@ impl BatchHeader {
 
 /// Checks that `batch` is exactly one whole, well-formed v2 batch with a correct CRC.
 pub fn validate(batch: &[u8]) -> Result<BatchHeader, LogError> {
-    let h = BatchHeader::parse(batch)
-        .ok_or_else(|| LogError::CorruptBatch(format!("batch of {} bytes is shorter than its header", batch.len())))?;
+    let h = BatchHeader::parse(batch).ok_or_else(|| {
+        LogError::CorruptBatch(format!(
+            "batch of {} bytes is shorter than its header",
+            batch.len()
+        ))
+    })?;
     if h.magic != 2 {
         return Err(LogError::UnsupportedMagic(h.magic));
     }
@@ -123,7 +129,10 @@ pub fn validate(batch: &[u8]) -> Result<BatchHeader, LogError> {
     }
     let crc = crc32c::crc32c(&batch[CRC_START..]);
     if crc != h.crc {
-        return Err(LogError::CorruptBatch(format!("CRC-32C mismatch: header {:#010x}, computed {crc:#010x}", h.crc)));
+        return Err(LogError::CorruptBatch(format!(
+            "CRC-32C mismatch: header {:#010x}, computed {crc:#010x}",
+            h.crc
+        )));
     }
     if h.record_count < 1 || h.last_offset_delta < 0 || h.last_offset_delta < h.record_count - 1 {
         return Err(LogError::InvalidRecord(format!(
@@ -142,7 +151,9 @@ pub fn split_validated(buf: &[u8]) -> Result<Vec<(BatchHeader, std::ops::Range<u
     while pos < buf.len() {
         let rest = &buf[pos..];
         if rest.len() < LOG_OVERHEAD {
-            return Err(LogError::CorruptBatch("trailing bytes after the last batch".into()));
+            return Err(LogError::CorruptBatch(
+                "trailing bytes after the last batch".into(),
+            ));
         }
         let len = LOG_OVERHEAD + be_i32(rest, 8).max(0) as usize;
         if len > rest.len() {
@@ -195,8 +206,15 @@ pub fn encode_records(records: &[Record], compression: i16) -> Result<Bytes, Log
         _ => Compression::None,
     };
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &RecordEncodeOptions { version: 2, compression })
-        .map_err(|e| LogError::CorruptBatch(format!("cannot encode records: {e}")))?;
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .map_err(|e| LogError::CorruptBatch(format!("cannot encode records: {e}")))?;
     Ok(buf.freeze())
 }
 

@@ -18,12 +18,19 @@ pub struct CleanupPolicy {
 
 impl CleanupPolicy {
     fn parse(s: &str) -> Result<Self, String> {
-        let mut p = CleanupPolicy { delete: false, compact: false };
+        let mut p = CleanupPolicy {
+            delete: false,
+            compact: false,
+        };
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match part {
                 "delete" => p.delete = true,
                 "compact" => p.compact = true,
-                other => return Err(format!("unknown cleanup policy {other:?} (expected delete, compact or both)")),
+                other => {
+                    return Err(format!(
+                        "unknown cleanup policy {other:?} (expected delete, compact or both)"
+                    ));
+                }
             }
         }
         if !p.delete && !p.compact {
@@ -67,7 +74,10 @@ pub struct TopicConfig {
 impl Default for TopicConfig {
     fn default() -> Self {
         TopicConfig {
-            cleanup_policy: CleanupPolicy { delete: true, compact: false },
+            cleanup_policy: CleanupPolicy {
+                delete: true,
+                compact: false,
+            },
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
             segment_bytes: 1 << 30,
@@ -96,17 +106,26 @@ pub const TOPIC_KEYS: &[&str] = &[
 
 impl TopicConfig {
     /// Applies `overrides` on top of `self` (the broker defaults), checking every key and value.
-    pub fn with_overrides(&self, overrides: &BTreeMap<String, String>) -> Result<TopicConfig, LogError> {
+    pub fn with_overrides(
+        &self,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<TopicConfig, LogError> {
         let mut c = self.clone();
         for (k, v) in overrides {
-            c.set(k, v).map_err(|reason| LogError::InvalidConfig { key: k.clone(), reason })?;
+            c.set(k, v).map_err(|reason| LogError::InvalidConfig {
+                key: k.clone(),
+                reason,
+            })?;
         }
         Ok(c)
     }
 
     fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
         fn int(v: &str, min: i64) -> Result<i64, String> {
-            let n: i64 = v.trim().parse().map_err(|_| format!("{v:?} is not an integer"))?;
+            let n: i64 = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("{v:?} is not an integer"))?;
             if n < min {
                 return Err(format!("{n} is below the minimum {min}"));
             }
@@ -168,6 +187,11 @@ mod tests {
         assert!(err.contains("retention.mss"), "{err}");
         let mut o = BTreeMap::new();
         o.insert("segment.bytes".to_string(), "12".to_string());
-        assert!(base.with_overrides(&o).unwrap_err().to_string().contains("minimum"));
+        assert!(
+            base.with_overrides(&o)
+                .unwrap_err()
+                .to_string()
+                .contains("minimum")
+        );
     }
 }

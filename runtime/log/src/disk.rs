@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::partition::Partition;
 use crate::{
-    AppendInfo, LogError, MaintenanceReport, PartitionOffsets, ReadResult, Storage, TopicConfig, TopicInfo, now_ms,
-    validate_topic_name,
+    AppendInfo, LogError, MaintenanceReport, PartitionOffsets, ReadResult, Storage, TopicConfig,
+    TopicInfo, now_ms, validate_topic_name,
 };
 
 /// When appended data is forced to stable storage.
@@ -126,11 +126,23 @@ impl DiskStorage {
             let config = opts.defaults.with_overrides(&meta.configs)?;
             let mut parts = Vec::new();
             for p in 0..meta.partitions {
-                parts.push(Arc::new(Partition::open(&dir.join(p.to_string()), recover, &config, now)?));
+                parts.push(Arc::new(Partition::open(
+                    &dir.join(p.to_string()),
+                    recover,
+                    &config,
+                    now,
+                )?));
             }
             topics.insert(
                 name.clone(),
-                Arc::new(Topic { name, dir, id: meta.id, overrides: meta.configs, config, partitions: RwLock::new(parts) }),
+                Arc::new(Topic {
+                    name,
+                    dir,
+                    id: meta.id,
+                    overrides: meta.configs,
+                    config,
+                    partitions: RwLock::new(parts),
+                }),
             );
         }
         tracing::info!(
@@ -140,7 +152,11 @@ impl DiskStorage {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "log opened"
         );
-        Ok(DiskStorage { opts, topics: RwLock::new(topics), _lock: lock })
+        Ok(DiskStorage {
+            opts,
+            topics: RwLock::new(topics),
+            _lock: lock,
+        })
     }
 
     fn topic_arc(&self, name: &str) -> Result<Arc<Topic>, LogError> {
@@ -152,7 +168,11 @@ impl DiskStorage {
             .ok_or_else(|| LogError::UnknownTopicOrPartition(name.to_string()))
     }
 
-    fn partition(&self, topic: &str, partition: i32) -> Result<(Arc<Topic>, Arc<Partition>), LogError> {
+    fn partition(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(Arc<Topic>, Arc<Partition>), LogError> {
         let t = self.topic_arc(topic)?;
         let p = usize::try_from(partition)
             .ok()
@@ -172,7 +192,11 @@ impl DiskStorage {
     }
 
     fn all_partitions(&self) -> Vec<(Arc<Topic>, Arc<Partition>)> {
-        let topics: Vec<Arc<Topic>> = self.topics.read().map(|t| t.values().cloned().collect()).unwrap_or_default();
+        let topics: Vec<Arc<Topic>> = self
+            .topics
+            .read()
+            .map(|t| t.values().cloned().collect())
+            .unwrap_or_default();
         let mut out = Vec::new();
         for t in topics {
             let parts = t.partitions.read().map(|p| p.clone()).unwrap_or_default();
@@ -191,10 +215,17 @@ impl DiskStorage {
 }
 
 impl Storage for DiskStorage {
-    fn create_topic(&self, name: &str, partitions: u32, overrides: BTreeMap<String, String>) -> Result<TopicInfo, LogError> {
+    fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        overrides: BTreeMap<String, String>,
+    ) -> Result<TopicInfo, LogError> {
         validate_topic_name(name)?;
         if partitions == 0 || partitions > 10_000 {
-            return Err(LogError::InvalidPartitions(format!("{partitions} (must be 1..=10000)")));
+            return Err(LogError::InvalidPartitions(format!(
+                "{partitions} (must be 1..=10000)"
+            )));
         }
         let config = self.opts.defaults.with_overrides(&overrides)?;
         let mut topics = self.topics.write().map_err(poisoned)?;
@@ -209,10 +240,22 @@ impl Storage for DiskStorage {
         let now = now_ms();
         let mut parts = Vec::new();
         for p in 0..partitions {
-            parts.push(Arc::new(Partition::open(&dir.join(p.to_string()), false, &config, now)?));
+            parts.push(Arc::new(Partition::open(
+                &dir.join(p.to_string()),
+                false,
+                &config,
+                now,
+            )?));
         }
-        let meta = TopicMeta { id: uuid::Uuid::new_v4(), partitions, configs: overrides.clone() };
-        write_atomic(&dir.join("topic.json"), &serde_json::to_vec_pretty(&meta).map_err(std::io::Error::other)?)?;
+        let meta = TopicMeta {
+            id: uuid::Uuid::new_v4(),
+            partitions,
+            configs: overrides.clone(),
+        };
+        write_atomic(
+            &dir.join("topic.json"),
+            &serde_json::to_vec_pretty(&meta).map_err(std::io::Error::other)?,
+        )?;
         let topic = Arc::new(Topic {
             name: name.to_string(),
             dir,
@@ -235,7 +278,11 @@ impl Storage for DiskStorage {
             .remove(name)
             .ok_or_else(|| LogError::UnknownTopicOrPartition(name.to_string()))?;
         // Rename first so a crash mid-delete never leaves a half topic behind.
-        let trash = self.opts.dir.join("topics").join(format!(".deleted-{}-{}", name, topic.id));
+        let trash = self
+            .opts
+            .dir
+            .join("topics")
+            .join(format!(".deleted-{}-{}", name, topic.id));
         std::fs::rename(&topic.dir, &trash)?;
         std::fs::remove_dir_all(&trash)?;
         tracing::info!(topic = name, "topic deleted");
@@ -253,16 +300,31 @@ impl Storage for DiskStorage {
         }
         let now = now_ms();
         for p in current..total {
-            parts.push(Arc::new(Partition::open(&t.dir.join(p.to_string()), false, &t.config, now)?));
+            parts.push(Arc::new(Partition::open(
+                &t.dir.join(p.to_string()),
+                false,
+                &t.config,
+                now,
+            )?));
         }
-        let meta = TopicMeta { id: t.id, partitions: total, configs: t.overrides.clone() };
-        write_atomic(&t.dir.join("topic.json"), &serde_json::to_vec_pretty(&meta).map_err(std::io::Error::other)?)?;
+        let meta = TopicMeta {
+            id: t.id,
+            partitions: total,
+            configs: t.overrides.clone(),
+        };
+        write_atomic(
+            &t.dir.join("topic.json"),
+            &serde_json::to_vec_pretty(&meta).map_err(std::io::Error::other)?,
+        )?;
         Ok(())
     }
 
     fn topics(&self) -> Vec<TopicInfo> {
-        let mut v: Vec<TopicInfo> =
-            self.topics.read().map(|t| t.values().map(|t| Self::info(t)).collect()).unwrap_or_default();
+        let mut v: Vec<TopicInfo> = self
+            .topics
+            .read()
+            .map(|t| t.values().map(|t| Self::info(t)).collect())
+            .unwrap_or_default();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
@@ -282,7 +344,13 @@ impl Storage for DiskStorage {
         Ok(info)
     }
 
-    fn read(&self, topic: &str, partition: i32, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
+    fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadResult, LogError> {
         self.partition(topic, partition)?.1.read(offset, max_bytes)
     }
 
@@ -290,9 +358,18 @@ impl Storage for DiskStorage {
         self.partition(topic, partition)?.1.offsets()
     }
 
-    fn offset_for_timestamp(&self, topic: &str, partition: i32, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
+    fn offset_for_timestamp(
+        &self,
+        topic: &str,
+        partition: i32,
+        ts: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
         let (_, p) = self.partition(topic, partition)?;
-        if ts == -3 { p.max_timestamp() } else { p.offset_for_timestamp(ts) }
+        if ts == -3 {
+            p.max_timestamp()
+        } else {
+            p.offset_for_timestamp(ts)
+        }
     }
 
     fn sync_to(&self, topic: &str, partition: i32, up_to: i64) -> Result<(), LogError> {

@@ -55,7 +55,11 @@ pub enum LogError {
     #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
     MessageTooLarge { size: usize, max: u64 },
     #[error("offset {offset} is out of range [{log_start}, {log_end}]")]
-    OffsetOutOfRange { offset: i64, log_start: i64, log_end: i64 },
+    OffsetOutOfRange {
+        offset: i64,
+        log_start: i64,
+        log_end: i64,
+    },
     #[error("log data is corrupt: {0}")]
     Corrupt(String),
     #[error("storage I/O error: {0}")]
@@ -110,7 +114,12 @@ pub struct MaintenanceReport {
 /// the slow ones ([`Storage::sync_to`], [`Storage::maintain`]) on a blocking thread.
 pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// Creates a topic. `overrides` are validated against [`TOPIC_KEYS`].
-    fn create_topic(&self, name: &str, partitions: u32, overrides: BTreeMap<String, String>) -> Result<TopicInfo, LogError>;
+    fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        overrides: BTreeMap<String, String>,
+    ) -> Result<TopicInfo, LogError>;
     /// Deletes a topic and all its data.
     fn delete_topic(&self, name: &str) -> Result<(), LogError>;
     /// Grows a topic to `total` partitions.
@@ -124,12 +133,23 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// Validates and appends the record batches in `records`, assigning offsets.
     fn append(&self, topic: &str, partition: i32, records: &[u8]) -> Result<AppendInfo, LogError>;
     /// Reads whole batches from `offset`.
-    fn read(&self, topic: &str, partition: i32, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError>;
+    fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadResult, LogError>;
     /// Log start and end offsets.
     fn offsets(&self, topic: &str, partition: i32) -> Result<PartitionOffsets, LogError>;
     /// The first record with timestamp >= `ts` as (offset, timestamp); `ts == -3` asks for the
     /// record with the largest timestamp.
-    fn offset_for_timestamp(&self, topic: &str, partition: i32, ts: i64) -> Result<Option<(i64, i64)>, LogError>;
+    fn offset_for_timestamp(
+        &self,
+        topic: &str,
+        partition: i32,
+        ts: i64,
+    ) -> Result<Option<(i64, i64)>, LogError>;
     /// Blocks until every record before `up_to` is on stable storage (group commit).
     fn sync_to(&self, topic: &str, partition: i32, up_to: i64) -> Result<(), LogError>;
     /// Fsyncs partitions with unflushed data (the `flush.ms` policy).
@@ -142,7 +162,12 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
 
 /// Checks a topic name as Kafka does.
 pub fn validate_topic_name(name: &str) -> Result<(), LogError> {
-    let bad = |reason: &str| Err(LogError::InvalidTopic { name: name.to_string(), reason: reason.to_string() });
+    let bad = |reason: &str| {
+        Err(LogError::InvalidTopic {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        })
+    };
     if name.is_empty() {
         return bad("empty");
     }
@@ -152,7 +177,10 @@ pub fn validate_topic_name(name: &str) -> Result<(), LogError> {
     if name.len() > 249 {
         return bad("longer than 249 characters");
     }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-') {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
+    {
         return bad("only ASCII letters, digits, '.', '_' and '-' are allowed");
     }
     Ok(())

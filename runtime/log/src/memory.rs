@@ -9,8 +9,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::batch::{self, BatchHeader};
 use crate::{
-    AppendInfo, LogError, MaintenanceReport, PartitionOffsets, ReadResult, Storage, TopicConfig, TopicInfo, now_ms,
-    validate_topic_name,
+    AppendInfo, LogError, MaintenanceReport, PartitionOffsets, ReadResult, Storage, TopicConfig,
+    TopicInfo, now_ms, validate_topic_name,
 };
 
 #[derive(Debug, Default)]
@@ -40,12 +40,22 @@ fn poisoned<T>(_: T) -> LogError {
 
 impl MemoryStorage {
     pub fn new(defaults: TopicConfig) -> Self {
-        MemoryStorage { defaults, topics: RwLock::default() }
+        MemoryStorage {
+            defaults,
+            topics: RwLock::default(),
+        }
     }
 
-    fn with_partition<R>(&self, topic: &str, partition: i32, f: impl FnOnce(&TopicInfo, &mut MemPartition) -> Result<R, LogError>) -> Result<R, LogError> {
+    fn with_partition<R>(
+        &self,
+        topic: &str,
+        partition: i32,
+        f: impl FnOnce(&TopicInfo, &mut MemPartition) -> Result<R, LogError>,
+    ) -> Result<R, LogError> {
         let topics = self.topics.read().map_err(poisoned)?;
-        let t = topics.get(topic).ok_or_else(|| LogError::UnknownTopicOrPartition(topic.to_string()))?;
+        let t = topics
+            .get(topic)
+            .ok_or_else(|| LogError::UnknownTopicOrPartition(topic.to_string()))?;
         let p = usize::try_from(partition)
             .ok()
             .and_then(|i| t.partitions.get(i))
@@ -56,19 +66,40 @@ impl MemoryStorage {
 }
 
 impl Storage for MemoryStorage {
-    fn create_topic(&self, name: &str, partitions: u32, overrides: BTreeMap<String, String>) -> Result<TopicInfo, LogError> {
+    fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        overrides: BTreeMap<String, String>,
+    ) -> Result<TopicInfo, LogError> {
         validate_topic_name(name)?;
         if partitions == 0 || partitions > 10_000 {
-            return Err(LogError::InvalidPartitions(format!("{partitions} (must be 1..=10000)")));
+            return Err(LogError::InvalidPartitions(format!(
+                "{partitions} (must be 1..=10000)"
+            )));
         }
         let config = self.defaults.with_overrides(&overrides)?;
         let mut topics = self.topics.write().map_err(poisoned)?;
         if topics.contains_key(name) {
             return Err(LogError::TopicExists(name.to_string()));
         }
-        let info = TopicInfo { name: name.to_string(), id: uuid::Uuid::new_v4(), partitions, overrides, config };
-        let parts = (0..partitions).map(|_| Mutex::new(MemPartition::default())).collect();
-        topics.insert(name.to_string(), MemTopic { info: info.clone(), partitions: parts });
+        let info = TopicInfo {
+            name: name.to_string(),
+            id: uuid::Uuid::new_v4(),
+            partitions,
+            overrides,
+            config,
+        };
+        let parts = (0..partitions)
+            .map(|_| Mutex::new(MemPartition::default()))
+            .collect();
+        topics.insert(
+            name.to_string(),
+            MemTopic {
+                info: info.clone(),
+                partitions: parts,
+            },
+        );
         Ok(info)
     }
 
@@ -83,9 +114,14 @@ impl Storage for MemoryStorage {
 
     fn create_partitions(&self, name: &str, total: u32) -> Result<(), LogError> {
         let mut topics = self.topics.write().map_err(poisoned)?;
-        let t = topics.get_mut(name).ok_or_else(|| LogError::UnknownTopicOrPartition(name.to_string()))?;
+        let t = topics
+            .get_mut(name)
+            .ok_or_else(|| LogError::UnknownTopicOrPartition(name.to_string()))?;
         if total <= t.info.partitions {
-            return Err(LogError::InvalidPartitions(format!("{total} is not more than {}", t.info.partitions)));
+            return Err(LogError::InvalidPartitions(format!(
+                "{total} is not more than {}",
+                t.info.partitions
+            )));
         }
         while t.partitions.len() < total as usize {
             t.partitions.push(Mutex::new(MemPartition::default()));
@@ -95,8 +131,11 @@ impl Storage for MemoryStorage {
     }
 
     fn topics(&self) -> Vec<TopicInfo> {
-        let mut v: Vec<TopicInfo> =
-            self.topics.read().map(|t| t.values().map(|t| t.info.clone()).collect()).unwrap_or_default();
+        let mut v: Vec<TopicInfo> = self
+            .topics
+            .read()
+            .map(|t| t.values().map(|t| t.info.clone()).collect())
+            .unwrap_or_default();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
@@ -112,12 +151,17 @@ impl Storage for MemoryStorage {
     fn append(&self, topic: &str, partition: i32, records: &[u8]) -> Result<AppendInfo, LogError> {
         let batches = batch::split_validated(records)?;
         if batches.is_empty() {
-            return Err(LogError::InvalidRecord("no record batch in the request".into()));
+            return Err(LogError::InvalidRecord(
+                "no record batch in the request".into(),
+            ));
         }
         self.with_partition(topic, partition, |info, p| {
             for (h, _) in &batches {
                 if h.total_len() as u64 > info.config.max_message_bytes {
-                    return Err(LogError::MessageTooLarge { size: h.total_len(), max: info.config.max_message_bytes });
+                    return Err(LogError::MessageTooLarge {
+                        size: h.total_len(),
+                        max: info.config.max_message_bytes,
+                    });
                 }
             }
             let base_offset = p.next;
@@ -129,14 +173,29 @@ impl Storage for MemoryStorage {
                 p.next += i64::from(h.last_offset_delta) + 1;
                 p.batches.push((h, b.freeze()));
             }
-            Ok(AppendInfo { base_offset, last_offset: p.next - 1, log_start_offset: p.log_start, needs_sync: false })
+            Ok(AppendInfo {
+                base_offset,
+                last_offset: p.next - 1,
+                log_start_offset: p.log_start,
+                needs_sync: false,
+            })
         })
     }
 
-    fn read(&self, topic: &str, partition: i32, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
+    fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadResult, LogError> {
         self.with_partition(topic, partition, |_, p| {
             if offset < p.log_start || offset > p.next {
-                return Err(LogError::OffsetOutOfRange { offset, log_start: p.log_start, log_end: p.next });
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    log_start: p.log_start,
+                    log_end: p.next,
+                });
             }
             let start = p.batches.partition_point(|(h, _)| h.last_offset() < offset);
             let mut out = BytesMut::new();
@@ -146,15 +205,29 @@ impl Storage for MemoryStorage {
                 }
                 out.extend_from_slice(b);
             }
-            Ok(ReadResult { records: out.freeze(), high_watermark: p.next, log_start_offset: p.log_start })
+            Ok(ReadResult {
+                records: out.freeze(),
+                high_watermark: p.next,
+                log_start_offset: p.log_start,
+            })
         })
     }
 
     fn offsets(&self, topic: &str, partition: i32) -> Result<PartitionOffsets, LogError> {
-        self.with_partition(topic, partition, |_, p| Ok(PartitionOffsets { log_start: p.log_start, log_end: p.next }))
+        self.with_partition(topic, partition, |_, p| {
+            Ok(PartitionOffsets {
+                log_start: p.log_start,
+                log_end: p.next,
+            })
+        })
     }
 
-    fn offset_for_timestamp(&self, topic: &str, partition: i32, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
+    fn offset_for_timestamp(
+        &self,
+        topic: &str,
+        partition: i32,
+        ts: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
         self.with_partition(topic, partition, |_, p| {
             let target = if ts == -3 {
                 match p.batches.iter().map(|(h, _)| h.max_timestamp).max() {
@@ -198,7 +271,8 @@ impl Storage for MemoryStorage {
                 let mut drop = 0;
                 for (h, b) in p.batches.iter().take(p.batches.len().saturating_sub(1)) {
                     let by_time = c.retention_ms >= 0 && now - h.max_timestamp > c.retention_ms;
-                    let by_size = c.retention_bytes >= 0 && total - b.len() as i64 >= c.retention_bytes;
+                    let by_size =
+                        c.retention_bytes >= 0 && total - b.len() as i64 >= c.retention_bytes;
                     if !(by_time || by_size) {
                         break;
                     }
@@ -207,7 +281,11 @@ impl Storage for MemoryStorage {
                 }
                 if drop > 0 {
                     p.batches.drain(..drop);
-                    p.log_start = p.batches.first().map(|(h, _)| h.base_offset).unwrap_or(p.next);
+                    p.log_start = p
+                        .batches
+                        .first()
+                        .map(|(h, _)| h.base_offset)
+                        .unwrap_or(p.next);
                     report.segments_deleted += drop;
                 }
             }

@@ -37,7 +37,10 @@ struct Inner {
 impl Inner {
     fn active(&self) -> &Segment {
         // Invariant: a partition always has at least one segment.
-        self.segments.values().next_back().expect("partition has an active segment")
+        self.segments
+            .values()
+            .next_back()
+            .expect("partition has an active segment")
     }
     fn next_offset(&self) -> i64 {
         self.active().next_offset
@@ -51,7 +54,12 @@ fn lock_err<T>(_: T) -> LogError {
 impl Partition {
     /// Opens (or creates) the partition in `dir`. `recover` runs the crash-recovery scan on the
     /// last segment.
-    pub fn open(dir: &Path, recover: bool, config: &TopicConfig, now_ms: i64) -> Result<Partition, LogError> {
+    pub fn open(
+        dir: &Path,
+        recover: bool,
+        config: &TopicConfig,
+        now_ms: i64,
+    ) -> Result<Partition, LogError> {
         std::fs::create_dir_all(dir)?;
         let mut bases = Vec::new();
         for entry in std::fs::read_dir(dir)? {
@@ -73,7 +81,14 @@ impl Partition {
         let mut expected_next: Option<i64> = None;
         for (i, base) in bases.into_iter().enumerate() {
             let last = i + 1 == n;
-            let (seg, _cut) = Segment::open(dir, base, recover && last, false, config.index_interval_bytes, now_ms)?;
+            let (seg, _cut) = Segment::open(
+                dir,
+                base,
+                recover && last,
+                false,
+                config.index_interval_bytes,
+                now_ms,
+            )?;
             if let Some(prev) = expected_next
                 && base < prev
             {
@@ -89,14 +104,26 @@ impl Partition {
             segments.insert(0, Segment::create(dir, 0, now_ms)?);
         }
         let log_start = segments.values().next().map(|s| s.base_offset).unwrap_or(0);
-        let inner = Inner { segments, log_start, unflushed_messages: 0, rolled_unsynced: Vec::new() };
+        let inner = Inner {
+            segments,
+            log_start,
+            unflushed_messages: 0,
+            rolled_unsynced: Vec::new(),
+        };
         let next = inner.next_offset();
-        Ok(Partition { dir: dir.to_path_buf(), inner: RwLock::new(inner), synced: Mutex::new(next) })
+        Ok(Partition {
+            dir: dir.to_path_buf(),
+            inner: RwLock::new(inner),
+            synced: Mutex::new(next),
+        })
     }
 
     pub fn offsets(&self) -> Result<PartitionOffsets, LogError> {
         let inner = self.inner.read().map_err(lock_err)?;
-        Ok(PartitionOffsets { log_start: inner.log_start, log_end: inner.next_offset() })
+        Ok(PartitionOffsets {
+            log_start: inner.log_start,
+            log_end: inner.next_offset(),
+        })
     }
 
     /// Validates and appends the batches in `records`. Returns the offsets assigned.
@@ -109,16 +136,23 @@ impl Partition {
     ) -> Result<AppendInfo, LogError> {
         let batches = batch::split_validated(records)?;
         if batches.is_empty() {
-            return Err(LogError::InvalidRecord("no record batch in the request".into()));
+            return Err(LogError::InvalidRecord(
+                "no record batch in the request".into(),
+            ));
         }
         let mut parts: Vec<(BatchHeader, &[u8])> = Vec::with_capacity(batches.len());
         let mut count = 0u64;
         for (h, range) in batches {
             if h.total_len() as u64 > config.max_message_bytes {
-                return Err(LogError::MessageTooLarge { size: h.total_len(), max: config.max_message_bytes });
+                return Err(LogError::MessageTooLarge {
+                    size: h.total_len(),
+                    max: config.max_message_bytes,
+                });
             }
             if h.is_transactional() || h.is_control() {
-                return Err(LogError::InvalidRecord("transactional batches are not supported".into()));
+                return Err(LogError::InvalidRecord(
+                    "transactional batches are not supported".into(),
+                ));
             }
             count += h.record_count as u64;
             parts.push((h, &records[range]));
@@ -140,7 +174,11 @@ impl Partition {
             next += i64::from(h.last_offset_delta) + 1;
         }
         let log_start = inner.log_start;
-        let active = inner.segments.values_mut().next_back().expect("partition has an active segment");
+        let active = inner
+            .segments
+            .values_mut()
+            .next_back()
+            .expect("partition has an active segment");
         if active.size == 0 {
             active.created_ms = now_ms;
         }
@@ -151,7 +189,12 @@ impl Partition {
         }
         inner.unflushed_messages += count;
         let needs_sync = flush_messages.is_some_and(|n| inner.unflushed_messages >= n);
-        Ok(AppendInfo { base_offset, last_offset: next - 1, log_start_offset: log_start, needs_sync })
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next - 1,
+            log_start_offset: log_start,
+            needs_sync,
+        })
     }
 
     fn roll(&self, inner: &mut Inner, now_ms: i64) -> Result<(), LogError> {
@@ -197,16 +240,30 @@ impl Partition {
         let inner = self.inner.read().map_err(lock_err)?;
         let log_end = inner.next_offset();
         if offset < inner.log_start || offset > log_end {
-            return Err(LogError::OffsetOutOfRange { offset, log_start: inner.log_start, log_end });
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start: inner.log_start,
+                log_end,
+            });
         }
         let mut records = Bytes::new();
-        for (_, seg) in inner.segments.range(..=offset).next_back().into_iter().chain(inner.segments.range(offset + 1..)) {
+        for (_, seg) in inner
+            .segments
+            .range(..=offset)
+            .next_back()
+            .into_iter()
+            .chain(inner.segments.range(offset + 1..))
+        {
             if let Some(pos) = seg.position_of(offset)? {
                 records = seg.read_at(pos, max_bytes)?;
                 break;
             }
         }
-        Ok(ReadResult { records, high_watermark: log_end, log_start_offset: inner.log_start })
+        Ok(ReadResult {
+            records,
+            high_watermark: log_end,
+            log_start_offset: inner.log_start,
+        })
     }
 
     /// Offset and timestamp of the first record with timestamp >= `ts`.
@@ -224,9 +281,18 @@ impl Partition {
     pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>, LogError> {
         let ts = {
             let inner = self.inner.read().map_err(lock_err)?;
-            inner.segments.values().map(|s| s.max_timestamp).max().unwrap_or(-1)
+            inner
+                .segments
+                .values()
+                .map(|s| s.max_timestamp)
+                .max()
+                .unwrap_or(-1)
         };
-        if ts < 0 { Ok(None) } else { self.offset_for_timestamp(ts) }
+        if ts < 0 {
+            Ok(None)
+        } else {
+            self.offset_for_timestamp(ts)
+        }
     }
 
     /// Deletes closed segments past `retention.ms` / `retention.bytes`. Returns segments removed.
@@ -239,11 +305,18 @@ impl Partition {
         let mut doomed = Vec::new();
         let closed: Vec<(i64, u64, i64)> = {
             let n = inner.segments.len();
-            inner.segments.values().take(n.saturating_sub(1)).map(|s| (s.base_offset, s.size, s.max_timestamp)).collect()
+            inner
+                .segments
+                .values()
+                .take(n.saturating_sub(1))
+                .map(|s| (s.base_offset, s.size, s.max_timestamp))
+                .collect()
         };
         for (base, size, max_ts) in closed {
-            let by_time = config.retention_ms >= 0 && max_ts >= 0 && now_ms - max_ts > config.retention_ms;
-            let by_size = config.retention_bytes >= 0 && total - size as i64 >= config.retention_bytes;
+            let by_time =
+                config.retention_ms >= 0 && max_ts >= 0 && now_ms - max_ts > config.retention_ms;
+            let by_size =
+                config.retention_bytes >= 0 && total - size as i64 >= config.retention_bytes;
             let empty_old = size == 0;
             if by_time || by_size || empty_old {
                 doomed.push(base);
@@ -258,7 +331,14 @@ impl Partition {
             }
         }
         if !doomed.is_empty() {
-            inner.log_start = inner.log_start.max(inner.segments.values().next().map(|s| s.base_offset).unwrap_or(0));
+            inner.log_start = inner.log_start.max(
+                inner
+                    .segments
+                    .values()
+                    .next()
+                    .map(|s| s.base_offset)
+                    .unwrap_or(0),
+            );
             tracing::info!(dir = %self.dir.display(), segments = doomed.len(), log_start_offset = inner.log_start, "retention deleted segments");
         }
         Ok(doomed.len())
@@ -282,7 +362,11 @@ impl Partition {
                 .take_while(|s| now_ms - s.max_timestamp >= config.min_compaction_lag_ms)
                 .map(|s| (s.base_offset, s.file.clone(), s.size, s.max_timestamp))
                 .collect();
-            let all = inner.segments.values().map(|s| (s.file.clone(), s.size)).collect();
+            let all = inner
+                .segments
+                .values()
+                .map(|s| (s.file.clone(), s.size))
+                .collect();
             (closed, all)
         };
         if closed.is_empty() {
@@ -291,16 +375,22 @@ impl Partition {
         let mut latest: std::collections::HashMap<Bytes, i64> = std::collections::HashMap::new();
         let mut decode_err = None;
         for (file, size) in &all {
-            segment::scan(file, 0, *size, false, |_, _, bytes| match batch::decode_records(bytes) {
-                Ok(records) => {
-                    for r in records {
-                        if let Some(k) = r.key {
-                            latest.insert(k, r.offset);
+            segment::scan(
+                file,
+                0,
+                *size,
+                false,
+                |_, _, bytes| match batch::decode_records(bytes) {
+                    Ok(records) => {
+                        for r in records {
+                            if let Some(k) = r.key {
+                                latest.insert(k, r.offset);
+                            }
                         }
                     }
-                }
-                Err(e) => decode_err = Some(e),
-            })?;
+                    Err(e) => decode_err = Some(e),
+                },
+            )?;
         }
         if let Some(e) = decode_err {
             return Err(e);
@@ -342,7 +432,8 @@ impl Partition {
                     None => true,
                     Some(k) => {
                         let newest = latest.get(k).is_none_or(|&o| o == r.offset);
-                        let expired_tombstone = r.value.is_none() && now_ms - r.timestamp > config.delete_retention_ms;
+                        let expired_tombstone =
+                            r.value.is_none() && now_ms - r.timestamp > config.delete_retention_ms;
                         newest && !expired_tombstone
                     }
                 })
@@ -351,7 +442,9 @@ impl Partition {
             if keep.len() == n {
                 out.extend_from_slice(bytes);
             } else if !keep.is_empty() {
-                let codec = BatchHeader::parse(bytes).map(|h| h.compression()).unwrap_or(0);
+                let codec = BatchHeader::parse(bytes)
+                    .map(|h| h.compression())
+                    .unwrap_or(0);
                 match batch::encode_records(&keep, codec) {
                     Ok(b) => out.extend_from_slice(&b),
                     Err(e) => err = Some(e),
@@ -366,7 +459,9 @@ impl Partition {
         }
         // Write the cleaned segment beside the old one, then swap: the rename of the .log file
         // is the commit point (see `finish_interrupted_compaction`).
-        let cleaned_log = self.dir.join(format!("{}.log.cleaned", segment::stem(base)));
+        let cleaned_log = self
+            .dir
+            .join(format!("{}.log.cleaned", segment::stem(base)));
         std::fs::write(&cleaned_log, &out)?;
         File::open(&cleaned_log)?.sync_all()?;
         let mut inner = self.inner.write().map_err(lock_err)?;
@@ -383,7 +478,14 @@ impl Partition {
             }
         }
         std::fs::rename(&cleaned_log, segment::path_with(&self.dir, base, "log"))?;
-        let (seg, _) = Segment::open(&self.dir, base, true, true, config.index_interval_bytes, now_ms)?;
+        let (seg, _) = Segment::open(
+            &self.dir,
+            base,
+            true,
+            true,
+            config.index_interval_bytes,
+            now_ms,
+        )?;
         seg.persist_indexes()?;
         inner.segments.insert(base, seg);
         tracing::info!(dir = %self.dir.display(), base_offset = base, removed, "compacted segment");
@@ -403,7 +505,10 @@ impl Partition {
 
     /// Size in bytes of all segments.
     pub fn size_bytes(&self) -> u64 {
-        self.inner.read().map(|i| i.segments.values().map(|s| s.size).sum()).unwrap_or(0)
+        self.inner
+            .read()
+            .map(|i| i.segments.values().map(|s| s.size).sum())
+            .unwrap_or(0)
     }
 
     /// Number of segments (for tests and metrics).

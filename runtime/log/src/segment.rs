@@ -50,7 +50,12 @@ pub(crate) struct Segment {
 }
 
 fn open_rw(path: &Path) -> io::Result<File> {
-    OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
 }
 
 /// Reads whole batches from `file` between `from` and `to`, calling `f(header, position, bytes)`.
@@ -176,7 +181,9 @@ impl Segment {
             let from = seg.index.last().map(|e| u64::from(e.1)).unwrap_or(0);
             seg.size = from;
             let mut tail = Vec::new();
-            let end = scan(&seg.file, from, file_len, false, |h, pos, _| tail.push((*h, pos)))?;
+            let end = scan(&seg.file, from, file_len, false, |h, pos, _| {
+                tail.push((*h, pos))
+            })?;
             if end == file_len {
                 for (h, _) in &tail {
                     seg.next_offset = h.last_offset() + 1;
@@ -207,11 +214,17 @@ impl Segment {
         self.next_offset = self.base_offset;
         self.max_timestamp = -1;
         let mut entries = Vec::new();
-        let end = scan(&self.file, 0, file_len, check_crc, |h, pos, _| entries.push((*h, pos)))?;
+        let end = scan(&self.file, 0, file_len, check_crc, |h, pos, _| {
+            entries.push((*h, pos))
+        })?;
         for (h, pos) in entries {
             // After a crash (`check_crc`) offsets must be dense from the segment base: the base
             // offset is not covered by the CRC. A compacted segment only needs them to grow.
-            let bad = if check_crc && !self.compacted { h.base_offset != self.next_offset } else { h.base_offset < self.next_offset };
+            let bad = if check_crc && !self.compacted {
+                h.base_offset != self.next_offset
+            } else {
+                h.base_offset < self.next_offset
+            };
             if bad {
                 self.size = pos;
                 return Ok(());
@@ -253,14 +266,22 @@ impl Segment {
         }
         let index: Vec<IndexEntry> = ix
             .chunks_exact(8)
-            .map(|c| (u32::from_be_bytes([c[0], c[1], c[2], c[3]]), u32::from_be_bytes([c[4], c[5], c[6], c[7]])))
+            .map(|c| {
+                (
+                    u32::from_be_bytes([c[0], c[1], c[2], c[3]]),
+                    u32::from_be_bytes([c[4], c[5], c[6], c[7]]),
+                )
+            })
             .collect();
         let time_index: Vec<TimeEntry> = tx
             .chunks_exact(12)
             .map(|c| {
                 let mut t = [0u8; 8];
                 t.copy_from_slice(&c[..8]);
-                (i64::from_be_bytes(t), u32::from_be_bytes([c[8], c[9], c[10], c[11]]))
+                (
+                    i64::from_be_bytes(t),
+                    u32::from_be_bytes([c[8], c[9], c[10], c[11]]),
+                )
             })
             .collect();
         let monotonic = index.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1);
@@ -317,7 +338,12 @@ impl Segment {
     }
 
     /// Appends already validated batches. `bases[i]` is the offset assigned to batch `i`.
-    pub fn append(&mut self, batches: &[(BatchHeader, &[u8])], bases: &[i64], index_interval: u64) -> io::Result<()> {
+    pub fn append(
+        &mut self,
+        batches: &[(BatchHeader, &[u8])],
+        bases: &[i64],
+        index_interval: u64,
+    ) -> io::Result<()> {
         let base_bytes: Vec<[u8; 8]> = bases.iter().map(|b| b.to_be_bytes()).collect();
         let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(batches.len() * 2);
         for (i, (_, bytes)) in batches.iter().enumerate() {
@@ -344,11 +370,17 @@ impl Segment {
         }
         let rel = (offset - self.base_offset).max(0) as u32;
         let i = self.index.partition_point(|e| e.0 <= rel);
-        let mut pos = if i == 0 { 0 } else { u64::from(self.index[i - 1].1) };
+        let mut pos = if i == 0 {
+            0
+        } else {
+            u64::from(self.index[i - 1].1)
+        };
         let mut h = [0u8; HEADER_LEN];
         while pos < self.size {
             self.file.read_exact_at(&mut h, pos)?;
-            let Some(b) = BatchHeader::parse(&h) else { break };
+            let Some(b) = BatchHeader::parse(&h) else {
+                break;
+            };
             if b.last_offset() >= offset {
                 return Ok(Some(pos));
             }
@@ -386,7 +418,11 @@ impl Segment {
         } else {
             let rel = self.time_index[i - 1].1;
             let j = self.index.partition_point(|e| e.0 <= rel);
-            if j == 0 { 0 } else { u64::from(self.index[j - 1].1) }
+            if j == 0 {
+                0
+            } else {
+                u64::from(self.index[j - 1].1)
+            }
         };
         let mut found = None;
         let mut err = None;
@@ -396,7 +432,10 @@ impl Segment {
             }
             match batch::decode_records(bytes) {
                 Ok(records) => {
-                    found = records.iter().find(|r| r.timestamp >= ts).map(|r| (r.offset, r.timestamp));
+                    found = records
+                        .iter()
+                        .find(|r| r.timestamp >= ts)
+                        .map(|r| (r.offset, r.timestamp));
                 }
                 Err(e) => err = Some(e),
             }
@@ -437,7 +476,10 @@ fn write_all_at(file: &File, slices: &mut [IoSlice<'_>], pos: u64, total: usize)
     while written < total {
         let n = f.write_vectored(bufs)?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, "segment write returned 0"));
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "segment write returned 0",
+            ));
         }
         written += n;
         IoSlice::advance_slices(&mut bufs, n);

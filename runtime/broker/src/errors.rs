@@ -1,0 +1,26 @@
+//! Mapping storage errors to Kafka error codes.
+
+use kafka_protocol::ResponseError;
+use weir_log::LogError;
+
+pub fn code(e: &LogError) -> i16 {
+    let r = match e {
+        LogError::UnknownTopicOrPartition(_) => ResponseError::UnknownTopicOrPartition,
+        LogError::TopicExists(_) => ResponseError::TopicAlreadyExists,
+        LogError::InvalidTopic { .. } => ResponseError::InvalidTopicException,
+        LogError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        LogError::InvalidConfig { .. } => ResponseError::InvalidConfig,
+        LogError::CorruptBatch(_) => ResponseError::CorruptMessage,
+        LogError::InvalidRecord(_) => ResponseError::InvalidRecord,
+        LogError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
+        LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
+        LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        LogError::Corrupt(_) | LogError::Io(_) => ResponseError::KafkaStorageError,
+    };
+    r.code()
+}
+
+pub const NONE: i16 = 0;
+pub fn c(e: ResponseError) -> i16 {
+    e.code()
+}

@@ -1,0 +1,97 @@
+//! Produce: validate and append each partition's batches, then answer once they are written
+//! (and, when the flush policy asks, fsynced: appends that arrive while an fsync runs share the
+//! next one).
+
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+
+use crate::Shared;
+use crate::conn::Reply;
+use crate::errors::{c, code};
+use crate::frame::encode_response;
+
+pub(crate) fn handle(shared: &Arc<Shared>, req: ProduceRequest, version: i16, corr: i32) -> Reply {
+    let acks = req.acks;
+    let mut resp = ProduceResponse::default();
+    let mut syncs: Vec<(
+        usize,
+        usize,
+        tokio::task::JoinHandle<Result<(), weir_log::LogError>>,
+    )> = Vec::new();
+    let bad_acks = !matches!(acks, 0 | 1 | -1);
+    let transactional = req.transactional_id.is_some();
+    let mut appended_any = false;
+    for (ti, topic) in req.topic_data.into_iter().enumerate() {
+        let name = topic.name.0.to_string();
+        let mut tr = TopicProduceResponse::default();
+        tr.name = topic.name.clone();
+        for (pi, p) in topic.partition_data.into_iter().enumerate() {
+            let mut pr = PartitionProduceResponse::default();
+            pr.index = p.index;
+            pr.base_offset = -1;
+            pr.log_append_time_ms = -1;
+            pr.log_start_offset = -1;
+            if bad_acks {
+                pr.error_code = c(ResponseError::InvalidRequiredAcks);
+            } else if transactional {
+                pr.error_code = c(ResponseError::TransactionalIdAuthorizationFailed);
+            } else {
+                let records = p.records.unwrap_or_default();
+                match shared.storage.append(&name, p.index, &records) {
+                    Ok(info) => {
+                        appended_any = true;
+                        pr.base_offset = info.base_offset;
+                        if version >= 5 {
+                            pr.log_start_offset = info.log_start_offset;
+                        }
+                        if info.needs_sync && acks != 0 {
+                            let storage = shared.storage.clone();
+                            let (n, idx, up_to) = (name.clone(), p.index, info.last_offset + 1);
+                            syncs.push((
+                                ti,
+                                pi,
+                                tokio::task::spawn_blocking(move || {
+                                    storage.sync_to(&n, idx, up_to)
+                                }),
+                            ));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(topic = %name, partition = p.index, error = %e, "produce refused");
+                        pr.error_code = code(&e);
+                        if version >= 8 {
+                            pr.error_message = Some(e.to_string().into());
+                        }
+                    }
+                }
+            }
+            tr.partition_responses.push(pr);
+        }
+        resp.responses.push(tr);
+    }
+    if appended_any {
+        shared.appended.notify_waiters();
+    }
+    Box::pin(async move {
+        for (ti, pi, h) in syncs {
+            let failed = match h.await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(e) = failed {
+                tracing::error!(error = %e, "fsync failed; produce not acknowledged");
+                let pr = &mut resp.responses[ti].partition_responses[pi];
+                pr.error_code = c(ResponseError::KafkaStorageError);
+                pr.base_offset = -1;
+            }
+        }
+        if acks == 0 {
+            return Ok(None);
+        }
+        encode_response(corr, version, &resp).map(Some)
+    })
+}

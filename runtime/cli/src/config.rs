@@ -1,0 +1,132 @@
+//! `weir.toml`: the configuration file, overridden by `WEIR_*` environment variables
+//! (`WEIR_LOG__FLUSH=batch` sets `[log] flush`), overridden by command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub broker: BrokerSection,
+    pub log: LogSection,
+}
+
+/// `[broker]`: the Kafka listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerSection {
+    /// Node id reported to clients.
+    pub node_id: i32,
+    /// Address the Kafka listener binds.
+    pub listen: SocketAddr,
+    /// `host:port` clients are told to connect to; defaults to `listen`.
+    pub advertised: Option<String>,
+    /// Create topics on first use (Metadata for an unknown topic).
+    pub auto_create_topics: bool,
+    /// Partitions of an auto-created topic.
+    pub num_partitions: u32,
+    /// Largest request accepted, in bytes.
+    pub max_request_bytes: usize,
+}
+
+impl Default for BrokerSection {
+    fn default() -> Self {
+        BrokerSection {
+            node_id: 0,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised: None,
+            auto_create_topics: true,
+            num_partitions: 1,
+            max_request_bytes: 100 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[log]`: storage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// Data directory.
+    pub dir: PathBuf,
+    /// `none` (the OS writes back; survives a process crash) or `batch` (every produce waits for
+    /// an fsync shared with concurrent produces; survives power loss).
+    pub flush: weir_log::FlushMode,
+    /// Fsync a partition once this many messages are unflushed.
+    pub flush_messages: Option<u64>,
+    /// Fsync every partition this often (milliseconds).
+    pub flush_ms: Option<u64>,
+    /// How often retention and compaction run (milliseconds).
+    pub retention_check_interval_ms: u64,
+    /// Default `retention.ms` for topics.
+    pub retention_ms: i64,
+    /// Default `retention.bytes` for topics.
+    pub retention_bytes: i64,
+    /// Default `segment.bytes` for topics.
+    pub segment_bytes: u64,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        let d = weir_log::TopicConfig::default();
+        LogSection {
+            dir: PathBuf::from("weir-data"),
+            flush: weir_log::FlushMode::None,
+            flush_messages: None,
+            flush_ms: None,
+            retention_check_interval_ms: 300_000,
+            retention_ms: d.retention_ms,
+            retention_bytes: d.retention_bytes,
+            segment_bytes: d.segment_bytes,
+        }
+    }
+}
+
+/// Loads defaults, then the file (if any), then the environment.
+pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+    let mut fig = Figment::from(Serialized::defaults(Config::default()));
+    match file {
+        Some(f) => {
+            if !f.exists() {
+                anyhow::bail!("config file {} does not exist", f.display());
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        None if Path::new("weir.toml").exists() => fig = fig.merge(Toml::file("weir.toml")),
+        None => {}
+    }
+    fig = fig.merge(
+        Env::prefixed("WEIR_")
+            .filter(|k| k.as_str().starts_with("broker__") || k.as_str().starts_with("log__"))
+            .split("__"),
+    );
+    fig.extract()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_and_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("weir.toml");
+        std::fs::write(
+            &f,
+            "[broker]\nlisten = \"127.0.0.1:19092\"\n[log]\nflush = \"batch\"\n",
+        )
+        .unwrap();
+        let c = load(Some(&f)).unwrap();
+        assert_eq!(c.broker.listen.port(), 19092);
+        assert_eq!(c.log.flush, weir_log::FlushMode::Batch);
+        std::fs::write(&f, "[log]\nflussh = \"batch\"\n").unwrap();
+        let err = load(Some(&f)).unwrap_err().to_string();
+        assert!(err.contains("flussh"), "{err}");
+        assert!(load(Some(&dir.path().join("missing.toml"))).is_err());
+    }
+}
