@@ -9,6 +9,7 @@
 //! Use [`Broker::bind`] then [`Broker::serve`] with a shutdown signal.
 
 mod admin;
+pub mod alloc;
 mod conn;
 mod errors;
 mod fetch;

@@ -1,6 +1,9 @@
 //! The `weir` binary: `weir up` runs the broker; the other commands talk to a running one over
 //! the Kafka protocol.
 
+#[global_allocator]
+static ALLOC: weir_broker::alloc::GuardedAlloc = weir_broker::alloc::GuardedAlloc;
+
 mod config;
 mod tools;
 
