@@ -28,19 +28,14 @@ from typing import Optional
 
 import pytest
 
+from helpers import free_port
+
 DEFAULT_TARGET_DIR = "/var/cache/weir/target"
 
 
 def default_weir_bin() -> str:
     target = os.environ.get("CARGO_TARGET_DIR") or DEFAULT_TARGET_DIR
     return os.environ.get("WEIR_BIN") or os.path.join(target, "release", "weir")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def port_accepts(port: int, timeout: float = 0.5) -> bool:

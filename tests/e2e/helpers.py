@@ -6,8 +6,7 @@ Every wait is bounded: helpers take a timeout and fail with a descriptive
 AssertionError when it runs out, so a misbehaving broker fails a test rather
 than hanging the suite.
 
-Client settings that matter for Weir (see the README of tests/e2e in the
-report / brief):
+Client settings that matter for Weir:
   * Weir has no consumer groups, so consumers only ever use assign() with
     explicit offsets and never commit. confluent-kafka's Python wrapper
     refuses to build a Consumer without group.id, so a dummy group.id is set;
@@ -21,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -65,6 +65,13 @@ def wait_until(
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}; last result: {last!r}")
         time.sleep(interval)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def now_ms() -> int:

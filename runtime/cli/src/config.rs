@@ -101,7 +101,10 @@ pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
     }
     fig = fig.merge(
         Env::prefixed("WEIR_")
-            .filter(|k| k.as_str().starts_with("broker__") || k.as_str().starts_with("log__"))
+            .filter(|k| {
+                let k = k.as_str().to_ascii_lowercase();
+                k.starts_with("broker__") || k.starts_with("log__")
+            })
             .split("__"),
     );
     fig.extract()
@@ -128,5 +131,18 @@ mod tests {
         let err = load(Some(&f)).unwrap_err().to_string();
         assert!(err.contains("flussh"), "{err}");
         assert!(load(Some(&dir.path().join("missing.toml"))).is_err());
+    }
+
+    #[test]
+    fn environment_overrides() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("WEIR_LOG__RETENTION_CHECK_INTERVAL_MS", "200");
+            jail.set_env("WEIR_LOG__FLUSH", "batch");
+            jail.set_env("WEIR_BIN", "/not/a/config/key");
+            let c = load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.log.retention_check_interval_ms, 200);
+            assert_eq!(c.log.flush, weir_log::FlushMode::Batch);
+            Ok(())
+        });
     }
 }

@@ -234,8 +234,8 @@ pub struct ConsumeArgs {
     /// Start at the earliest offset (default: the end, printing only new records).
     #[arg(long, conflicts_with_all = ["offset", "timestamp"])]
     from_beginning: bool,
-    /// Start at this offset (needs --partition).
-    #[arg(long, requires = "partition")]
+    /// Start at this offset (in every consumed partition).
+    #[arg(long)]
     offset: Option<i64>,
     /// Start at the first record with this timestamp or later (ms since the epoch).
     #[arg(long)]
