@@ -50,7 +50,8 @@ def wait_until(
     """Call `probe` until it returns a truthy value or `timeout` seconds pass.
 
     Returns the truthy value. Exceptions raised by `probe` count as "not yet"
-    and the last one is reported on timeout.
+    and the last one is reported on timeout, so a probe can explain itself
+    by failing an assert.
     """
     deadline = time.monotonic() + timeout
     last: object = None

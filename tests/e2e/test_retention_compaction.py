@@ -89,7 +89,8 @@ def test_time_retention_deletes_expired_closed_segments(start_broker):
 
     def settled():
         low, high = ck_watermarks(broker.bootstrap, topic, 0)
-        return (low, high) if 0 < low and high - low <= max_in_active else None
+        assert 0 < low and high - low <= max_in_active, f"watermarks now ({low}, {high})"
+        return low, high
 
     low, high = wait_until(settled, timeout=30, interval=0.2, what="time retention to drop the closed segments")
     assert high == count, "retention must not change the high watermark"
@@ -146,7 +147,8 @@ def test_size_retention_keeps_log_near_retention_bytes(start_broker):
 
     def settled():
         low, high = ck_watermarks(broker.bootstrap, topic, 0)
-        return (low, high) if 0 < low and high - low <= most else None
+        assert 0 < low and high - low <= most, f"watermarks now ({low}, {high})"
+        return low, high
 
     wait_until(settled, timeout=30, interval=0.2, what="size retention to trim the log")
     time.sleep(1.0)  # a few more cleaner passes must not delete further
@@ -210,7 +212,8 @@ def test_compaction_keeps_latest_per_key_and_drops_tombstones(start_broker):
     def keys_compacted():
         records = read_log()
         counts = Counter(r.key for r in records)
-        return records if all(counts[k] == 1 for k in KEYS) else None
+        assert all(counts[k] == 1 for k in KEYS), f"copies per key now: {[counts[k] for k in KEYS]}"
+        return records
 
     records = wait_until(keys_compacted, timeout=30, interval=0.3, what="compaction to leave one record per key")
     got = {r.offset: (r.key, r.value) for r in records}
@@ -232,7 +235,9 @@ def test_compaction_keeps_latest_per_key_and_drops_tombstones(start_broker):
 
     def key_deleted():
         records = read_log()
-        return records if all(r.key != deleted for r in records) else None
+        left = [(r.offset, r.value) for r in records if r.key == deleted]
+        assert not left, f"records for {deleted!r} still in the log: {left}"
+        return records
 
     records = wait_until(key_deleted, timeout=30, interval=0.3, what=f"tombstone for {deleted!r} to be cleaned away")
     got = {r.offset: (r.key, r.value) for r in records}

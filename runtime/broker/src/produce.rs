@@ -13,15 +13,18 @@ use crate::conn::Reply;
 use crate::errors::{c, code};
 use crate::frame::encode_response;
 
+/// An fsync started for (topic index, partition index) of the response.
+type PendingSync = (
+    usize,
+    usize,
+    tokio::task::JoinHandle<Result<(), weir_log::LogError>>,
+);
+
 pub(crate) fn handle(shared: &Arc<Shared>, req: ProduceRequest, version: i16, corr: i32) -> Reply {
     let acks = req.acks;
     let mut resp = ProduceResponse::default();
-    let mut syncs: Vec<(
-        usize,
-        usize,
-        tokio::task::JoinHandle<Result<(), weir_log::LogError>>,
-    )> = Vec::new();
-    let bad_acks = !matches!(acks, 0 | 1 | -1);
+    let mut syncs: Vec<PendingSync> = Vec::new();
+    let bad_acks = !(-1..=1).contains(&acks);
     let transactional = req.transactional_id.is_some();
     let mut appended_any = false;
     for (ti, topic) in req.topic_data.into_iter().enumerate() {

@@ -134,6 +134,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own Error type
     fn environment_overrides() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("WEIR_LOG__RETENTION_CHECK_INTERVAL_MS", "200");

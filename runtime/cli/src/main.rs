@@ -123,10 +123,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             ))
         }
     };
-    let mut defaults = weir_log::TopicConfig::default();
-    defaults.retention_ms = cfg.log.retention_ms;
-    defaults.retention_bytes = cfg.log.retention_bytes;
-    defaults.segment_bytes = cfg.log.segment_bytes;
+    let defaults = weir_log::TopicConfig {
+        retention_ms: cfg.log.retention_ms,
+        retention_bytes: cfg.log.retention_bytes,
+        segment_bytes: cfg.log.segment_bytes,
+        ..Default::default()
+    };
     let dir = cfg.log.dir.clone();
     let storage = tokio::task::spawn_blocking(move || {
         weir_log::DiskStorage::open(weir_log::LogOptions {

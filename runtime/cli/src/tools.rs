@@ -89,7 +89,7 @@ pub async fn topic(cmd: TopicCmd) -> anyhow::Result<()> {
         }
         TopicCmd::Describe { name, conn } => {
             let client = conn.connect().await?;
-            let meta = client.metadata(Some(&[name.clone()])).await?;
+            let meta = client.metadata(Some(std::slice::from_ref(&name))).await?;
             let t = meta
                 .first()
                 .with_context(|| format!("topic {name} does not exist"))?;

@@ -355,17 +355,18 @@ impl Client {
         req.replica_id = BrokerId(-1);
         req.topics = vec![t];
         let resp = self.send(req).await?;
-        for t in resp.topics {
-            for p in t.partitions {
-                check(
-                    format!("list offsets of {topic}-{partition}"),
-                    p.error_code,
-                    None,
-                )?;
-                return Ok(if p.offset < 0 { None } else { Some(p.offset) });
-            }
-        }
-        Err(ClientError::Protocol("empty ListOffsets response".into()))
+        let p = resp
+            .topics
+            .into_iter()
+            .flat_map(|t| t.partitions)
+            .next()
+            .ok_or_else(|| ClientError::Protocol("empty ListOffsets response".into()))?;
+        check(
+            format!("list offsets of {topic}-{partition}"),
+            p.error_code,
+            None,
+        )?;
+        Ok(if p.offset < 0 { None } else { Some(p.offset) })
     }
 
     /// Produces one batch to one partition with acks=all; returns its base offset.
@@ -424,22 +425,23 @@ impl Client {
         req.timeout_ms = 30_000;
         req.topic_data = vec![td];
         let resp = self.send(req).await?;
-        for t in resp.responses {
-            for p in t.partition_responses {
-                if p.error_code == ResponseError::UnknownTopicOrPartition.code() {
-                    return Err(ClientError::UnknownTopic(format!(
-                        "{topic} (partition {partition})"
-                    )));
-                }
-                check(
-                    format!("produce to {topic}-{partition}"),
-                    p.error_code,
-                    p.error_message.as_ref(),
-                )?;
-                return Ok(p.base_offset);
-            }
+        let p = resp
+            .responses
+            .into_iter()
+            .flat_map(|t| t.partition_responses)
+            .next()
+            .ok_or_else(|| ClientError::Protocol("empty Produce response".into()))?;
+        if p.error_code == ResponseError::UnknownTopicOrPartition.code() {
+            return Err(ClientError::UnknownTopic(format!(
+                "{topic} (partition {partition})"
+            )));
         }
-        Err(ClientError::Protocol("empty Produce response".into()))
+        check(
+            format!("produce to {topic}-{partition}"),
+            p.error_code,
+            p.error_message.as_ref(),
+        )?;
+        Ok(p.base_offset)
     }
 
     /// Fetches records of one partition from `offset`, waiting up to `max_wait` for data.
@@ -469,29 +471,30 @@ impl Client {
         req.topics = vec![t];
         let resp = self.send(req).await?;
         check("fetch", resp.error_code, None)?;
-        for t in resp.responses {
-            for p in t.partitions {
-                check(
-                    format!("fetch {topic}-{partition} at offset {offset}"),
-                    p.error_code,
-                    None,
-                )?;
-                let mut records = Vec::new();
-                if let Some(mut bytes) = p.records {
-                    while !bytes.is_empty() {
-                        let set = RecordBatchDecoder::decode(&mut bytes)
-                            .map_err(|e| ClientError::Protocol(e.to_string()))?;
-                        records.extend(
-                            set.records
-                                .into_iter()
-                                .filter(|r| r.offset >= offset && !r.control),
-                        );
-                    }
-                }
-                return Ok((records, p.high_watermark));
+        let p = resp
+            .responses
+            .into_iter()
+            .flat_map(|t| t.partitions)
+            .next()
+            .ok_or_else(|| ClientError::Protocol("empty Fetch response".into()))?;
+        check(
+            format!("fetch {topic}-{partition} at offset {offset}"),
+            p.error_code,
+            None,
+        )?;
+        let mut records = Vec::new();
+        if let Some(mut bytes) = p.records {
+            while !bytes.is_empty() {
+                let set = RecordBatchDecoder::decode(&mut bytes)
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                records.extend(
+                    set.records
+                        .into_iter()
+                        .filter(|r| r.offset >= offset && !r.control),
+                );
             }
         }
-        Err(ClientError::Protocol("empty Fetch response".into()))
+        Ok((records, p.high_watermark))
     }
 }
 

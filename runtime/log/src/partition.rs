@@ -17,6 +17,9 @@ use crate::batch::{self, BatchHeader};
 use crate::segment::{self, Segment};
 use crate::{AppendInfo, LogError, PartitionOffsets, ReadResult, TopicConfig};
 
+/// A closed segment as compaction sees it: base offset, file, size, max timestamp.
+type ClosedSegment = (i64, Arc<File>, u64, i64);
+
 #[derive(Debug)]
 pub(crate) struct Partition {
     dir: PathBuf,
@@ -352,7 +355,7 @@ impl Partition {
         }
         // Snapshot the closed segments eligible for cleaning and the newest offset per key
         // across the whole log (active segment included).
-        let (closed, all): (Vec<(i64, Arc<File>, u64, i64)>, Vec<(Arc<File>, u64)>) = {
+        let (closed, all): (Vec<ClosedSegment>, Vec<(Arc<File>, u64)>) = {
             let inner = self.inner.read().map_err(lock_err)?;
             let n = inner.segments.len();
             let closed = inner

@@ -24,13 +24,11 @@ fn cfg(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// (offset, key, value, timestamp).
+type Rec = (i64, Option<Vec<u8>>, Option<Vec<u8>>, i64);
+
 /// Reads every record of a partition from `from`: (offset, key, value, timestamp).
-fn read_all(
-    s: &dyn Storage,
-    topic: &str,
-    p: i32,
-    from: i64,
-) -> Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>, i64)> {
+fn read_all(s: &dyn Storage, topic: &str, p: i32, from: i64) -> Vec<Rec> {
     let mut out = Vec::new();
     let mut next = from;
     loop {
@@ -356,10 +354,7 @@ fn group_commit_sync() {
 /// Writes `n` batches, cuts the partition's last segment file to `cut` bytes (or flips a byte at
 /// `flip`), reopens without a clean-shutdown marker, and checks the log holds exactly the whole
 /// batches before the damage, with dense offsets, and accepts new appends at the right offset.
-fn damage_and_recover(
-    n: usize,
-    damage: impl FnOnce(&Path, &[u64]),
-) -> (Vec<u64>, Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>, i64)>) {
+fn damage_and_recover(n: usize, damage: impl FnOnce(&Path, &[u64])) -> (Vec<u64>, Vec<Rec>) {
     let dir = tempfile::tempdir().unwrap();
     let seg = dir.path().join("topics/t/0/00000000000000000000.log");
     let mut ends = Vec::new();
