@@ -98,6 +98,7 @@ class WeirBroker:
         # caller's environment (e.g. WEIR_BIN) are not passed on.
         env = {k: v for k, v in os.environ.items() if not k.startswith("WEIR_")}
         env.setdefault("RUST_BACKTRACE", "1")
+        env.setdefault("NO_COLOR", "1")  # plain text in the dumped logs
         env.update(self.env_overrides)
         return env
 
