@@ -16,6 +16,7 @@ mod fetch;
 mod frame;
 mod metadata;
 mod produce;
+mod sync;
 mod versions;
 
 use std::net::SocketAddr;
@@ -74,8 +75,10 @@ impl Default for BrokerConfig {
 pub(crate) struct Shared {
     pub cfg: BrokerConfig,
     pub storage: Arc<dyn Storage>,
-    /// Woken after every append, so waiting fetches re-check.
-    pub appended: Notify,
+    /// Woken after every append (and every fsync round), so waiting fetches re-check.
+    pub appended: Arc<Notify>,
+    /// The group-commit fsync thread.
+    pub syncer: sync::Syncer,
     pub advertised: (String, u16),
 }
 
@@ -95,11 +98,14 @@ impl Broker {
             .advertised
             .clone()
             .unwrap_or_else(|| (local.ip().to_string(), local.port()));
+        let appended = Arc::new(Notify::new());
+        let syncer = sync::Syncer::start(storage.clone(), appended.clone())?;
         Ok(Broker {
             shared: Arc::new(Shared {
                 cfg,
                 storage,
-                appended: Notify::new(),
+                appended,
+                syncer,
                 advertised,
             }),
             listener,

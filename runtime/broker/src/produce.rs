@@ -17,7 +17,7 @@ use crate::frame::encode_response;
 type PendingSync = (
     usize,
     usize,
-    tokio::task::JoinHandle<Result<(), weir_log::LogError>>,
+    tokio::sync::oneshot::Receiver<Result<(), String>>,
 );
 
 pub(crate) fn handle(shared: &Arc<Shared>, req: ProduceRequest, version: i16, corr: i32) -> Reply {
@@ -50,16 +50,13 @@ pub(crate) fn handle(shared: &Arc<Shared>, req: ProduceRequest, version: i16, co
                         if version >= 5 {
                             pr.log_start_offset = info.log_start_offset;
                         }
-                        if info.needs_sync && acks != 0 {
-                            let storage = shared.storage.clone();
-                            let (n, idx, up_to) = (name.clone(), p.index, info.last_offset + 1);
-                            syncs.push((
-                                ti,
-                                pi,
-                                tokio::task::spawn_blocking(move || {
-                                    storage.sync_to(&n, idx, up_to)
-                                }),
-                            ));
+                        if info.needs_sync {
+                            // Requested even for acks=0: in batch mode the fsync is what makes
+                            // the records visible to consumers.
+                            let done = shared.syncer.request(&name, p.index, info.last_offset + 1);
+                            if acks != 0 {
+                                syncs.push((ti, pi, done));
+                            }
                         }
                     }
                     Err(e) => {
@@ -82,8 +79,8 @@ pub(crate) fn handle(shared: &Arc<Shared>, req: ProduceRequest, version: i16, co
         for (ti, pi, h) in syncs {
             let failed = match h.await {
                 Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(e) => Some(e.to_string()),
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some("the fsync thread has stopped".to_string()),
             };
             if let Some(e) = failed {
                 tracing::error!(error = %e, "fsync failed; produce not acknowledged");

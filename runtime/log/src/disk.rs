@@ -207,6 +207,12 @@ impl DiskStorage {
         out
     }
 
+    /// In batch mode readers see only what is fsynced: a consumer never reads a record that a
+    /// power loss could take back, and the producer's ack and the data's visibility agree.
+    fn durable_only(&self) -> bool {
+        self.opts.flush == FlushMode::Batch
+    }
+
     /// Size in bytes and segment count of one partition (for tests and tools).
     pub fn partition_stats(&self, topic: &str, partition: i32) -> Result<(u64, usize), LogError> {
         let (_, p) = self.partition(topic, partition)?;
@@ -351,11 +357,15 @@ impl Storage for DiskStorage {
         offset: i64,
         max_bytes: usize,
     ) -> Result<ReadResult, LogError> {
-        self.partition(topic, partition)?.1.read(offset, max_bytes)
+        self.partition(topic, partition)?
+            .1
+            .read(offset, max_bytes, self.durable_only())
     }
 
     fn offsets(&self, topic: &str, partition: i32) -> Result<PartitionOffsets, LogError> {
-        self.partition(topic, partition)?.1.offsets()
+        self.partition(topic, partition)?
+            .1
+            .offsets(self.durable_only())
     }
 
     fn offset_for_timestamp(

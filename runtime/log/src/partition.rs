@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
@@ -24,8 +25,10 @@ type ClosedSegment = (i64, Arc<File>, u64, i64);
 pub(crate) struct Partition {
     dir: PathBuf,
     inner: RwLock<Inner>,
-    /// Offset up to which data is known to be on stable storage. Held while fsyncing.
-    synced: Mutex<i64>,
+    /// Held while fsyncing, so concurrent `sync_to` calls queue behind one fsync.
+    sync_lock: Mutex<()>,
+    /// Offset up to which data is known to be on stable storage.
+    synced: AtomicI64,
 }
 
 #[derive(Debug)]
@@ -114,18 +117,26 @@ impl Partition {
             rolled_unsynced: Vec::new(),
         };
         let next = inner.next_offset();
+        if recover {
+            // What recovery kept may still sit only in the page cache: make it durable before
+            // calling it synced.
+            inner.active().file.sync_data()?;
+        }
         Ok(Partition {
             dir: dir.to_path_buf(),
             inner: RwLock::new(inner),
-            synced: Mutex::new(next),
+            sync_lock: Mutex::new(()),
+            synced: AtomicI64::new(next),
         })
     }
 
-    pub fn offsets(&self) -> Result<PartitionOffsets, LogError> {
+    /// Log start and end. With `durable_only`, the end is the fsynced offset (the high
+    /// watermark when every produce waits for an fsync).
+    pub fn offsets(&self, durable_only: bool) -> Result<PartitionOffsets, LogError> {
         let inner = self.inner.read().map_err(lock_err)?;
         Ok(PartitionOffsets {
             log_start: inner.log_start,
-            log_end: inner.next_offset(),
+            log_end: self.visible_end(&inner, durable_only),
         })
     }
 
@@ -214,8 +225,11 @@ impl Partition {
     /// Blocks until every record before `up_to` is on stable storage. Concurrent callers share
     /// one fsync: the caller holding the lock syncs everything written so far.
     pub fn sync_to(&self, up_to: i64) -> Result<(), LogError> {
-        let mut synced = self.synced.lock().map_err(lock_err)?;
-        if *synced >= up_to {
+        if self.synced.load(Ordering::Acquire) >= up_to {
+            return Ok(());
+        }
+        let _guard = self.sync_lock.lock().map_err(lock_err)?;
+        if self.synced.load(Ordering::Acquire) >= up_to {
             return Ok(());
         }
         let (files, end) = {
@@ -228,21 +242,36 @@ impl Partition {
         for f in files {
             f.sync_data()?;
         }
-        *synced = end;
+        self.synced.fetch_max(end, Ordering::AcqRel);
         Ok(())
     }
 
     /// Fsyncs everything written so far.
     pub fn flush(&self) -> Result<(), LogError> {
-        let end = self.offsets()?.log_end;
+        let end = self.offsets(false)?.log_end;
         self.sync_to(end)
     }
 
-    /// Reads whole batches from `offset`, at most `max_bytes` (but at least one batch).
-    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
+    fn visible_end(&self, inner: &Inner, durable_only: bool) -> i64 {
+        let end = inner.next_offset();
+        if durable_only {
+            end.min(self.synced.load(Ordering::Acquire))
+        } else {
+            end
+        }
+    }
+
+    /// Reads whole batches from `offset`, at most `max_bytes` (but at least one batch). With
+    /// `durable_only`, nothing past the fsynced offset is returned.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        durable_only: bool,
+    ) -> Result<ReadResult, LogError> {
         let inner = self.inner.read().map_err(lock_err)?;
-        let log_end = inner.next_offset();
-        if offset < inner.log_start || offset > log_end {
+        let log_end = self.visible_end(&inner, durable_only);
+        if offset < inner.log_start || offset > inner.next_offset() {
             return Err(LogError::OffsetOutOfRange {
                 offset,
                 log_start: inner.log_start,
@@ -250,16 +279,26 @@ impl Partition {
             });
         }
         let mut records = Bytes::new();
-        for (_, seg) in inner
-            .segments
-            .range(..=offset)
-            .next_back()
-            .into_iter()
-            .chain(inner.segments.range(offset + 1..))
-        {
-            if let Some(pos) = seg.position_of(offset)? {
-                records = seg.read_at(pos, max_bytes)?;
-                break;
+        if offset < log_end {
+            let segs = inner
+                .segments
+                .range(..=offset)
+                .next_back()
+                .into_iter()
+                .chain(inner.segments.range(offset + 1..));
+            for (_, seg) in segs {
+                if let Some(pos) = seg.position_of(offset)? {
+                    // Stop before the first batch past the visible end. Batches never straddle
+                    // it: appends and fsyncs both happen at batch boundaries.
+                    let limit = match seg.position_of(log_end)? {
+                        Some(end_pos) => (end_pos - pos) as usize,
+                        None => usize::MAX,
+                    };
+                    if limit > 0 {
+                        records = seg.read_at(pos, max_bytes.min(limit), limit)?;
+                    }
+                    break;
+                }
             }
         }
         Ok(ReadResult {

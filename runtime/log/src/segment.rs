@@ -391,14 +391,15 @@ impl Segment {
 
     /// Reads whole batches starting at `pos`: up to `max_bytes`, but always the first batch
     /// whole (so a consumer can make progress past a batch larger than its fetch size).
-    pub fn read_at(&self, pos: u64, max_bytes: usize) -> io::Result<Bytes> {
+    /// Never reads more than `hard_limit` bytes.
+    pub fn read_at(&self, pos: u64, max_bytes: usize, hard_limit: usize) -> io::Result<Bytes> {
         if pos >= self.size {
             return Ok(Bytes::new());
         }
         let mut h = [0u8; HEADER_LEN];
         self.file.read_exact_at(&mut h, pos)?;
         let first = BatchHeader::parse(&h).map(|b| b.total_len()).unwrap_or(0);
-        let avail = (self.size - pos) as usize;
+        let avail = ((self.size - pos) as usize).min(hard_limit);
         let want = max_bytes.max(first).min(avail);
         let mut buf = BytesMut::zeroed(want);
         self.file.read_exact_at(&mut buf, pos)?;

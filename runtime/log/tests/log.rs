@@ -445,3 +445,27 @@ fn recovery_after_a_flipped_byte_stops_before_it() {
         }
     }
 }
+
+#[test]
+fn batch_mode_shows_readers_only_fsynced_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = DiskStorage::open(LogOptions {
+        dir: dir.path().to_path_buf(),
+        defaults: TopicConfig::default(),
+        flush: FlushMode::Batch,
+        flush_messages: None,
+    })
+    .unwrap();
+    s.create_topic("t", 1, BTreeMap::new()).unwrap();
+    let a = s.append("t", 0, &value_batch(3, "a", 1)).unwrap();
+    s.sync_to("t", 0, a.last_offset + 1).unwrap();
+    let b = s.append("t", 0, &value_batch(2, "b", 2)).unwrap();
+    assert_eq!(b.base_offset, 3);
+    // The second batch is written but not yet durable: invisible.
+    assert_eq!(s.offsets("t", 0).unwrap().log_end, 3);
+    assert_eq!(read_all(&s, "t", 0, 0).len(), 3);
+    assert!(s.read("t", 0, 3, 1000).unwrap().records.is_empty());
+    s.sync_to("t", 0, b.last_offset + 1).unwrap();
+    assert_eq!(s.offsets("t", 0).unwrap().log_end, 5);
+    assert_eq!(read_all(&s, "t", 0, 0).len(), 5);
+}
