@@ -112,8 +112,21 @@ async fn read_frame<R: AsyncReadExt + Unpin>(
 
 async fn write_loop(wr: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<Reply>) {
     let mut w = BufWriter::with_capacity(64 * 1024, wr);
-    while let Some(reply) = rx.recv().await {
-        match reply.await {
+    while let Some(mut reply) = rx.recv().await {
+        // If this reply must wait (an fsync, a long poll), first send what is already buffered:
+        // earlier responses must not sit in the buffer behind a later one's wait.
+        let polled =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(reply.as_mut().poll(cx))).await;
+        let outcome = match polled {
+            std::task::Poll::Ready(out) => out,
+            std::task::Poll::Pending => {
+                if w.flush().await.is_err() {
+                    return;
+                }
+                reply.await
+            }
+        };
+        match outcome {
             Ok(Some(bytes)) => {
                 if let Err(e) = w.write_all(&bytes).await {
                     tracing::debug!(error = %e, "write failed");
