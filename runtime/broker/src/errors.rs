@@ -15,6 +15,8 @@ pub fn code(e: &LogError) -> i16 {
         LogError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
         LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        LogError::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber,
+        LogError::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch,
         LogError::Corrupt(_) | LogError::Io(_) => ResponseError::KafkaStorageError,
     };
     r.code()

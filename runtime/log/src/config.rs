@@ -49,7 +49,7 @@ impl CleanupPolicy {
 }
 
 /// The effective configuration of one topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TopicConfig {
     /// `cleanup.policy`: delete old segments, compact by key, or both.
     pub cleanup_policy: CleanupPolicy,

@@ -56,8 +56,8 @@ struct Topic {
     name: String,
     dir: PathBuf,
     id: uuid::Uuid,
-    overrides: BTreeMap<String, String>,
-    config: TopicConfig,
+    /// (overrides, effective config), replaced together by AlterConfigs.
+    config: RwLock<(BTreeMap<String, String>, TopicConfig)>,
     partitions: RwLock<Vec<Arc<Partition>>>,
 }
 
@@ -82,6 +82,12 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LogError> {
         File::open(parent)?.sync_all()?;
     }
     Ok(())
+}
+
+impl Topic {
+    fn cfg(&self) -> TopicConfig {
+        self.config.read().map(|c| c.1).unwrap_or_default()
+    }
 }
 
 impl DiskStorage {
@@ -139,8 +145,7 @@ impl DiskStorage {
                     name,
                     dir,
                     id: meta.id,
-                    overrides: meta.configs,
-                    config,
+                    config: RwLock::new((meta.configs, config)),
                     partitions: RwLock::new(parts),
                 }),
             );
@@ -186,8 +191,8 @@ impl DiskStorage {
             name: t.name.clone(),
             id: t.id,
             partitions: t.partitions.read().map(|p| p.len() as u32).unwrap_or(0),
-            overrides: t.overrides.clone(),
-            config: t.config.clone(),
+            overrides: t.config.read().map(|c| c.0.clone()).unwrap_or_default(),
+            config: t.config.read().map(|c| c.1).unwrap_or_default(),
         }
     }
 
@@ -266,8 +271,7 @@ impl Storage for DiskStorage {
             name: name.to_string(),
             dir,
             id: meta.id,
-            overrides,
-            config,
+            config: RwLock::new((overrides, config)),
             partitions: RwLock::new(parts),
         });
         let info = Self::info(&topic);
@@ -309,14 +313,14 @@ impl Storage for DiskStorage {
             parts.push(Arc::new(Partition::open(
                 &t.dir.join(p.to_string()),
                 false,
-                &t.config,
+                &t.cfg(),
                 now,
             )?));
         }
         let meta = TopicMeta {
             id: t.id,
             partitions: total,
-            configs: t.overrides.clone(),
+            configs: t.config.read().map_err(poisoned)?.0.clone(),
         };
         write_atomic(
             &t.dir.join("topic.json"),
@@ -343,9 +347,52 @@ impl Storage for DiskStorage {
         self.opts.defaults.clone()
     }
 
+    fn alter_topic_config(
+        &self,
+        name: &str,
+        overrides: BTreeMap<String, String>,
+    ) -> Result<TopicInfo, LogError> {
+        let t = self.topic_arc(name)?;
+        let config = self.opts.defaults.with_overrides(&overrides)?;
+        let parts = t.partitions.read().map_err(poisoned)?.len() as u32;
+        let meta = TopicMeta {
+            id: t.id,
+            partitions: parts,
+            configs: overrides.clone(),
+        };
+        write_atomic(
+            &t.dir.join("topic.json"),
+            &serde_json::to_vec_pretty(&meta).map_err(std::io::Error::other)?,
+        )?;
+        *t.config.write().map_err(poisoned)? = (overrides, config);
+        tracing::info!(topic = name, "topic config altered");
+        Ok(Self::info(&t))
+    }
+
+    fn delete_records(&self, topic: &str, partition: i32, offset: i64) -> Result<i64, LogError> {
+        self.partition(topic, partition)?.1.delete_records(offset)
+    }
+
+    fn log_dir(&self) -> (String, Vec<(String, i32, u64)>) {
+        let mut out: Vec<(String, i32, u64)> = Vec::new();
+        let topics: Vec<Arc<Topic>> = self
+            .topics
+            .read()
+            .map(|t| t.values().cloned().collect())
+            .unwrap_or_default();
+        for t in topics {
+            let parts = t.partitions.read().map(|p| p.clone()).unwrap_or_default();
+            for (i, p) in parts.iter().enumerate() {
+                out.push((t.name.clone(), i as i32, p.size_bytes()));
+            }
+        }
+        out.sort();
+        (self.opts.dir.display().to_string(), out)
+    }
+
     fn append(&self, topic: &str, partition: i32, records: &[u8]) -> Result<AppendInfo, LogError> {
         let (t, p) = self.partition(topic, partition)?;
-        let mut info = p.append(records, &t.config, self.opts.flush_messages, now_ms())?;
+        let mut info = p.append(records, &t.cfg(), self.opts.flush_messages, now_ms())?;
         info.needs_sync |= self.opts.flush == FlushMode::Batch;
         Ok(info)
     }
@@ -396,8 +443,9 @@ impl Storage for DiskStorage {
     fn maintain(&self, now_ms: i64) -> Result<MaintenanceReport, LogError> {
         let mut report = MaintenanceReport::default();
         for (t, p) in self.all_partitions() {
-            report.records_compacted += p.compact(&t.config, now_ms)?;
-            report.segments_deleted += p.enforce_retention(&t.config, now_ms)?;
+            let cfg = t.cfg();
+            report.records_compacted += p.compact(&cfg, now_ms)?;
+            report.segments_deleted += p.enforce_retention(&cfg, now_ms)?;
         }
         Ok(report)
     }

@@ -21,6 +21,7 @@ pub mod config;
 mod disk;
 mod memory;
 mod partition;
+mod producers;
 mod segment;
 #[doc(hidden)]
 pub mod testing;
@@ -60,6 +61,10 @@ pub enum LogError {
         log_start: i64,
         log_end: i64,
     },
+    #[error("out of order sequence: {0}")]
+    OutOfOrderSequence(String),
+    #[error("invalid producer epoch: {0}")]
+    InvalidProducerEpoch(String),
     #[error("log data is corrupt: {0}")]
     Corrupt(String),
     #[error("storage I/O error: {0}")]
@@ -86,6 +91,9 @@ pub struct AppendInfo {
     pub log_start_offset: i64,
     /// The flush policy asks the caller to wait for [`Storage::sync_to`] before acknowledging.
     pub needs_sync: bool,
+    /// An idempotent producer's retry of a batch already in the log: nothing was appended and
+    /// the offsets are those of the original.
+    pub duplicate: bool,
 }
 
 /// First and one-past-last offsets of a partition.
@@ -130,6 +138,17 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     fn topic(&self, name: &str) -> Option<TopicInfo>;
     /// Broker-wide defaults that topics inherit.
     fn defaults(&self) -> TopicConfig;
+    /// Replaces a topic's config overrides (validated; persisted).
+    fn alter_topic_config(
+        &self,
+        name: &str,
+        overrides: BTreeMap<String, String>,
+    ) -> Result<TopicInfo, LogError>;
+    /// Moves the log start offset forward to `offset` (DeleteRecords); -1 means the end.
+    /// Returns the new log start offset.
+    fn delete_records(&self, topic: &str, partition: i32, offset: i64) -> Result<i64, LogError>;
+    /// The data directory and the size in bytes of every partition.
+    fn log_dir(&self) -> (String, Vec<(String, i32, u64)>);
     /// Validates and appends the record batches in `records`, assigning offsets.
     fn append(&self, topic: &str, partition: i32, records: &[u8]) -> Result<AppendInfo, LogError>;
     /// Reads whole batches from `offset`.

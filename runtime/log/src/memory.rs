@@ -148,6 +148,56 @@ impl Storage for MemoryStorage {
         self.defaults.clone()
     }
 
+    fn alter_topic_config(
+        &self,
+        name: &str,
+        overrides: BTreeMap<String, String>,
+    ) -> Result<TopicInfo, LogError> {
+        let config = self.defaults.with_overrides(&overrides)?;
+        let mut topics = self.topics.write().map_err(poisoned)?;
+        let t = topics
+            .get_mut(name)
+            .ok_or_else(|| LogError::UnknownTopicOrPartition(name.to_string()))?;
+        t.info.overrides = overrides;
+        t.info.config = config;
+        Ok(t.info.clone())
+    }
+
+    fn delete_records(&self, topic: &str, partition: i32, offset: i64) -> Result<i64, LogError> {
+        self.with_partition(topic, partition, |_, p| {
+            let target = if offset == -1 { p.next } else { offset };
+            if target < 0 || target > p.next {
+                return Err(LogError::OffsetOutOfRange {
+                    offset: target,
+                    log_start: p.log_start,
+                    log_end: p.next,
+                });
+            }
+            if target > p.log_start {
+                p.log_start = target;
+                p.batches.retain(|(h, _)| h.last_offset() >= target);
+            }
+            Ok(p.log_start)
+        })
+    }
+
+    fn log_dir(&self) -> (String, Vec<(String, i32, u64)>) {
+        let mut out = Vec::new();
+        if let Ok(topics) = self.topics.read() {
+            for (name, t) in topics.iter() {
+                for (i, p) in t.partitions.iter().enumerate() {
+                    let size = p
+                        .lock()
+                        .map(|p| p.batches.iter().map(|(_, b)| b.len() as u64).sum())
+                        .unwrap_or(0);
+                    out.push((name.clone(), i as i32, size));
+                }
+            }
+        }
+        out.sort();
+        ("memory".to_string(), out)
+    }
+
     fn append(&self, topic: &str, partition: i32, records: &[u8]) -> Result<AppendInfo, LogError> {
         let batches = batch::split_validated(records)?;
         if batches.is_empty() {
@@ -178,6 +228,7 @@ impl Storage for MemoryStorage {
                 last_offset: p.next - 1,
                 log_start_offset: p.log_start,
                 needs_sync: false,
+                duplicate: false,
             })
         })
     }

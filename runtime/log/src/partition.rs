@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use bytes::Bytes;
 
 use crate::batch::{self, BatchHeader};
+use crate::producers::{ProducerStates, Verdict};
 use crate::segment::{self, Segment};
 use crate::{AppendInfo, LogError, PartitionOffsets, ReadResult, TopicConfig};
 
@@ -38,6 +39,7 @@ struct Inner {
     unflushed_messages: u64,
     /// Files of rolled segments not yet fsynced (the active one is synced by `sync_to` too).
     rolled_unsynced: Vec<Arc<File>>,
+    producers: ProducerStates,
 }
 
 impl Inner {
@@ -109,12 +111,33 @@ impl Partition {
         if segments.is_empty() {
             segments.insert(0, Segment::create(dir, 0, now_ms)?);
         }
-        let log_start = segments.values().next().map(|s| s.base_offset).unwrap_or(0);
+        let first_base = segments.values().next().map(|s| s.base_offset).unwrap_or(0);
+        let next_offset = segments
+            .values()
+            .next_back()
+            .map(|s| s.next_offset)
+            .unwrap_or(0);
+        let checkpoint = read_log_start(dir)?.unwrap_or(first_base);
+        let log_start = first_base.max(checkpoint).min(next_offset);
+        let mut producers = ProducerStates::default();
+        for seg in segments
+            .values()
+            .rev()
+            .take(2)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            segment::scan(&seg.file, 0, seg.size, false, |h, _, _| {
+                producers.record(h, h.base_offset)
+            })?;
+        }
         let inner = Inner {
             segments,
             log_start,
             unflushed_messages: 0,
             rolled_unsynced: Vec::new(),
+            producers,
         };
         let next = inner.next_offset();
         if recover {
@@ -180,6 +203,28 @@ impl Partition {
         if too_big || too_old || active.size + total > u64::from(u32::MAX) {
             self.roll(&mut inner, now_ms)?;
         }
+        if let [(h, _)] = parts.as_slice()
+            && let Verdict::Duplicate {
+                base_offset,
+                last_offset,
+            } = inner.producers.check(h)?
+        {
+            tracing::debug!(dir = %self.dir.display(), producer_id = h.producer_id, base_sequence = h.base_sequence, "duplicate batch from an idempotent producer; not appended");
+            return Ok(AppendInfo {
+                base_offset,
+                last_offset,
+                log_start_offset: inner.log_start,
+                needs_sync: false,
+                duplicate: true,
+            });
+        }
+        for (h, _) in &parts {
+            if let Verdict::Duplicate { .. } = inner.producers.check(h)? {
+                return Err(LogError::InvalidRecord(
+                    "a duplicate batch in a multi-batch request".into(),
+                ));
+            }
+        }
         let mut next = inner.next_offset();
         let base_offset = next;
         let mut bases = Vec::with_capacity(parts.len());
@@ -201,6 +246,9 @@ impl Partition {
             let _ = active.file.set_len(active.size);
             return Err(LogError::Io(e));
         }
+        for ((h, _), base) in parts.iter().zip(&bases) {
+            inner.producers.record(h, *base);
+        }
         inner.unflushed_messages += count;
         let needs_sync = flush_messages.is_some_and(|n| inner.unflushed_messages >= n);
         Ok(AppendInfo {
@@ -208,6 +256,7 @@ impl Partition {
             last_offset: next - 1,
             log_start_offset: log_start,
             needs_sync,
+            duplicate: false,
         })
     }
 
@@ -308,6 +357,43 @@ impl Partition {
         })
     }
 
+    /// Moves the log start offset to `offset` (-1: the end), deleting segments wholly before it,
+    /// and persists it. Returns the new log start offset.
+    pub fn delete_records(&self, offset: i64) -> Result<i64, LogError> {
+        let mut inner = self.inner.write().map_err(lock_err)?;
+        let end = inner.next_offset();
+        let target = if offset == -1 { end } else { offset };
+        if target < 0 || target > end {
+            return Err(LogError::OffsetOutOfRange {
+                offset: target,
+                log_start: inner.log_start,
+                log_end: end,
+            });
+        }
+        if target <= inner.log_start {
+            return Ok(inner.log_start);
+        }
+        write_log_start(&self.dir, target)?;
+        inner.log_start = target;
+        let doomed: Vec<i64> = {
+            let n = inner.segments.len();
+            inner
+                .segments
+                .values()
+                .take(n.saturating_sub(1))
+                .filter(|s| s.next_offset <= target)
+                .map(|s| s.base_offset)
+                .collect()
+        };
+        for base in doomed {
+            if let Some(seg) = inner.segments.remove(&base) {
+                seg.delete_files()?;
+            }
+        }
+        tracing::info!(dir = %self.dir.display(), log_start_offset = target, "records deleted");
+        Ok(target)
+    }
+
     /// Offset and timestamp of the first record with timestamp >= `ts`.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
         let inner = self.inner.read().map_err(lock_err)?;
@@ -373,6 +459,15 @@ impl Partition {
             }
         }
         if !doomed.is_empty() {
+            let first = inner
+                .segments
+                .values()
+                .next()
+                .map(|s| s.base_offset)
+                .unwrap_or(0);
+            if first > inner.log_start {
+                write_log_start(&self.dir, first)?;
+            }
             inner.log_start = inner.log_start.max(
                 inner
                     .segments
@@ -568,5 +663,24 @@ fn finish_interrupted_compaction(dir: &Path, _bases: &[i64]) -> io::Result<()> {
             std::fs::remove_file(&path)?;
         }
     }
+    Ok(())
+}
+
+const LOG_START_FILE: &str = "log-start-offset";
+
+fn read_log_start(dir: &Path) -> Result<Option<i64>, LogError> {
+    match std::fs::read_to_string(dir.join(LOG_START_FILE)) {
+        Ok(s) => Ok(s.trim().parse().ok()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Persists the log start offset (written beside the segments, replaced atomically).
+fn write_log_start(dir: &Path, offset: i64) -> Result<(), LogError> {
+    let tmp = dir.join(format!("{LOG_START_FILE}.tmp"));
+    std::fs::write(&tmp, offset.to_string())?;
+    File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, dir.join(LOG_START_FILE))?;
     Ok(())
 }
