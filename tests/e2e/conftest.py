@@ -74,7 +74,14 @@ class WeirBroker:
     STOP_TIMEOUT = 30.0  # seconds for a graceful shutdown after SIGTERM
     KILL_TIMEOUT = 10.0  # seconds for the process to vanish after SIGKILL
 
-    def __init__(self, binary: str, workdir: Path, env: Optional[dict] = None, name: str = "weir"):
+    def __init__(
+        self,
+        binary: str,
+        workdir: Path,
+        env: Optional[dict] = None,
+        name: str = "weir",
+        args: Optional[list] = None,
+    ):
         self.binary = binary
         self.name = name
         self.port = free_port()
@@ -82,6 +89,8 @@ class WeirBroker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / f"{name}.log"
         self.env_overrides = {str(k): str(v) for k, v in (env or {}).items()}
+        # Extra `weir up` arguments, e.g. ["--advertised", "127.0.0.1:PORT"].
+        self.extra_args = [str(a) for a in (args or [])]
         self.proc: Optional[subprocess.Popen] = None
         self.starts = 0
 
@@ -111,7 +120,7 @@ class WeirBroker:
         if port_accepts(self.port, timeout=0.2):
             raise RuntimeError(f"port {self.port} is already taken by another process")
         self.starts += 1
-        cmd = [self.binary, "up", "--listen", self.bootstrap, "--data-dir", str(self.data_dir)]
+        cmd = [self.binary, "up", "--listen", self.bootstrap, "--data-dir", str(self.data_dir), *self.extra_args]
         self._log(f"start #{self.starts}: {' '.join(cmd)} env={self.env_overrides}")
         log = open(self.log_path, "ab")
         try:
@@ -231,11 +240,14 @@ def weir_bin() -> str:
 
 @pytest.fixture
 def start_broker(weir_bin, tmp_path, request):
-    """Factory fixture: start_broker(env=None, name=None) -> running WeirBroker."""
+    """Factory fixture: start_broker(env=None, name=None, args=None) -> running WeirBroker.
+
+    `args` are extra `weir up` arguments (kept across restarts).
+    """
     brokers: list = []
 
-    def start(env: Optional[dict] = None, name: Optional[str] = None) -> WeirBroker:
-        broker = WeirBroker(weir_bin, tmp_path, env=env, name=name or f"weir{len(brokers)}")
+    def start(env: Optional[dict] = None, name: Optional[str] = None, args: Optional[list] = None) -> WeirBroker:
+        broker = WeirBroker(weir_bin, tmp_path, env=env, name=name or f"weir{len(brokers)}", args=args)
         brokers.append(broker)
         return broker.start()
 

@@ -7,13 +7,16 @@ AssertionError when it runs out, so a misbehaving broker fails a test rather
 than hanging the suite.
 
 Client settings that matter for Weir:
-  * Weir has no consumer groups, so consumers only ever use assign() with
-    explicit offsets and never commit. confluent-kafka's Python wrapper
+  * The read helpers (ck_consumer, ck_consume_partition, kp_consumer, ...)
+    only ever assign() explicit offsets and never commit, so they test the
+    log without the group coordinator. confluent-kafka's Python wrapper
     refuses to build a Consumer without group.id, so a dummy group.id is set;
     librdkafka only contacts a group coordinator for partitions assigned at
-    OFFSET_STORED or for commits, neither of which happens here.
-  * Weir has no idempotent producer (no InitProducerId), so every producer
-    disables idempotence explicitly. kafka-python >= 3 enables it by default.
+    OFFSET_STORED or for commits, neither of which happens there. Tests of
+    consumer groups use ck_group_consumer (subscribe(), real commits).
+  * The producer helpers disable idempotence explicitly (kafka-python >= 3
+    enables it by default), so that the log tests do not depend on producer
+    ids; test_idempotence.py turns it on.
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ T = TypeVar("T")
 
 # A group.id that is never used for any group operation (see module docstring).
 UNUSED_GROUP_ID = "weir-e2e-unused-group"
+
+# Broker settings for consumer group tests: a short initial rebalance delay
+# (default 300 ms) so that groups form quickly.
+FAST_GROUPS = {"WEIR_BROKER__GROUP_INITIAL_REBALANCE_DELAY_MS": "100"}
 
 
 # ---------------------------------------------------------------------------
@@ -326,6 +333,56 @@ def ck_consume_partition(
     return records
 
 
+def ck_produce_ok(bootstrap: str, topic: str, records: Iterable[dict], **producer_overrides) -> list:
+    """ck_produce with a fresh producer; asserts that every record was delivered."""
+    deliveries = ck_produce(ck_producer(bootstrap, **producer_overrides), topic, records)
+    errors = [(i, d.error) for i, d in enumerate(deliveries) if d.error is not None]
+    assert not errors, f"{len(errors)} of {len(deliveries)} records failed, e.g. {errors[:3]}"
+    return deliveries
+
+
+# ---------------------------------------------------------------------------
+# confluent-kafka consumer groups
+# ---------------------------------------------------------------------------
+
+
+def ck_group_consumer(bootstrap: str, group: str, **overrides) -> ck.Consumer:
+    """A librdkafka consumer for subscribe() in `group`: no auto commit
+    (tests commit explicitly), reads from the start when nothing is
+    committed, and notices rebalances and broker restarts quickly."""
+    config = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 500,
+        "fetch.wait.max.ms": 100,
+        "reconnect.backoff.ms": 50,
+        "reconnect.backoff.max.ms": 500,
+    }
+    config.update(overrides)
+    return ck.Consumer(config)
+
+
+def ck_committed(bootstrap: str, group: str, topic: str, partitions: int, timeout: float = 10.0) -> dict:
+    """{partition: committed offset} of `group` for `topic` (OffsetFetch,
+    without joining the group); ck.OFFSET_INVALID (-1001) where none."""
+    consumer = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        tps = consumer.committed([ck.TopicPartition(topic, p) for p in range(partitions)], timeout=timeout)
+    finally:
+        consumer.close()
+    errors = [(tp.partition, tp.error) for tp in tps if tp.error is not None]
+    assert not errors, f"OffsetFetch for group {group!r} failed: {errors}"
+    return {tp.partition: tp.offset for tp in tps}
+
+
+def ck_high_watermarks(bootstrap: str, topic: str, partitions: int) -> dict:
+    """{partition: high watermark} via ListOffsets."""
+    return {p: ck_watermarks(bootstrap, topic, p)[1] for p in range(partitions)}
+
+
 # ---------------------------------------------------------------------------
 # kafka-python
 # ---------------------------------------------------------------------------
@@ -490,3 +547,44 @@ def describe_process(result: subprocess.CompletedProcess) -> str:
         f"command: {result.args!r}\nexit code: {result.returncode}\n"
         f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"
     )
+
+
+def run_weir(binary: str, bootstrap: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    """Run `weir ARGS... --bootstrap BOOTSTRAP` (the CLI takes --bootstrap last)."""
+    return run_cli(binary, *args, "--bootstrap", bootstrap, **kwargs)
+
+
+# Columns of `weir group describe` (as kafka-consumer-groups.sh --describe).
+GROUP_DESCRIBE_COLUMNS = (
+    "GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER-ID", "HOST", "CLIENT-ID",
+)  # fmt: skip
+
+
+def parse_group_describe(text: str, group: str) -> list:
+    """The partition rows of a `weir group describe` table, as dicts keyed by
+    GROUP_DESCRIBE_COLUMNS. Numbers become ints; "-" (or a missing trailing
+    cell) becomes None. Lines that are not rows of `group` (notes, blank
+    lines, the header) are ignored. Asserts that the header is there."""
+    lines = text.splitlines()
+    header_at = next(
+        (i for i, line in enumerate(lines) if all(col in line.split() for col in GROUP_DESCRIBE_COLUMNS)),
+        None,
+    )
+    assert header_at is not None, f"no header with columns {' '.join(GROUP_DESCRIBE_COLUMNS)} in:\n{text}"
+    header = lines[header_at].split()
+    rows = []
+    for line in lines[header_at + 1 :]:
+        cells = line.split()
+        if len(cells) < 6 or cells[header.index("GROUP")] != group:
+            continue
+        row = {}
+        for i, col in enumerate(header):
+            cell = cells[i] if i < len(cells) else "-"
+            if cell == "-":
+                row[col] = None
+            elif col in ("PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG"):
+                row[col] = int(cell)
+            else:
+                row[col] = cell
+        rows.append(row)
+    return rows

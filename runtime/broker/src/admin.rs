@@ -343,3 +343,264 @@ pub(crate) fn describe_cluster(
     resp.brokers = vec![b];
     encode_response(corr, version, &resp)
 }
+
+/// New overrides after applying (op, key, value) changes; ops as IncrementalAlterConfigs:
+/// 0 set, 1 delete, 2 append (to a list), 3 subtract (from a list).
+fn apply_ops(
+    current: &BTreeMap<String, String>,
+    defaults: &TopicConfig,
+    ops: &[(i8, String, Option<String>)],
+) -> Result<BTreeMap<String, String>, (i16, String)> {
+    let mut next = current.clone();
+    for (op, key, value) in ops {
+        if !TOPIC_KEYS.contains(&key.as_str()) {
+            return Err((
+                c(ResponseError::InvalidConfig),
+                format!("unknown topic config {key}"),
+            ));
+        }
+        let list = |m: &BTreeMap<String, String>| -> Vec<String> {
+            m.get(key)
+                .cloned()
+                .or_else(|| defaults.get(key))
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        match op {
+            0 => {
+                next.insert(key.clone(), value.clone().unwrap_or_default());
+            }
+            1 => {
+                next.remove(key);
+            }
+            2 | 3 if key == "cleanup.policy" => {
+                let mut items = list(&next);
+                for v in value
+                    .as_deref()
+                    .unwrap_or("")
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                {
+                    if *op == 2 && !items.iter().any(|i| i == v) {
+                        items.push(v.to_string());
+                    }
+                    if *op == 3 {
+                        items.retain(|i| i != v);
+                    }
+                }
+                next.insert(key.clone(), items.join(","));
+            }
+            2 | 3 => {
+                return Err((
+                    c(ResponseError::InvalidConfig),
+                    format!("{key} is not a list config"),
+                ));
+            }
+            other => {
+                return Err((
+                    c(ResponseError::InvalidRequest),
+                    format!("unknown config operation {other}"),
+                ));
+            }
+        }
+    }
+    Ok(next)
+}
+
+fn alter_topic(
+    shared: &Shared,
+    name: &str,
+    ops: &[(i8, String, Option<String>)],
+    incremental: bool,
+    validate_only: bool,
+) -> Result<(), (i16, String)> {
+    let Some(info) = shared.storage.topic(name) else {
+        return Err((
+            c(ResponseError::UnknownTopicOrPartition),
+            format!("unknown topic {name}"),
+        ));
+    };
+    // The legacy AlterConfigs replaces the whole set of overrides.
+    let base = if incremental {
+        info.overrides.clone()
+    } else {
+        BTreeMap::new()
+    };
+    let defaults = shared.storage.defaults();
+    let next = apply_ops(&base, &defaults, ops)?;
+    defaults
+        .with_overrides(&next)
+        .map_err(|e| (code(&e), e.to_string()))?;
+    if !validate_only {
+        shared
+            .storage
+            .alter_topic_config(name, next)
+            .map_err(|e| (code(&e), e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn alter_result(r: Result<(), (i16, String)>) -> (i16, Option<StrBytes>) {
+    match r {
+        Ok(()) => (NONE, None),
+        Err((e, m)) => (e, Some(s(m))),
+    }
+}
+
+pub(crate) fn alter_configs(
+    shared: &Arc<Shared>,
+    req: AlterConfigsRequest,
+    version: i16,
+    corr: i32,
+) -> Result<Bytes, String> {
+    let mut resp = AlterConfigsResponse::default();
+    for res in req.resources {
+        let mut r = alter_configs_response::AlterConfigsResourceResponse::default();
+        r.resource_type = res.resource_type;
+        r.resource_name = res.resource_name.clone();
+        let outcome = if res.resource_type == RESOURCE_TOPIC {
+            let ops: Vec<_> = res
+                .configs
+                .iter()
+                .map(|c| {
+                    (
+                        0i8,
+                        c.name.to_string(),
+                        c.value.as_ref().map(|v| v.to_string()),
+                    )
+                })
+                .collect();
+            alter_topic(
+                shared,
+                res.resource_name.as_str(),
+                &ops,
+                false,
+                req.validate_only,
+            )
+        } else {
+            Err((
+                c(ResponseError::InvalidRequest),
+                "only topic configs can be altered".to_string(),
+            ))
+        };
+        (r.error_code, r.error_message) = alter_result(outcome);
+        resp.responses.push(r);
+    }
+    encode_response(corr, version, &resp)
+}
+
+pub(crate) fn incremental_alter_configs(
+    shared: &Arc<Shared>,
+    req: IncrementalAlterConfigsRequest,
+    version: i16,
+    corr: i32,
+) -> Result<Bytes, String> {
+    let mut resp = IncrementalAlterConfigsResponse::default();
+    for res in req.resources {
+        let mut r = incremental_alter_configs_response::AlterConfigsResourceResponse::default();
+        r.resource_type = res.resource_type;
+        r.resource_name = res.resource_name.clone();
+        let outcome = if res.resource_type == RESOURCE_TOPIC {
+            let ops: Vec<_> = res
+                .configs
+                .iter()
+                .map(|c| {
+                    (
+                        c.config_operation,
+                        c.name.to_string(),
+                        c.value.as_ref().map(|v| v.to_string()),
+                    )
+                })
+                .collect();
+            alter_topic(
+                shared,
+                res.resource_name.as_str(),
+                &ops,
+                true,
+                req.validate_only,
+            )
+        } else {
+            Err((
+                c(ResponseError::InvalidRequest),
+                "only topic configs can be altered".to_string(),
+            ))
+        };
+        (r.error_code, r.error_message) = alter_result(outcome);
+        resp.responses.push(r);
+    }
+    encode_response(corr, version, &resp)
+}
+
+pub(crate) fn delete_records(
+    shared: &Arc<Shared>,
+    req: DeleteRecordsRequest,
+    version: i16,
+    corr: i32,
+) -> Result<Bytes, String> {
+    let mut resp = DeleteRecordsResponse::default();
+    for t in req.topics {
+        let mut tr = delete_records_response::DeleteRecordsTopicResult::default();
+        tr.name = t.name.clone();
+        for p in t.partitions {
+            let mut pr = delete_records_response::DeleteRecordsPartitionResult::default();
+            pr.partition_index = p.partition_index;
+            match shared
+                .storage
+                .delete_records(t.name.0.as_str(), p.partition_index, p.offset)
+            {
+                Ok(low) => pr.low_watermark = low,
+                Err(e) => {
+                    pr.low_watermark = -1;
+                    pr.error_code = code(&e);
+                }
+            }
+            tr.partitions.push(pr);
+        }
+        resp.topics.push(tr);
+    }
+    encode_response(corr, version, &resp)
+}
+
+pub(crate) fn describe_log_dirs(
+    shared: &Arc<Shared>,
+    req: DescribeLogDirsRequest,
+    version: i16,
+    corr: i32,
+) -> Result<Bytes, String> {
+    let (dir, parts) = shared.storage.log_dir();
+    let wanted = |t: &str, p: i32| {
+        req.topics.as_ref().is_none_or(|ts| {
+            ts.iter()
+                .any(|x| x.topic.0.as_str() == t && x.partitions.contains(&p))
+        })
+    };
+    let mut result = describe_log_dirs_response::DescribeLogDirsResult::default();
+    result.log_dir = s(dir);
+    result.total_bytes = -1;
+    result.usable_bytes = -1;
+    let mut by_topic: BTreeMap<String, Vec<(i32, u64)>> = BTreeMap::new();
+    for (t, p, size) in parts {
+        if wanted(&t, p) {
+            by_topic.entry(t).or_default().push((p, size));
+        }
+    }
+    for (t, ps) in by_topic {
+        let mut dt = describe_log_dirs_response::DescribeLogDirsTopic::default();
+        dt.name = TopicName(s(t));
+        for (p, size) in ps {
+            let mut dp = describe_log_dirs_response::DescribeLogDirsPartition::default();
+            dp.partition_index = p;
+            dp.partition_size = size as i64;
+            dt.partitions.push(dp);
+        }
+        result.topics.push(dt);
+    }
+    let mut resp = DescribeLogDirsResponse::default();
+    resp.results = vec![result];
+    encode_response(corr, version, &resp)
+}

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use crate::frame::{self, DecodeError, Request, encode_response};
-use crate::{Shared, admin, fetch, metadata, produce, versions};
+use crate::{Shared, admin, fetch, group_api, metadata, produce, versions};
 
 /// A response being prepared: `Ok(None)` means "send nothing" (acks=0), `Err` closes the
 /// connection.
@@ -54,7 +54,7 @@ pub(crate) async fn serve(
                 }
             };
             let reply = match frame::decode_request(frame) {
-                Ok(req) => dispatch(&shared, req),
+                Ok(req) => dispatch(&shared, req, peer),
                 Err(DecodeError::UnsupportedVersion {
                     key: ApiKey::ApiVersions,
                     correlation_id,
@@ -147,7 +147,7 @@ async fn write_loop(wr: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<
     let _ = w.into_inner().shutdown().await;
 }
 
-fn dispatch(shared: &Arc<Shared>, req: Request) -> Reply {
+fn dispatch(shared: &Arc<Shared>, req: Request, peer: SocketAddr) -> Reply {
     let corr = req.header.correlation_id;
     let v = req.header.request_api_version;
     tracing::trace!(api = ?req.key, version = v, correlation_id = corr, "request");
@@ -162,6 +162,49 @@ fn dispatch(shared: &Arc<Shared>, req: Request) -> Reply {
         RequestKind::CreatePartitions(r) => ready(admin::create_partitions(shared, r, v, corr)),
         RequestKind::DescribeConfigs(r) => ready(admin::describe_configs(shared, r, v, corr)),
         RequestKind::DescribeCluster(r) => ready(admin::describe_cluster(shared, r, v, corr)),
+        RequestKind::FindCoordinator(r) => group_api::find_coordinator(shared, r, v, corr),
+
+        RequestKind::JoinGroup(r) => {
+            let client = req
+                .header
+                .client_id
+                .as_ref()
+                .map(|c| c.to_string())
+                .unwrap_or_default();
+
+            group_api::join_group(shared, r, v, corr, client, format!("/{}", peer.ip()))
+        }
+
+        RequestKind::SyncGroup(r) => group_api::sync_group(shared, r, v, corr),
+
+        RequestKind::Heartbeat(r) => group_api::heartbeat(shared, r, v, corr),
+
+        RequestKind::LeaveGroup(r) => group_api::leave_group(shared, r, v, corr),
+
+        RequestKind::OffsetCommit(r) => group_api::offset_commit(shared, r, v, corr),
+
+        RequestKind::OffsetFetch(r) => group_api::offset_fetch(shared, r, v, corr),
+
+        RequestKind::DescribeGroups(r) => group_api::describe_groups(shared, r, v, corr),
+
+        RequestKind::ListGroups(r) => group_api::list_groups(shared, r, v, corr),
+
+        RequestKind::DeleteGroups(r) => group_api::delete_groups(shared, r, v, corr),
+
+        RequestKind::OffsetDelete(r) => group_api::offset_delete(shared, r, v, corr),
+
+        RequestKind::InitProducerId(r) => group_api::init_producer_id(shared, r, v, corr),
+
+        RequestKind::AlterConfigs(r) => ready(admin::alter_configs(shared, r, v, corr)),
+
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ready(admin::incremental_alter_configs(shared, r, v, corr))
+        }
+
+        RequestKind::DeleteRecords(r) => ready(admin::delete_records(shared, r, v, corr)),
+
+        RequestKind::DescribeLogDirs(r) => ready(admin::describe_log_dirs(shared, r, v, corr)),
+
         _ => Box::pin(std::future::ready(Err(format!(
             "no handler for {:?}",
             req.key

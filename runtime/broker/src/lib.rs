@@ -14,6 +14,8 @@ mod conn;
 mod errors;
 mod fetch;
 mod frame;
+mod group_api;
+pub mod groups;
 mod metadata;
 mod produce;
 mod sync;
@@ -52,6 +54,8 @@ pub struct BrokerConfig {
     pub maintenance_interval: Duration,
     /// Fsync dirty partitions this often, if set (`log.flush.interval.ms`).
     pub flush_interval: Option<Duration>,
+    /// Consumer group coordinator settings.
+    pub group: groups::GroupConfig,
 }
 
 impl Default for BrokerConfig {
@@ -66,6 +70,7 @@ impl Default for BrokerConfig {
             cluster_id: "weir-cluster".into(),
             maintenance_interval: Duration::from_secs(300),
             flush_interval: None,
+            group: groups::GroupConfig::default(),
         }
     }
 }
@@ -79,6 +84,8 @@ pub(crate) struct Shared {
     pub appended: Arc<Notify>,
     /// The group-commit fsync thread.
     pub syncer: sync::Syncer,
+    /// Consumer groups, committed offsets, producer ids.
+    pub groups: groups::Coordinator,
     pub advertised: (String, u16),
 }
 
@@ -100,12 +107,15 @@ impl Broker {
             .unwrap_or_else(|| (local.ip().to_string(), local.port()));
         let appended = Arc::new(Notify::new());
         let syncer = sync::Syncer::start(storage.clone(), appended.clone())?;
+        let groups =
+            groups::Coordinator::load(storage.clone(), cfg.group).map_err(std::io::Error::other)?;
         Ok(Broker {
             shared: Arc::new(Shared {
                 cfg,
                 storage,
                 appended,
                 syncer,
+                groups,
                 advertised,
             }),
             listener,
@@ -177,6 +187,8 @@ fn spawn_background(
             .flush_interval
             .unwrap_or(Duration::from_secs(3600));
         let mut flush = tokio::time::interval(flush_every);
+        let mut group_tick = tokio::time::interval(Duration::from_millis(100));
+        group_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -195,6 +207,7 @@ fn spawn_background(
                         tracing::error!(error = %e, "interval flush failed");
                     }
                 }
+                _ = group_tick.tick() => shared.groups.tick(),
                 _ = shutdown.changed() => return,
             }
         }

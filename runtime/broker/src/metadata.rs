@@ -24,6 +24,7 @@ pub(crate) fn topic_response(
     let node = BrokerId(shared.cfg.node_id);
     let mut t = MetadataResponseTopic::default();
     t.name = Some(TopicName(StrBytes::from_string(info.name.clone())));
+    t.is_internal = info.name == crate::groups::OFFSETS_TOPIC;
     if version >= 10 {
         t.topic_id = info.id;
     }

@@ -32,6 +32,13 @@ pub struct BrokerSection {
     pub num_partitions: u32,
     /// Largest request accepted, in bytes.
     pub max_request_bytes: usize,
+    /// Wait after the first member joins an empty group before completing its first
+    /// rebalance, so members starting together share one generation (milliseconds).
+    pub group_initial_rebalance_delay_ms: u64,
+    /// Smallest session timeout a group member may ask for (milliseconds).
+    pub group_min_session_timeout_ms: u64,
+    /// Largest session timeout a group member may ask for (milliseconds).
+    pub group_max_session_timeout_ms: u64,
 }
 
 impl Default for BrokerSection {
@@ -43,6 +50,9 @@ impl Default for BrokerSection {
             auto_create_topics: true,
             num_partitions: 1,
             max_request_bytes: 100 * 1024 * 1024,
+            group_initial_rebalance_delay_ms: 300,
+            group_min_session_timeout_ms: 1000,
+            group_max_session_timeout_ms: 1_800_000,
         }
     }
 }

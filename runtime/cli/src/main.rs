@@ -34,6 +34,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: tools::TopicCmd,
     },
+    /// List, describe, delete consumer groups and reset their offsets.
+    Group {
+        #[command(subcommand)]
+        cmd: tools::GroupCmd,
+    },
     /// Produce records from stdin or a file, one per line.
     Produce(tools::ProduceArgs),
     /// Consume records and print them.
@@ -81,6 +86,7 @@ fn main() -> std::process::ExitCode {
         match cli.cmd {
             Cmd::Up(args) => up(args).await,
             Cmd::Topic { cmd } => tools::topic(cmd).await,
+            Cmd::Group { cmd } => tools::group(cmd).await,
             Cmd::Produce(args) => tools::produce(args).await,
             Cmd::Consume(args) => tools::consume(args).await,
         }
@@ -151,6 +157,13 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         cluster_id,
         maintenance_interval: Duration::from_millis(cfg.log.retention_check_interval_ms.max(10)),
         flush_interval: cfg.log.flush_ms.map(Duration::from_millis),
+        group: weir_broker::groups::GroupConfig {
+            initial_rebalance_delay: Duration::from_millis(
+                cfg.broker.group_initial_rebalance_delay_ms,
+            ),
+            min_session_timeout: Duration::from_millis(cfg.broker.group_min_session_timeout_ms),
+            max_session_timeout: Duration::from_millis(cfg.broker.group_max_session_timeout_ms),
+        },
     };
     let broker = weir_broker::Broker::bind(broker_cfg, Arc::new(storage))
         .await

@@ -261,6 +261,10 @@ pub struct ConsumeArgs {
     /// Print the headers.
     #[arg(long)]
     print_headers: bool,
+    /// Consume as a member of this consumer group: partitions are assigned by the group,
+    /// positions start from its committed offsets, and progress is committed.
+    #[arg(long, conflicts_with_all = ["partition", "offset"])]
+    group: Option<String>,
     #[command(flatten)]
     conn: Conn,
 }
@@ -272,9 +276,68 @@ fn show(b: &Option<Bytes>) -> String {
     }
 }
 
+/// Where a partition's consumption starts, from the flags (`--offset`, `--timestamp`,
+/// `--from-beginning`, else the end).
+async fn start_offset(client: &Client, args: &ConsumeArgs, p: i32) -> anyhow::Result<i64> {
+    Ok(if let Some(o) = args.offset {
+        let earliest = client.list_offset(&args.topic, p, -2).await?.unwrap_or(0);
+        let latest = client.list_offset(&args.topic, p, -1).await?.unwrap_or(0);
+        if o < earliest || o > latest {
+            anyhow::bail!("offset {o} is outside partition {p}'s range {earliest}..={latest}");
+        }
+        o
+    } else if let Some(ts) = args.timestamp {
+        match client.list_offset(&args.topic, p, ts).await? {
+            Some(o) => o,
+            None => client.list_offset(&args.topic, p, -1).await?.unwrap_or(0),
+        }
+    } else if args.from_beginning {
+        client.list_offset(&args.topic, p, -2).await?.unwrap_or(0)
+    } else {
+        client.list_offset(&args.topic, p, -1).await?.unwrap_or(0)
+    })
+}
+
+fn print_record(
+    args: &ConsumeArgs,
+    p: i32,
+    r: &kafka_protocol::records::Record,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut fields = Vec::new();
+    if args.print_partition {
+        fields.push(format!("partition:{p}"));
+    }
+    if args.print_offset {
+        fields.push(format!("offset:{}", r.offset));
+    }
+    if args.print_timestamp {
+        fields.push(format!("timestamp:{}", r.timestamp));
+    }
+    if args.print_key {
+        fields.push(format!("key:{}", show(&r.key)));
+    }
+    if args.print_headers {
+        let hs: Vec<String> = r
+            .headers
+            .iter()
+            .map(|(k, v)| format!("{}={}", k, show(v)))
+            .collect();
+        fields.push(format!("headers:{}", hs.join(",")));
+    }
+    fields.push(show(&r.value));
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    writeln!(out, "{}", fields.join("\t")).context("cannot write to stdout")?;
+    Ok(())
+}
+
 pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
     let client = args.conn.connect().await?;
     let partitions = client.partitions(&args.topic).await?;
+    if let Some(group) = args.group.clone() {
+        return consume_group(client, args, &group).await;
+    }
     let parts: Vec<i32> = match args.partition {
         Some(p) if p < 0 || p >= partitions => anyhow::bail!(
             "topic {} has no partition {p} (it has {partitions})",
@@ -285,63 +348,18 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
     };
     let mut next = BTreeMap::new();
     for &p in &parts {
-        let start = if let Some(o) = args.offset {
-            let earliest = client.list_offset(&args.topic, p, -2).await?.unwrap_or(0);
-            let latest = client.list_offset(&args.topic, p, -1).await?.unwrap_or(0);
-            if o < earliest || o > latest {
-                anyhow::bail!("offset {o} is outside partition {p}'s range {earliest}..={latest}");
-            }
-            o
-        } else if let Some(ts) = args.timestamp {
-            match client.list_offset(&args.topic, p, ts).await? {
-                Some(o) => o,
-                None => client.list_offset(&args.topic, p, -1).await?.unwrap_or(0),
-            }
-        } else if args.from_beginning {
-            client.list_offset(&args.topic, p, -2).await?.unwrap_or(0)
-        } else {
-            client.list_offset(&args.topic, p, -1).await?.unwrap_or(0)
-        };
-        next.insert(p, start);
+        next.insert(p, start_offset(&client, &args, p).await?);
     }
     let mut printed = 0usize;
     let mut last_data = Instant::now();
     let wait = Duration::from_millis(if parts.len() > 1 { 50 } else { 500 });
-    let stdout = std::io::stdout();
     loop {
         let mut got = false;
         for &p in &parts {
-            let offset = next[&p];
-            let (records, _hw) = client.fetch(&args.topic, p, offset, wait).await?;
+            let (records, _hw) = client.fetch(&args.topic, p, next[&p], wait).await?;
             for r in records {
                 got = true;
-                let mut fields = Vec::new();
-                if args.print_partition {
-                    fields.push(format!("partition:{p}"));
-                }
-                if args.print_offset {
-                    fields.push(format!("offset:{}", r.offset));
-                }
-                if args.print_timestamp {
-                    fields.push(format!("timestamp:{}", r.timestamp));
-                }
-                if args.print_key {
-                    fields.push(format!("key:{}", show(&r.key)));
-                }
-                if args.print_headers {
-                    let hs: Vec<String> = r
-                        .headers
-                        .iter()
-                        .map(|(k, v)| format!("{}={}", k, show(v)))
-                        .collect();
-                    fields.push(format!("headers:{}", hs.join(",")));
-                }
-                fields.push(show(&r.value));
-                {
-                    use std::io::Write;
-                    let mut out = stdout.lock();
-                    writeln!(out, "{}", fields.join("\t")).context("cannot write to stdout")?;
-                }
+                print_record(&args, p, &r)?;
                 next.insert(p, r.offset + 1);
                 printed += 1;
                 if args.max_messages.is_some_and(|m| printed >= m) {
@@ -358,4 +376,284 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
             return Ok(());
         }
     }
+}
+
+/// Consumes as a member of `group`: partitions come from the group's assignment, positions
+/// from its committed offsets, and consumed positions are committed as it goes.
+async fn consume_group(client: Client, args: ConsumeArgs, group: &str) -> anyhow::Result<()> {
+    let mut member = weir_client::GroupMember::new(group, vec![args.topic.clone()]);
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut dirty = false;
+    let mut printed = 0usize;
+    let mut last_data = Instant::now();
+    let mut last_heartbeat = Instant::now();
+    let mut rejoin = true;
+    let result: anyhow::Result<()> = async {
+        loop {
+            if rejoin {
+                if dirty {
+                    commit_positions(&client, &member, &args.topic, &next).await?;
+                    dirty = false;
+                }
+                member.join(&client).await?;
+                let committed = client.committed(group).await?;
+                next.clear();
+                for (t, ps) in &member.assignment {
+                    if t != &args.topic {
+                        continue;
+                    }
+                    for &p in ps {
+                        let start = match committed.get(&(t.clone(), p)) {
+                            Some(&o) => o,
+                            None => start_offset(&client, &args, p).await?,
+                        };
+                        next.insert(p, start);
+                    }
+                }
+                tracing::info!(group, generation = member.generation, partitions = ?next.keys().collect::<Vec<_>>(), "joined group");
+                rejoin = false;
+                last_heartbeat = Instant::now();
+            }
+            let mut got = false;
+            let parts: Vec<i32> = next.keys().copied().collect();
+            let wait = Duration::from_millis(if parts.len() > 1 { 50 } else { 300 });
+            for p in parts {
+                let (records, _) = client.fetch(&args.topic, p, next[&p], wait).await?;
+                for r in records {
+                    got = true;
+                    print_record(&args, p, &r)?;
+                    next.insert(p, r.offset + 1);
+                    dirty = true;
+                    printed += 1;
+                    if args.max_messages.is_some_and(|m| printed >= m) {
+                        return Ok(());
+                    }
+                }
+            }
+            if next.is_empty() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            if dirty {
+                commit_positions(&client, &member, &args.topic, &next).await?;
+                dirty = false;
+            }
+            if last_heartbeat.elapsed() >= Duration::from_secs(1) {
+                rejoin = member.heartbeat(&client).await?;
+                last_heartbeat = Instant::now();
+            }
+            if got {
+                last_data = Instant::now();
+            } else if args.timeout_ms.is_some_and(|t| last_data.elapsed() >= Duration::from_millis(t)) {
+                return Ok(());
+            }
+        }
+    }
+    .await;
+    if dirty {
+        let _ = commit_positions(&client, &member, &args.topic, &next).await;
+    }
+    if !member.member_id.is_empty() {
+        let _ = member.leave(&client).await;
+    }
+    result
+}
+
+async fn commit_positions(
+    client: &Client,
+    member: &weir_client::GroupMember,
+    topic: &str,
+    next: &BTreeMap<i32, i64>,
+) -> anyhow::Result<()> {
+    let offsets: BTreeMap<(String, i32), i64> = next
+        .iter()
+        .map(|(p, o)| ((topic.to_string(), *p), *o))
+        .collect();
+    client
+        .commit(
+            &member.group,
+            member.generation,
+            &member.member_id,
+            &offsets,
+        )
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum GroupCmd {
+    /// List consumer groups.
+    List {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Show a group's members, and per partition the committed offset, the end offset and the lag.
+    Describe {
+        group: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Delete an empty group and its committed offsets.
+    Delete {
+        group: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Move a group's committed offsets for a topic (the group must have no active members).
+    ResetOffsets {
+        group: String,
+        #[arg(long)]
+        topic: String,
+        /// To each partition's earliest offset.
+        #[arg(long, group = "to")]
+        to_earliest: bool,
+        /// To each partition's end.
+        #[arg(long, group = "to")]
+        to_latest: bool,
+        /// To this offset (clamped to each partition's range).
+        #[arg(long, group = "to")]
+        to_offset: Option<i64>,
+        /// To the first record at or after this time (ms since the epoch).
+        #[arg(long, group = "to")]
+        to_datetime: Option<i64>,
+        /// Only print the plan.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+pub async fn group(cmd: GroupCmd) -> anyhow::Result<()> {
+    match cmd {
+        GroupCmd::List { conn } => {
+            let client = conn.connect().await?;
+            for (id, ptype, state) in client.list_groups().await? {
+                println!("{id}\t{state}\t{ptype}");
+            }
+        }
+        GroupCmd::Describe { group, conn } => {
+            let client = conn.connect().await?;
+            let info = client.describe_group(&group).await?;
+            let committed = client.committed(&group).await?;
+            if info.state == "Dead" && committed.is_empty() {
+                anyhow::bail!("consumer group {group} does not exist");
+            }
+            let mut owner: BTreeMap<(String, i32), &weir_client::MemberInfo> = BTreeMap::new();
+            for m in &info.members {
+                for (t, ps) in &m.assignment {
+                    for p in ps {
+                        owner.insert((t.clone(), *p), m);
+                    }
+                }
+            }
+            let mut keys: Vec<(String, i32)> = committed
+                .keys()
+                .cloned()
+                .chain(owner.keys().cloned())
+                .collect();
+            keys.sort();
+            keys.dedup();
+            println!(
+                "group {group}: state {}, {} member(s), protocol {}",
+                info.state,
+                info.members.len(),
+                if info.protocol.is_empty() {
+                    "-"
+                } else {
+                    &info.protocol
+                }
+            );
+            println!(
+                "{:<20} {:<20} {:>9} {:>14} {:>14} {:>8}  {:<40} {:<16} CLIENT-ID",
+                "GROUP",
+                "TOPIC",
+                "PARTITION",
+                "CURRENT-OFFSET",
+                "LOG-END-OFFSET",
+                "LAG",
+                "CONSUMER-ID",
+                "HOST"
+            );
+            for (t, p) in keys {
+                let end = client.list_offset(&t, p, -1).await.ok().flatten();
+                let cur = committed.get(&(t.clone(), p)).copied();
+                let lag = match (cur, end) {
+                    (Some(c), Some(e)) => (e - c).max(0).to_string(),
+                    _ => "-".into(),
+                };
+                let (cid, host, client_id) = owner
+                    .get(&(t.clone(), p))
+                    .map(|m| (m.member_id.clone(), m.host.clone(), m.client_id.clone()))
+                    .unwrap_or_else(|| ("-".into(), "-".into(), "-".into()));
+                println!(
+                    "{:<20} {:<20} {:>9} {:>14} {:>14} {:>8}  {:<40} {:<16} {}",
+                    group,
+                    t,
+                    p,
+                    cur.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+                    end.map(|e| e.to_string()).unwrap_or_else(|| "-".into()),
+                    lag,
+                    cid,
+                    host,
+                    client_id
+                );
+            }
+        }
+        GroupCmd::Delete { group, conn } => {
+            conn.connect().await?.delete_group(&group).await?;
+            println!("deleted group {group}");
+        }
+        GroupCmd::ResetOffsets {
+            group,
+            topic,
+            to_earliest,
+            to_latest,
+            to_offset,
+            to_datetime,
+            dry_run,
+            conn,
+        } => {
+            let client = conn.connect().await?;
+            let info = client.describe_group(&group).await?;
+            if !info.members.is_empty() {
+                anyhow::bail!(
+                    "group {group} has {} active member(s); stop them before resetting offsets",
+                    info.members.len()
+                );
+            }
+            let n = client.partitions(&topic).await?;
+            let mut plan = BTreeMap::new();
+            for p in 0..n {
+                let earliest = client.list_offset(&topic, p, -2).await?.unwrap_or(0);
+                let latest = client.list_offset(&topic, p, -1).await?.unwrap_or(0);
+                let target = if to_earliest {
+                    earliest
+                } else if to_latest {
+                    latest
+                } else if let Some(o) = to_offset {
+                    o.clamp(earliest, latest)
+                } else if let Some(ts) = to_datetime {
+                    client.list_offset(&topic, p, ts).await?.unwrap_or(latest)
+                } else {
+                    anyhow::bail!(
+                        "say where to: --to-earliest, --to-latest, --to-offset N or --to-datetime MS"
+                    );
+                };
+                plan.insert((topic.clone(), p), target);
+            }
+            println!(
+                "{:<20} {:<20} {:>9} {:>14}",
+                "GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"
+            );
+            for ((t, p), o) in &plan {
+                println!("{group:<20} {t:<20} {p:>9} {o:>14}");
+            }
+            if dry_run {
+                println!("(dry run: nothing changed)");
+            } else {
+                client.commit(&group, -1, "", &plan).await?;
+            }
+        }
+    }
+    Ok(())
 }

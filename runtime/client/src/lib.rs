@@ -19,6 +19,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
+mod groups;
+pub use groups::{GroupInfo, GroupMember, MemberInfo, decode_assignment, encode_subscription};
+
 /// Client errors.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -143,7 +146,8 @@ impl Client {
         Ok(client)
     }
 
-    fn version_for<R: Request>(&self) -> Result<i16, ClientError> {
+    /// The version this client would use for `R` with this broker.
+    pub fn version_for<R: Request>(&self) -> Result<i16, ClientError> {
         let key = ApiKey::try_from(R::KEY)
             .map_err(|_| ClientError::Protocol(format!("bad key {}", R::KEY)))?;
         let (lo, hi) = *self

@@ -218,6 +218,41 @@ pub fn encode_records(records: &[Record], compression: i16) -> Result<Bytes, Log
     Ok(buf.freeze())
 }
 
+/// A record with the given key, value and timestamp (no headers), for [`build`].
+pub fn new_record(key: Option<&[u8]>, value: Option<&[u8]>, timestamp: i64) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: kafka_protocol::records::TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp,
+        key: key.map(Bytes::copy_from_slice),
+        value: value.map(Bytes::copy_from_slice),
+        headers: Default::default(),
+    }
+}
+
+/// One uncompressed batch of `records` (offsets from 0; the log assigns the real ones).
+pub fn build(records: &[Record]) -> Bytes {
+    let recs: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut r = r.clone();
+            r.offset = i as i64;
+            r.sequence = -1 + i as i32;
+            r
+        })
+        .collect();
+    // Encoding owned, well-formed records into memory cannot fail.
+    encode_records(&recs, 0).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

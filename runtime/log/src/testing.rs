@@ -1,25 +1,11 @@
 //! Helpers for tests in this crate and the crates above it: build real v2 batches.
 
 use bytes::Bytes;
-use kafka_protocol::records::{Record, TimestampType};
+use kafka_protocol::records::Record;
 
 /// A record with the given key, value and timestamp (offset 0, no headers).
 pub fn record(key: Option<&[u8]>, value: Option<&[u8]>, timestamp: i64) -> Record {
-    Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp,
-        key: key.map(Bytes::copy_from_slice),
-        value: value.map(Bytes::copy_from_slice),
-        headers: Default::default(),
-    }
+    crate::batch::new_record(key, value, timestamp)
 }
 
 /// One uncompressed batch holding `records` with offsets `base..`.
