@@ -121,6 +121,7 @@ class Member(threading.Thread):
         self.pace = pace  # seconds to "process" each record
         self.stop_event = threading.Event()
         self.error: BaseException | None = None
+        self.closed = False
         self.cooperative = config.get("partition.assignment.strategy") == "cooperative-sticky"
         self.consumer = ck_group_consumer(bootstrap, group, **{"client.id": name, **config})
 
@@ -166,13 +167,16 @@ class Member(threading.Thread):
         except BaseException as exc:  # reported by stop()
             self.error = exc
 
-    def stop(self, close: bool = True) -> None:
-        """Stop polling and (by default) close the consumer, which leaves
-        the group (or, for a static member, does not)."""
+    def stop(self) -> None:
+        """Stop polling and close the consumer, which leaves the group (or,
+        for a static member, does not). Idempotent; raises what the member
+        thread failed with."""
         self.stop_event.set()
-        self.join(timeout=30)
+        if self.is_alive() or self.ident is not None:
+            self.join(timeout=30)
         assert not self.is_alive(), f"{self.name} did not stop"
-        if close:
+        if not self.closed:
+            self.closed = True
             self.consumer.close()
         if self.error is not None:
             raise self.error
@@ -180,6 +184,13 @@ class Member(threading.Thread):
 
 def produce_ids(bootstrap: str, topic: str, ids: range, partitions: int) -> None:
     ck_produce_ok(bootstrap, topic, [dict(key=b"%d" % i, value=b"%d" % i, partition=i % partitions) for i in ids])
+
+
+def all_consumed(ledger: Ledger, count: int) -> bool:
+    """Probe for wait_until: ids 0..count-1 were all consumed (else says which not)."""
+    missing = ledger.missing(count)
+    assert not missing, f"{len(missing)} of {count} ids not consumed yet, e.g. {missing[:10]}"
+    return True
 
 
 def stop_all(members: list) -> None:
@@ -233,12 +244,15 @@ def test_group_resumes_from_committed_offsets_after_broker_restart(start_broker,
         produce_ids(broker.bootstrap, topic, range(BEFORE, BEFORE + AFTER), PARTITIONS)
 
         total = BEFORE + AFTER
-        wait_until(lambda: not ledger.missing(total), timeout=60, interval=0.2,
-                   what=f"all {total} ids to be consumed (missing: {ledger.missing(total)[:10]}...)")  # fmt: skip
+        wait_until(lambda: all_consumed(ledger, total), timeout=60, interval=0.2, what=f"all {total} ids to be consumed")
         highs = ck_high_watermarks(broker.bootstrap, topic, PARTITIONS)
         assert sum(highs.values()) == total
-        wait_until(lambda: ledger.committed == highs, timeout=30,
-                   what=f"the members to commit the end of every partition {highs}")  # fmt: skip
+
+        def all_committed():
+            assert ledger.committed == highs, f"committed {ledger.committed}, ends {highs}"
+            return True
+
+        wait_until(all_committed, timeout=30, what="the members to commit the end of every partition")
         wait_until(lambda: ledger.balanced(names, PARTITIONS), timeout=30, what="both members to own partitions again")
     finally:
         stop_all(members)
@@ -344,7 +358,7 @@ def test_dead_member_is_removed_after_session_timeout(start_broker):
         # The survivor now reads the dead member's partitions too (from the
         # start: the dead member never committed) and new records anywhere.
         produce_ids(broker.bootstrap, topic, range(40, 80), PARTITIONS)
-        wait_until(lambda: not ledger.missing(80), timeout=30, what="the survivor to consume every record")
+        wait_until(lambda: all_consumed(ledger, 80), timeout=30, what="the survivor to consume every record")
 
         admin = AdminClient({"bootstrap.servers": broker.bootstrap})
         desc = admin.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15)
@@ -403,6 +417,6 @@ def test_static_member_restart_keeps_assignment_without_rebalance(start_broker):
         )
         assert ledger.balanced(["dynamic", "static"], PARTITIONS)
         produce_ids(broker.bootstrap, topic, range(40, 80), PARTITIONS)
-        wait_until(lambda: not ledger.missing(80), timeout=30, what="every record to be consumed")
+        wait_until(lambda: all_consumed(ledger, 80), timeout=30, what="every record to be consumed")
     finally:
-        stop_all([m for m in (dynamic, second) if m is not None] + ([first] if first.is_alive() else []))
+        stop_all([m for m in (dynamic, first, second) if m is not None])

@@ -542,7 +542,11 @@ pub(crate) fn init_producer_id(
     let mut resp = InitProducerIdResponse::default();
     resp.producer_id = ProducerId(-1);
     resp.producer_epoch = -1;
-    if req.transactional_id.is_some() {
+    if req
+        .transactional_id
+        .as_ref()
+        .is_some_and(|t| !t.0.is_empty())
+    {
         tracing::info!(
             "InitProducerId with a transactional id refused: transactions are not supported"
         );

@@ -164,6 +164,7 @@ impl Broker {
             conns.abort_all();
         }
         background.abort();
+        let _ = background.await;
         let storage = shared.storage.clone();
         tokio::task::spawn_blocking(move || storage.close())
             .await

@@ -66,9 +66,16 @@ struct UpArgs {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // The broker logs at info; client commands keep stderr for warnings and errors.
+    let default_level = if matches!(cli.cmd, Cmd::Up(_)) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_level.into()),
         )
         .with_writer(std::io::stderr)
         .init();
