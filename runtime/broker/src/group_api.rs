@@ -27,6 +27,9 @@ use crate::errors::c;
 use crate::frame::encode_response;
 use crate::groups::{Committed, Written, code};
 
+/// A topic's partitions with their committed offsets, if any.
+type TopicOffsets = (String, Vec<(i32, Option<Committed>)>);
+
 fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
 }
@@ -328,9 +331,7 @@ pub(crate) fn offset_fetch(
     corr: i32,
 ) -> Reply {
     let mut resp = OffsetFetchResponse::default();
-    let lookup = |group: &str,
-                  topics: Option<Vec<(String, Vec<i32>)>>|
-     -> Vec<(String, Vec<(i32, Option<Committed>)>)> {
+    let lookup = |group: &str, topics: Option<Vec<(String, Vec<i32>)>>| -> Vec<TopicOffsets> {
         let committed = shared.groups.fetch_offsets(group);
         match topics {
             Some(ts) => ts

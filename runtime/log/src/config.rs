@@ -110,7 +110,7 @@ impl TopicConfig {
         &self,
         overrides: &BTreeMap<String, String>,
     ) -> Result<TopicConfig, LogError> {
-        let mut c = self.clone();
+        let mut c = *self;
         for (k, v) in overrides {
             c.set(k, v).map_err(|reason| LogError::InvalidConfig {
                 key: k.clone(),

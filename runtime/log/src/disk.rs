@@ -344,7 +344,7 @@ impl Storage for DiskStorage {
     }
 
     fn defaults(&self) -> TopicConfig {
-        self.opts.defaults.clone()
+        self.opts.defaults
     }
 
     fn alter_topic_config(

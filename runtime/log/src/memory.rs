@@ -145,7 +145,7 @@ impl Storage for MemoryStorage {
     }
 
     fn defaults(&self) -> TopicConfig {
-        self.defaults.clone()
+        self.defaults
     }
 
     fn alter_topic_config(
