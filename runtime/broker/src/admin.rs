@@ -200,6 +200,13 @@ pub(crate) fn delete_topics(
         r.name = resolved.clone().map(|n| TopicName(s(n)));
         match resolved {
             None => r.error_code = c(ResponseError::UnknownTopicId),
+            Some(n) if n == crate::groups::OFFSETS_TOPIC => {
+                r.error_code = c(ResponseError::InvalidTopicException);
+                if version >= 5 {
+                    r.error_message =
+                        Some(s("the internal topic __consumer_offsets cannot be deleted"));
+                }
+            }
             Some(n) => match shared.storage.delete_topic(&n) {
                 Ok(()) => r.error_code = NONE,
                 Err(e) => {

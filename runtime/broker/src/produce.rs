@@ -39,6 +39,9 @@ pub(crate) fn handle(shared: &Arc<Shared>, req: ProduceRequest, version: i16, co
             pr.log_start_offset = -1;
             if bad_acks {
                 pr.error_code = c(ResponseError::InvalidRequiredAcks);
+            } else if name == crate::groups::OFFSETS_TOPIC {
+                // Only the coordinator writes its own topic.
+                pr.error_code = c(ResponseError::InvalidTopicException);
             } else if transactional {
                 pr.error_code = c(ResponseError::TransactionalIdAuthorizationFailed);
             } else {
