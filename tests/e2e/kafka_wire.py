@@ -295,3 +295,25 @@ def fetch_batches(
             if name == topic and index == partition:
                 return error_code, high_watermark, parse_batches(records)
     raise WireError(f"the Fetch response has no entry for {topic}/{partition}")
+
+
+def api_versions(host: str, port: int, timeout: float = 10.0) -> dict:
+    """{api key: (min version, max version)} from an ApiVersions v0 request."""
+    correlation_id = 3
+    request = struct.pack(">hhi", 18, 0, correlation_id) + _string("weir-e2e-raw")
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(struct.pack(">i", len(request)) + request)
+        frame = recv_frame(sock)
+    if frame is None:
+        raise WireError("the broker closed the connection instead of answering ApiVersions")
+    r = Reader(frame, 4)
+    if r.int32() != correlation_id:
+        raise WireError("ApiVersions response with the wrong correlation id")
+    error_code = r.int16()
+    if error_code != 0:
+        raise WireError(f"ApiVersions v0 answered with error {error_code}")
+    versions = {}
+    for _ in range(r.array_len()):
+        key, low, high = r.int16(), r.int16(), r.int16()
+        versions[key] = (low, high)
+    return versions

@@ -236,6 +236,8 @@ def test_consumer_groups_list_describe_offsets_delete(start_broker):
         assert described["protocol_data"], "the chosen assignor should be named"
         (member,) = described["members"]
         assert member["client_id"] == "kp-admin-consumer" and member["member_id"], member
+        assigned = member["member_assignment"]["assigned_partitions"]
+        assert {(a["topic"], p) for a in assigned for p in a["partitions"]} == {(topic, 0), (topic, 1)}, member
 
         offsets = admin.list_group_offsets(group)[group]
         assert {tp: om.offset for tp, om in offsets.items()} == {TopicPartition(topic, 0): 15, TopicPartition(topic, 1): 15}

@@ -69,16 +69,12 @@ def log_bytes_on_disk(data_dir: Path, topic: str) -> int:
 def check_log(broker, topic: str, records: list, codecs: list) -> None:
     """Partition 0 of `topic` holds exactly `records` in order, in batches
     whose codecs (in order, repeats collapsed) are `codecs`, for both clients."""
-    expected = [(k, v, h) for k, v, h in records]
-    got = ck_consume_partition(broker.bootstrap, topic, 0)
-    assert [r.offset for r in got] == list(range(len(records)))
-    mismatch = [(i, e, (r.key, r.value, r.headers)) for i, (e, r) in enumerate(zip(expected, got)) if e != (r.key, r.value, r.headers)]
-    assert not mismatch, f"confluent-kafka read {len(mismatch)} records differently, e.g. {mismatch[:2]}"
-
-    got = kp_consume_partition(broker.bootstrap, topic, 0)
-    assert len(got) == len(records)
-    mismatch = [(i, e, (r.key, r.value, tuple(r.headers))) for i, (e, r) in enumerate(zip(expected, got)) if e != (r.key, r.value, tuple(r.headers))]
-    assert not mismatch, f"kafka-python read {len(mismatch)} records differently, e.g. {mismatch[:2]}"
+    for client, read in (("confluent-kafka", ck_consume_partition), ("kafka-python", kp_consume_partition)):
+        got = read(broker.bootstrap, topic, 0)
+        assert [r.offset for r in got] == list(range(len(records))), f"{client}: offsets are not 0..{len(records) - 1}"
+        have = [(r.key, r.value, tuple(r.headers)) for r in got]
+        mismatch = [(i, want, had) for i, (want, had) in enumerate(zip(records, have)) if want != had]
+        assert not mismatch, f"{client} read {len(mismatch)} records differently, e.g. (offset, want, got) {mismatch[:2]}"
 
     error, high, batches = fetch_batches("127.0.0.1", broker.port, topic, 0)
     assert error == 0 and high == len(records)

@@ -68,7 +68,8 @@ def listed_groups(weir_bin, broker) -> set:
 
 def setup_topic(broker) -> None:
     create_topic(broker.bootstrap, TOPIC, len(SIZES))
-    ck_produce_ok(broker.bootstrap, TOPIC, [dict(value=value(p, i).encode(), partition=p) for p, n in SIZES.items() for i in range(n)])
+    records = [dict(value=value(p, i).encode(), partition=p) for p, n in SIZES.items() for i in range(n)]
+    ck_produce_ok(broker.bootstrap, TOPIC, records)
 
 
 def consume_all(consumer: ck.Consumer, count: int, timeout: float = 30.0) -> list:

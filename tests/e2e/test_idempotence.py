@@ -34,7 +34,15 @@ from helpers import (
     KpDeliveries,
     wait_until,
 )
-from kafka_wire import API_PRODUCE, fetch_batches, parse_produce_request, parse_request_header, recv_frame, response_correlation_id
+from kafka_wire import (
+    API_PRODUCE,
+    api_versions,
+    fetch_batches,
+    parse_produce_request,
+    parse_request_header,
+    recv_frame,
+    response_correlation_id,
+)
 
 
 class DroppingProxy:
@@ -342,14 +350,25 @@ def test_kafka_python_idempotent_producers_get_distinct_ids(broker):
     assert len(ids) == 2 and min(ids) >= 0, f"producer ids in the batches: {ids}"
 
 
+# Transaction APIs: AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, WriteTxnMarkers, TxnOffsetCommit.
+TXN_API_KEYS = {24: "AddPartitionsToTxn", 25: "AddOffsetsToTxn", 26: "EndTxn", 27: "WriteTxnMarkers", 28: "TxnOffsetCommit"}
+
+
 @pytest.mark.timeout(60)
-def test_transactions_are_refused_not_hung(broker):
-    """Transactions are not supported: init_transactions fails (bounded)
-    instead of hanging or pretending to succeed."""
-    producer = ck.Producer(
-        {"bootstrap.servers": broker.bootstrap, "transactional.id": "weir-e2e-txn", "transaction.timeout.ms": 10000}
-    )
+def test_transactions_are_not_offered(broker):
+    """Transactions are not supported: ApiVersions offers none of their APIs
+    (while it does offer InitProducerId for idempotence), and a transactional
+    librdkafka producer's init_transactions fails instead of succeeding.
+
+    (librdkafka retries FindCoordinator(TRANSACTION) on any error but
+    TRANSACTIONAL_ID_AUTHORIZATION_FAILED, so it fails by its API timeout.)"""
+    versions = api_versions("127.0.0.1", broker.port)
+    assert 22 in versions, f"InitProducerId (22) must be offered for idempotent producers: {sorted(versions)}"
+    offered = {name for key, name in TXN_API_KEYS.items() if key in versions}
+    assert not offered, f"transaction APIs offered although not supported: {offered}"
+
+    producer = ck.Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": "weir-e2e-txn"})
     started = time.monotonic()
     with pytest.raises(ck.KafkaException) as excinfo:
-        producer.init_transactions(20)
+        producer.init_transactions(5)
     print(f"init_transactions failed after {time.monotonic() - started:.1f}s with {excinfo.value!r}")

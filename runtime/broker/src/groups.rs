@@ -443,6 +443,38 @@ impl Coordinator {
                     .map(|m| m.id.clone())
             });
             id = format!("{client_id}-{}", uuid::Uuid::new_v4());
+            // A static member coming back within its session timeout, with the same
+            // subscription, while the group is stable and someone else leads: it takes over its
+            // old identity and assignment without a rebalance (KIP-345).
+            let quiet = old.as_ref().is_some_and(|o| {
+                group.state == GroupState::Stable
+                    && group.leader.as_deref() != Some(o.as_str())
+                    && group
+                        .members
+                        .get(o)
+                        .is_some_and(|m| m.protocols == protocols)
+            });
+            if quiet && let Some(mut m) = old.as_ref().and_then(|o| group.members.remove(o)) {
+                tracing::info!(group = %group.id, old = %m.id, new = %id, "static member rejoined; no rebalance");
+                m.id = id.clone();
+                m.last_heartbeat = now;
+                m.session_timeout = session;
+                m.rebalance_timeout = rebalance;
+                group.members.insert(id.clone(), m);
+                reply(
+                    tx,
+                    JoinResult {
+                        error: code::NONE,
+                        generation: group.generation,
+                        protocol_type: group.protocol_type.clone(),
+                        protocol: group.protocol.clone(),
+                        leader: group.leader.clone().unwrap_or_default(),
+                        member_id: id,
+                        members: Vec::new(),
+                    },
+                );
+                return rx;
+            }
             if let Some(old) = old {
                 if let Some(mut m) = group.members.remove(&old) {
                     if let Some(j) = m.awaiting_join.take() {

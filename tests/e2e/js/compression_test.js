@@ -64,7 +64,9 @@ async function main() {
   for (let i = 0; i < COUNT; i++) {
     const want = record(i)
     const have = got.get(i)
-    if (!have || have.key !== want.key || have.value !== want.value || JSON.stringify(have.headers) !== JSON.stringify(want.headers)) {
+    const same = have && have.key === want.key && have.value === want.value &&
+      JSON.stringify(have.headers) === JSON.stringify(want.headers)
+    if (!same) {
       wrong.push({ offset: i, want, have })
     }
   }

@@ -169,27 +169,31 @@ async function main() {
   await Promise.all(members.map(m => m.start()))
   await waitBalanced(members, 'three members to share the six partitions')
 
-  // 2. Phase 1.
+  // 2. Phase 1: every member gets a share.
   await produce(producer, 0, PER_PHASE)
   await waitConsumed(PER_PHASE, 'phase 1 records')
+  for (const m of members) check(m.consumed > 0, `${m.name} consumed nothing in phase 1`)
 
   // 3. c2 leaves; c1 and c3 take over; phase 2 is produced straight away, so
-  //    part of it is consumed while the group rebalances.
+  //    part of it may be consumed while the group rebalances.
   await members[1].stop()
   await produce(producer, PER_PHASE, 2 * PER_PHASE)
   await waitBalanced(members, 'c1 and c3 to take over the partitions of c2')
   await waitConsumed(2 * PER_PHASE, 'phase 2 records')
 
-  // 4. c4 joins while phase 3 is being produced.
+  // 4. c4 joins; once the partitions are split three ways again, phase 3 is
+  //    produced, and c4 must get its share.
   const c4 = new Member('c4')
   members.push(c4)
-  const c4Started = c4.start()
-  await produce(producer, 2 * PER_PHASE, 3 * PER_PHASE)
-  await c4Started
+  await c4.start()
   await waitBalanced(members, 'c1, c3 and c4 to share the six partitions')
-  check(c4.assignment.length > 0, 'c4 got no partitions')
+  const before4 = members.map(m => m.consumed)
+  await produce(producer, 2 * PER_PHASE, 3 * PER_PHASE)
   await waitConsumed(3 * PER_PHASE, 'phase 3 records')
   await producer.disconnect()
+  members.forEach((m, i) => {
+    if (m.active) check(m.consumed > before4[i], `${m.name} (partitions [${m.assignment}]) consumed nothing in phase 3`)
+  })
 
   // 5. Committed offsets reach the end of every partition (auto commit runs
   //    after each batch), and stay there once every consumer has left.
