@@ -15,6 +15,13 @@ broker with empty storage for every single run:
     partitions in {1, 8}: create the topic, produce COUNT records with
     librdkafka's rdkafka_performance (-P), then consume all of them from the
     beginning (-C -o beginning, "catch-up").
+  * compression: for record size in {100 B, 1 KiB} x codec in {lz4, zstd}:
+    produce with -z CODEC (acks=1, 1 partition), consume it back; compared
+    with the uncompressed "SIZE acks=1 p=1" run of the same bench (which is
+    added to the selection when a compression scenario is selected).
+  * consumer group: produce COUNT records into an 8-partition topic, then
+    start 1 (resp. 4) rdkafka_performance -G members in one group at once and
+    time them until every record has been consumed exactly once overall.
   * latency: a producer at a fixed rate (-r, default 10,000 msg/s) and a
     consumer, both in latency mode (-l, -A): every record carries its send
     wall-clock time, the consumer logs now - sent per record.
@@ -22,7 +29,8 @@ broker with empty storage for every single run:
 Each figure is the median over the repetitions.  A table is printed and all
 raw data is written as JSON.  Exit status: 0 if everything ran (whatever the
 figures), 1 if some run broke (broker crash, lost records, tool error), 2 on
-bad usage, 130 if interrupted.
+bad usage, 130 if interrupted.  A peer (Tansu) failure in a compression or
+consumer-group scenario is reported as "n/a" with its reason instead.
 """
 
 from __future__ import annotations
@@ -35,12 +43,14 @@ import os
 import platform
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +60,7 @@ MB = 1_000_000  # rdkafka_performance's MB/s is bytes/us, i.e. 10^6 B/s.
 SIZES = (100, 1024)
 ACKS = ("1", "all")
 PARTITIONS = (1, 8)
+CODECS = ("gzip", "snappy", "lz4", "zstd")  # librdkafka compression.codec values
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -59,6 +70,10 @@ class Interrupted(Exception):
 
 class RunError(Exception):
     pass
+
+
+class PeerNA(RunError):
+    """The peer broker failed a scenario it may not support: reported as n/a, not as a failure."""
 
 
 # --------------------------------------------------------------------------
@@ -190,15 +205,18 @@ def proc_rss_peak_mb(pid: int) -> float | None:
     return None
 
 
-def dir_bytes(path: Path) -> int:
-    total = 0
+def dir_bytes(path: Path) -> tuple[int, int]:
+    """(apparent size, allocated size as du counts it) of the files under path."""
+    total = alloc = 0
     for root, _dirs, files in os.walk(path):
         for fn in files:
             try:
-                total += os.lstat(os.path.join(root, fn)).st_size
+                st = os.lstat(os.path.join(root, fn))
             except OSError:
-                pass
-    return total
+                continue
+            total += st.st_size
+            alloc += st.st_blocks * 512
+    return total, alloc
 
 
 class Broker:
@@ -286,6 +304,8 @@ PROD_RE = re.compile(
     r"\(offset (-?\d+), (\d+) failed\) in (\d+)ms: (\d+) msgs/s and ([\d.]+) MB/s")
 CONS_RE = re.compile(
     r"% (\d+) messages \((\d+) bytes\) consumed in (\d+)ms: (\d+) msgs/s \(([\d.]+) MB/s\)")
+EOF_RE = re.compile(r"% Consumer reached end of (\S+) \[(\d+)\] message queue at offset (-?\d+)")
+ASSIGN_RE = re.compile(r"% Group rebalanced \((\w+)\): (\d+) new partition\(s\) assigned")
 
 
 def payload_pattern(length: int) -> str:
@@ -305,22 +325,27 @@ class Loadgen:
     def __init__(self, args: argparse.Namespace):
         self.bin = args.rdkafka_performance
         self.timeout = args.timeout
-        self.pattern = payload_pattern(max(max(SIZES), args.latency_size) + 64)
+        self.pattern = payload_pattern(max(max(SIZES), args.latency_size, args.group_size) + 64)
         self.args = args
 
     def common(self, bootstrap: str, topic: str) -> list[str]:
         return [self.bin, "-t", topic, "-b", bootstrap, "-i", "1000"]
 
     def produce(self, bootstrap: str, topic: str, size: int, count: int, acks: str,
-                partitions: int, log: Path) -> dict:
+                partitions: int, log: Path, codec: str | None = None,
+                partition: int | None = None) -> dict:
         cmd = self.common(bootstrap, topic) + [
             "-P", "-s", str(size), "-c", str(count), "-a", "-1" if acks == "all" else acks,
             "-S", "1", "-m", self.pattern,
             "-X", f"linger.ms={self.args.linger_ms}",
         ]
+        if codec:
+            cmd += ["-z", codec]  # sets compression.codec
         for kv in self.args.producer_conf:
             cmd += ["-X", kv]
-        if partitions == 1:
+        if partition is not None:
+            cmd += ["-p", str(partition)]
+        elif partitions == 1:
             cmd += ["-p", "0"]  # else: no -p, librdkafka's partitioner spreads them
         rc, out, timed_out = run_tool(cmd, log, self.timeout)
         m = None
@@ -361,6 +386,200 @@ class Loadgen:
         return {"consumed": got, "elapsed_ms": ms, "consume_errors": errs,
                 "msgs_per_s": got / secs, "mb_per_s": nbytes / secs / MB}
 
+    def group_consume(self, broker: "Broker", topic: str, group: str, members: int, size: int,
+                      count: int, expected_ends: dict[int, int], run_dir: Path) -> dict:
+        """Start `members` balanced consumers (-G) in one group at once, wait until all exit.
+
+        Every member runs with -e: it exits once it has seen end-of-partition
+        on every partition assigned to it.  The throughput window runs from
+        the first record any member received to the moment the last
+        partition was drained:
+          * start: rdkafka_performance's own clock starts at a member's first
+            record and stops right after the end-of-partition event that ends
+            its loop, and its summary gives that span; so first record =
+            (arrival time of that last end-of-partition line) - span.
+          * end: for each partition the first end-of-partition line, by any
+            member, at the partition's final offset; the latest of those.
+        Each member's stdout goes through a pipe (line-buffered with stdbuf)
+        and every line is time-stamped on arrival, also in its log.
+
+        librdkafka reports end-of-partition only from a fetch response that
+        has nothing new for the partition, and a long-polling broker holds
+        such a response for fetch.wait.max.ms: hence --group-fetch-wait-ms
+        (default 10) rather than the 500 ms default, which would add up to
+        half a second to the end of every run.
+        """
+        a = self.args
+        stdbuf = shutil.which("stdbuf")
+        if not stdbuf:
+            raise RunError("stdbuf (coreutils) is needed to time-stamp the group members' output")
+        cmd = [stdbuf, "-oL", self.bin, "-G", group, "-t", topic, "-b", broker.addr, "-e",
+               "-i", "1000", "-X", f"fetch.wait.max.ms={a.group_fetch_wait_ms}"]
+        for kv in a.group_conf:
+            cmd += ["-X", kv]
+
+        def pump(stream, logf, lines: list, t0: float) -> None:
+            for raw in iter(stream.readline, b""):
+                t = time.monotonic()
+                lines.append((t, raw.decode(errors="replace").rstrip("\r\n")))
+                logf.write(f"[{t - t0:8.3f}s] ".encode() + raw)
+            stream.close()
+
+        ms: list[dict] = []
+        # CPU samples (time, broker CPU s, members' CPU s) every ~20 ms, to tell
+        # how many cores broker and members kept busy while the records flowed.
+        samples: list[tuple[float, float | None, float]] = []
+        member_cpu: dict[int, float] = {}
+
+        def sample() -> None:
+            for m in ms:
+                if m["proc"].returncode is None:  # not reaped yet (a zombie still has its times)
+                    v = proc_cpu_seconds(m["proc"].pid)
+                    if v is not None:
+                        member_cpu[m["n"]] = v
+            samples.append((time.monotonic(), broker.cpu(), sum(member_cpu.values())))
+
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        c0 = broker.cpu()
+        t_launch = time.monotonic()
+        timed_out = stalled = False
+        try:
+            for i in range(members):
+                log = run_dir / f"group-member-{i + 1}.log"
+                f = open(log, "ab")
+                f.write(("$ " + " ".join(cmd) + "\n").encode())
+                f.flush()
+                p = PROCS.spawn(cmd, env=None, stdout=subprocess.PIPE)
+                m = {"n": i + 1, "proc": p, "log": log, "file": f, "lines": [], "exit_t": None}
+                m["thread"] = threading.Thread(target=pump, args=(p.stdout, f, m["lines"], t_launch),
+                                               daemon=True)
+                m["thread"].start()
+                ms.append(m)
+            deadline = t_launch + a.group_timeout
+            stall_deadline = t_launch + min(a.group_timeout, 30.0)
+            progressed = False
+            while True:
+                sample()
+                now = time.monotonic()
+                for m in ms:
+                    if m["exit_t"] is None and m["proc"].poll() is not None:
+                        m["exit_t"] = now
+                if all(m["exit_t"] is not None for m in ms) or not broker.alive():
+                    break
+                if now > deadline:
+                    timed_out = True
+                    break
+                if now > stall_deadline and not progressed:
+                    progressed = any(EOF_RE.search(ln) or ((x := CONS_RE.search(ln)) and int(x.group(1)) > 0)
+                                     for m in ms for _t, ln in list(m["lines"]))
+                    if not progressed:
+                        stalled = True  # no member got a record or reached an end in 30 s
+                        break
+                time.sleep(0.02)
+        finally:
+            for m in ms:
+                # SIGINT: a member still running stops, closes and prints its summary.
+                PROCS.kill(m["proc"], signal.SIGINT, grace=10.0)
+                m["thread"].join(timeout=10)
+                m["file"].close()
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        c1 = broker.cpu()
+        broker.check_alive("the group consume")
+
+        res: dict[str, Any] = {"members": [], "group": group,
+                               "fetch_wait_max_ms": a.group_fetch_wait_ms}
+        problems: list[str] = []
+        ends: dict[int, int] = {}
+        drained: dict[int, float] = {}
+        starts: list[float] = []
+        total = total_bytes = 0
+        for m in ms:
+            lines = m["lines"]
+            summ = None
+            for _t, ln in lines:
+                if (x := CONS_RE.search(ln)):
+                    summ = x
+            eofs = [(t, int(x.group(2)), int(x.group(3))) for t, ln in lines if (x := EOF_RE.search(ln))]
+            assigns = [(t, int(x.group(2))) for t, ln in lines if (x := ASSIGN_RE.search(ln))]
+            errs = sum(1 for _t, ln in lines if ln.startswith("% Consume error"))
+            rc = m["proc"].returncode
+            got = int(summ.group(1)) if summ else None
+            nbytes = int(summ.group(2)) if summ else None
+            span_ms = int(summ.group(3)) if summ else None
+            mres = {"member": m["n"], "consumed": got, "bytes": nbytes, "span_ms": span_ms, "rc": rc,
+                    "assignments": [n for _t, n in assigns], "consume_errors": errs,
+                    "exited_s": None if m["exit_t"] is None else round(m["exit_t"] - t_launch, 3),
+                    "log": str(m["log"])}
+            if summ is None:
+                problems.append(f"member {m['n']} printed no summary (rc={rc})")
+            else:
+                total += got
+                total_bytes += nbytes
+                if got > 0 and eofs:
+                    st = eofs[-1][0] - span_ms / 1000
+                    starts.append(st)
+                    mres["first_record_s"] = round(st - t_launch, 3)
+            if rc != 0 and not (timed_out or stalled):
+                problems.append(f"member {m['n']} exited with status {rc}")
+            for t, part, off in eofs:
+                ends[part] = max(ends.get(part, -1), off)
+            res["members"].append(mres)
+            m["eofs"] = eofs
+        for m in ms:
+            for t, part, off in m["eofs"]:
+                if off == ends.get(part) and (part not in drained or t < drained[part]):
+                    drained[part] = t
+        res.update({"consumed": total, "bytes": total_bytes, "partition_ends": ends,
+                    "clients_cpu_s": round((ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime), 2),
+                    "all_exited_s": round(max((m["exit_t"] or time.monotonic()) for m in ms) - t_launch, 3)})
+        if None not in (c0, c1):
+            res["broker_cpu_s"] = round(c1 - c0, 2)
+        if stalled:
+            problems.insert(0, "no member received a record or reached a partition end within 30s "
+                               "(the group never got going)")
+        elif timed_out:
+            problems.insert(0, f"timed out after {a.group_timeout:g}s")
+        if total != count or total_bytes != count * size:
+            what = "duplicates" if total > count else "records missing"
+            problems.append(f"members consumed {total:,} records ({total_bytes:,} bytes) in all for "
+                            f"{count:,} produced ({what})")
+        if ends != expected_ends:
+            missing = sorted(set(expected_ends) - set(ends))
+            wrong = sorted(p for p in ends if p in expected_ends and ends[p] != expected_ends[p])
+            problems.append(f"end-of-partition not seen for partitions {missing}" if missing else
+                            f"end offsets differ from the produced counts on partitions {wrong}")
+        if not problems and (not starts or not drained):
+            problems.append("could not place the first or last record in time (no end-of-partition lines)")
+        if problems:
+            logs = "\n".join(f"  member {m['n']} ({m['log'].name}):\n{tail(m['log'], 6)}" for m in ms)
+            raise RunError("group consume: " + "; ".join(problems) + ":\n" + logs)
+        t_first = min(starts)
+        t_last = max(drained.values())
+        secs = max(t_last - t_first, 1e-3)
+        assigned_before_end = sum(1 for m in ms for t, ln in m["lines"] if t <= t_last and ASSIGN_RE.search(ln))
+
+        def cpu_at(t: float, idx: int) -> float | None:
+            pts = [(x[0], x[idx]) for x in samples if x[idx] is not None]
+            if not pts:
+                return None
+            if t <= pts[0][0]:
+                return pts[0][1]
+            for (ta, va), (tb, vb) in zip(pts, pts[1:]):
+                if ta <= t <= tb:
+                    return va + (vb - va) * (t - ta) / (tb - ta) if tb > ta else vb
+            return pts[-1][1]
+
+        for idx, key in ((1, "drain_broker_cores"), (2, "drain_members_cores")):
+            a0, a1 = cpu_at(t_first, idx), cpu_at(t_last, idx)
+            res[key] = None if None in (a0, a1) else round((a1 - a0) / secs, 2)
+        res.update({"elapsed_s": round(secs, 3), "msgs_per_s": count / secs,
+                    "mb_per_s": count * size / secs / MB,
+                    "first_record_s": round(t_first - t_launch, 3),
+                    "last_record_s": round(t_last - t_launch, 3),
+                    "assignments_before_end": assigned_before_end,
+                    "members_with_records": sum(1 for x in res["members"] if x["consumed"])})
+        return res
+
 
 def percentile(sorted_vals: list[float], p: float) -> float:
     """Nearest-rank percentile of an ascending list."""
@@ -394,15 +613,22 @@ def latency_stats(path: Path, skip: int) -> dict:
 @dataclass
 class Scenario:
     name: str
-    kind: str  # "throughput" | "latency"
+    kind: str  # "throughput" | "compress" | "group" | "latency"
     size: int
     partitions: int
     acks: str
     count: int
+    codec: str = "none"  # compress: librdkafka compression.codec
+    members: int = 0  # group: consumers in the group
 
 
 def human_size(n: int) -> str:
     return "1KiB" if n == 1024 else f"{n}B"
+
+
+def compress_baseline(size: int) -> str:
+    """The uncompressed throughput scenario a compression scenario is compared with."""
+    return f"{human_size(size)} acks=1 p=1"
 
 
 def build_scenarios(args: argparse.Namespace) -> list[Scenario]:
@@ -413,13 +639,25 @@ def build_scenarios(args: argparse.Namespace) -> list[Scenario]:
             for parts in PARTITIONS:
                 out.append(Scenario(f"{human_size(size)} acks={acks} p={parts}", "throughput",
                                     size, parts, acks, count))
+    for size in SIZES:
+        count = args.count_100b if size == 100 else args.count_1kib
+        for codec in args.codecs:
+            out.append(Scenario(f"{codec} {human_size(size)} acks=1 p=1", "compress", size, 1, "1",
+                                count, codec=codec))
+    for members in args.group_members:
+        out.append(Scenario(f"group {human_size(args.group_size)} p={args.group_partitions} "
+                            f"members={members}", "group", args.group_size, args.group_partitions,
+                            "1", args.group_count, members=members))
     lat_count = int(args.latency_rate * args.latency_seconds)
     out.append(Scenario(f"latency {human_size(args.latency_size)} acks={args.latency_acks} "
                         f"p={args.latency_partitions}", "latency", args.latency_size,
                         args.latency_partitions, args.latency_acks, lat_count))
     if args.scenarios:
         rx = re.compile(args.scenarios)
-        out = [s for s in out if rx.search(s.name)]
+        want = {s.name for s in out if rx.search(s.name)}
+        # A compression figure is compared with the uncompressed run of the same bench.
+        want |= {compress_baseline(s.size) for s in out if s.kind == "compress" and s.name in want}
+        out = [s for s in out if s.name in want]
     return out
 
 
@@ -431,6 +669,7 @@ class Bench:
         self.loadgen = Loadgen(args)
         self.runs: list[dict] = []
         self.failures = 0
+        self.peer_na: dict[tuple[str, str], str] = {}  # (scenario, broker) -> why n/a
 
     def create_topic(self, broker: Broker, topic: str, partitions: int, log: Path) -> None:
         cmd = [self.args.venv_python, str(Path(__file__).with_name("topics.py")), "create",
@@ -449,6 +688,10 @@ class Bench:
                                "broker": spec.key, "size": sc.size, "partitions": sc.partitions,
                                "acks": sc.acks, "count": sc.count, "ok": False,
                                "logs": str(run_dir)}
+        if sc.kind == "compress":
+            rec["codec"] = sc.codec
+        if sc.kind == "group":
+            rec["members"] = sc.members
         broker = Broker(spec, run_dir, self.args.rust_log)
         topic = f"bench-{slug}-{rep}".lower()
         t0 = time.monotonic()
@@ -456,8 +699,10 @@ class Bench:
             rec["startup_s"] = round(broker.start(self.args.start_timeout), 3)
             rec["broker_cmd"] = broker.cmd
             self.create_topic(broker, topic, sc.partitions, run_dir / "topic.log")
-            if sc.kind == "throughput":
+            if sc.kind in ("throughput", "compress"):
                 self._throughput(broker, sc, topic, run_dir, rec)
+            elif sc.kind == "group":
+                self._group(broker, sc, topic, run_dir, rec)
             else:
                 self._latency(broker, sc, topic, run_dir, rec)
             broker.check_alive("the run")
@@ -465,10 +710,13 @@ class Bench:
             rec["ok"] = True
         except RunError as e:
             rec["error"] = str(e)
+            if spec.kind == "tansu" and sc.kind in ("compress", "group"):
+                # The peer may not support this: n/a with the reason, not a bench failure.
+                rec["na"] = str(e).split("\n", 1)[0].rstrip(":")
         finally:
             rec["stop"] = broker.stop()
             if broker.data_dir.exists():
-                rec["data_dir_bytes"] = dir_bytes(broker.data_dir)
+                rec["data_dir_bytes"], rec["data_dir_du_bytes"] = dir_bytes(broker.data_dir)
                 if not self.args.keep_data:
                     shutil.rmtree(broker.data_dir, ignore_errors=True)
             rec["wall_s"] = round(time.monotonic() - t0, 2)
@@ -480,7 +728,8 @@ class Bench:
     def _throughput(self, broker: Broker, sc: Scenario, topic: str, run_dir: Path, rec: dict) -> None:
         c0 = broker.cpu()
         prod = self.loadgen.produce(broker.addr, topic, sc.size, sc.count, sc.acks,
-                                    sc.partitions, run_dir / "produce.log")
+                                    sc.partitions, run_dir / "produce.log",
+                                    codec=sc.codec if sc.kind == "compress" else None)
         broker.check_alive("produce")
         c1 = broker.cpu()
         cons = self.loadgen.consume(broker.addr, topic, sc.size, sc.count, sc.partitions,
@@ -492,6 +741,26 @@ class Bench:
             cons["broker_cpu_s"] = round(c2 - c1, 2)
         rec["produce"] = prod
         rec["consume"] = cons
+
+    def _group(self, broker: Broker, sc: Scenario, topic: str, run_dir: Path, rec: dict) -> None:
+        # An equal share per partition, one producer run per partition: every
+        # member gets the same work and each partition's end offset is known.
+        ends = {p: sc.count // sc.partitions + (1 if p < sc.count % sc.partitions else 0)
+                for p in range(sc.partitions)}
+        c0 = broker.cpu()
+        t0 = time.monotonic()
+        for p, n in ends.items():
+            if n:
+                self.loadgen.produce(broker.addr, topic, sc.size, n, sc.acks, sc.partitions,
+                                     run_dir / "produce.log", partition=p)
+        broker.check_alive("produce")
+        c1 = broker.cpu()
+        rec["produce"] = {"seconds": round(time.monotonic() - t0, 2), "per_partition": ends}
+        if None not in (c0, c1):
+            rec["produce"]["broker_cpu_s"] = round(c1 - c0, 2)
+        group = f"{topic}-group"
+        rec["group"] = self.loadgen.group_consume(broker, topic, group, sc.members, sc.size, sc.count,
+                                                  ends, run_dir)
 
     def _latency(self, broker: Broker, sc: Scenario, topic: str, run_dir: Path, rec: dict) -> None:
         a = self.args
@@ -581,17 +850,38 @@ class Bench:
                     i += 1
                     head = f"[{i}/{total}] rep {rep} {sc.name:<24} {spec.label:<20}"
                     print(head, end=" ", flush=True)
+                    na = self.peer_na.get((sc.name, spec.key))
+                    if na:
+                        # Failed in an earlier repetition: not worth another (maybe long) timeout.
+                        self.runs.append({"rep": rep, "scenario": sc.name, "kind": sc.kind,
+                                          "broker": spec.key, "ok": False, "na": na, "skipped": True})
+                        print(f"n/a (skipped; an earlier run failed: {na})", flush=True)
+                        continue
                     rec = self.one_run(rep, sc, spec)
                     self.runs.append(rec)
+                    if not rec["ok"] and rec.get("na"):
+                        self.peer_na[(sc.name, spec.key)] = rec["na"]
+                        print(f"n/a: {rec['na']} (peer; not counted as a failure)")
+                        print("    " + rec["error"].replace("\n", "\n    "), flush=True)
+                        continue
                     if not rec["ok"]:
                         self.failures += 1
                         print("FAILED")
                         print("    " + rec["error"].replace("\n", "\n    "), flush=True)
                         continue
-                    if sc.kind == "throughput":
+                    if sc.kind == "group":
+                        g = rec["group"]
+                        split = "/".join(f"{x['consumed']:,}" for x in g["members"])
+                        print(f"group   {g['msgs_per_s']:>11,.0f} msg/s {g['mb_per_s']:>8.1f} MB/s | "
+                              f"first record +{g['first_record_s']:.2f}s, {g['elapsed_s']:.2f}s to drain; "
+                              f"records per member {split}", flush=True)
+                    elif sc.kind in ("throughput", "compress"):
                         p, c = rec["produce"], rec["consume"]
+                        disk = ""
+                        if sc.kind == "compress" and rec.get("data_dir_du_bytes"):
+                            disk = f" | disk {rec['data_dir_du_bytes'] / MB:.1f} MB"
                         print(f"produce {p['msgs_per_s']:>11,.0f} msg/s {p['mb_per_s']:>8.1f} MB/s | "
-                              f"consume {c['msgs_per_s']:>11,.0f} msg/s {c['mb_per_s']:>8.1f} MB/s",
+                              f"consume {c['msgs_per_s']:>11,.0f} msg/s {c['mb_per_s']:>8.1f} MB/s{disk}",
                               flush=True)
                     else:
                         lat = rec["latency"]["end_to_end"]
@@ -636,7 +926,7 @@ def summarize(runs: list[dict], specs: list[BrokerSpec], scenarios: list[Scenari
                 cs = consume[cname].setdefault(k, {"_samples": []})
                 cs["_samples"].extend((r["consume"]["msgs_per_s"], r["consume"]["mb_per_s"],
                                        r["consume"].get("broker_cpu_s")) for r in rs)
-        else:
+        elif sc.kind == "latency":
             latency[sc.name] = {}
             for k in keys:
                 rs = [r for r in runs if r["ok"] and r["scenario"] == sc.name and r["broker"] == k]
@@ -661,7 +951,73 @@ def summarize(runs: list[dict], specs: list[BrokerSpec], scenarios: list[Scenari
                           "samples": [round(s[0]) for s in smp]}
             else:
                 del per[k]
-    return {"produce": produce, "consume": consume, "latency": latency}
+    return {"produce": produce, "consume": consume, "latency": latency,
+            "compress": summarize_compress(runs, keys, scenarios),
+            "group": summarize_group(runs, keys, scenarios)}
+
+
+def na_reason(runs: list[dict], name: str, key: str) -> str | None:
+    for r in runs:
+        if r["scenario"] == name and r["broker"] == key and r.get("na"):
+            return r["na"]
+    return None
+
+
+def summarize_compress(runs: list[dict], keys: list[str], scenarios: list[Scenario]) -> dict:
+    """size -> codec ("none" = the uncompressed baseline run) -> broker -> medians."""
+    by_name = {sc.name: sc for sc in scenarios}
+    out: dict = {}
+    for sc in scenarios:
+        if sc.kind != "compress":
+            continue
+        row = out.setdefault(human_size(sc.size), {})
+        for codec, name in (("none", compress_baseline(sc.size)), (sc.codec, sc.name)):
+            if codec in row or name not in by_name:
+                continue
+            row[codec] = {"scenario": name, "payload_bytes": by_name[name].count * by_name[name].size}
+            for k in keys:
+                rs = [r for r in runs if r["ok"] and r["scenario"] == name and r["broker"] == k]
+                if rs:
+                    row[codec][k] = {
+                        "produce_msgs_per_s": med([r["produce"]["msgs_per_s"] for r in rs]),
+                        "produce_mb_per_s": med([r["produce"]["mb_per_s"] for r in rs]),
+                        "produce_broker_cpu_s": med([r["produce"].get("broker_cpu_s") for r in rs]),
+                        "consume_msgs_per_s": med([r["consume"]["msgs_per_s"] for r in rs]),
+                        "consume_mb_per_s": med([r["consume"]["mb_per_s"] for r in rs]),
+                        "consume_broker_cpu_s": med([r["consume"].get("broker_cpu_s") for r in rs]),
+                        "disk_du_bytes": med([r.get("data_dir_du_bytes") for r in rs]),
+                        "disk_bytes": med([r.get("data_dir_bytes") for r in rs]),
+                        "samples": [round(r["produce"]["msgs_per_s"]) for r in rs]}
+                elif (na := na_reason(runs, name, k)):
+                    row[codec][k] = {"na": na}
+    return out
+
+
+def summarize_group(runs: list[dict], keys: list[str], scenarios: list[Scenario]) -> dict:
+    out: dict = {}
+    for sc in scenarios:
+        if sc.kind != "group":
+            continue
+        out[sc.name] = {"members": sc.members}
+        for k in keys:
+            gs = [r["group"] for r in runs if r["ok"] and r["scenario"] == sc.name and r["broker"] == k]
+            if gs:
+                out[sc.name][k] = {
+                    "msgs_per_s": med([g["msgs_per_s"] for g in gs]),
+                    "mb_per_s": med([g["mb_per_s"] for g in gs]),
+                    "elapsed_s": med([g["elapsed_s"] for g in gs]),
+                    "first_record_s": med([g["first_record_s"] for g in gs]),
+                    "assignments_before_end": med([g["assignments_before_end"] for g in gs]),
+                    "members_with_records": min(g["members_with_records"] for g in gs),
+                    "broker_cpu_s": med([g.get("broker_cpu_s") for g in gs]),
+                    "clients_cpu_s": med([g.get("clients_cpu_s") for g in gs]),
+                    "drain_broker_cores": med([g.get("drain_broker_cores") for g in gs]),
+                    "drain_members_cores": med([g.get("drain_members_cores") for g in gs]),
+                    "records_per_member": [[m["consumed"] for m in g["members"]] for g in gs],
+                    "samples": [round(g["msgs_per_s"]) for g in gs]}
+            elif (na := na_reason(runs, sc.name, k)):
+                out[sc.name][k] = {"na": na}
+    return out
 
 
 def ratio(a: dict | None, b: dict | None, field_: str = "msgs_per_s") -> float | None:
@@ -740,6 +1096,18 @@ def report(summary: dict, specs: list[BrokerSpec], args: argparse.Namespace) -> 
                 cv = (cper.get(k) or {}).get("broker_cpu_s")
                 return ("-" if pv is None else f"{pv:.2f}") + " / " + ("-" if cv is None else f"{cv:.2f}")
             lines.append(f"{name:<22}" + "".join(f" {cpu(k):>{w}}" for k in cols))
+        for row in summary["compress"].values():
+            for codec, cper_ in row.items():
+                if codec == "none":
+                    continue  # the uncompressed run is a row above
+
+                def ccpu(k: str) -> str:
+                    d = cper_.get(k) or {}
+                    pv, cv = d.get("produce_broker_cpu_s"), d.get("consume_broker_cpu_s")
+                    if d.get("na") or (pv is None and cv is None):
+                        return "-"
+                    return ("-" if pv is None else f"{pv:.2f}") + " / " + ("-" if cv is None else f"{cv:.2f}")
+                lines.append(f"{cper_['scenario']:<22}" + "".join(f" {ccpu(k):>{w}}" for k in cols))
 
     # fsync per batch vs no fsync at 1 KiB.
     fs_rows = [(name, per) for name, per in summary["produce"].items() if name.startswith("1KiB")]
@@ -752,6 +1120,11 @@ def report(summary: dict, specs: list[BrokerSpec], args: argparse.Namespace) -> 
             goals["fsync_batch_vs_none_1kib"][name] = {"ratio": r, "met": None if r is None else ok}
             rs = "-" if r is None else f"{r * 100:5.1f}%"
             lines.append(f"{name:<22} {rs:>8}   {goal(r, ok)}")
+
+    if summary["compress"]:
+        report_compress(lines, summary["compress"], cols, labels, w)
+    if summary["group"]:
+        report_group(lines, summary["group"], cols, labels, w, args)
 
     if summary["latency"]:
         lines.append("")
@@ -786,6 +1159,118 @@ def report(summary: dict, specs: list[BrokerSpec], args: argparse.Namespace) -> 
                              "limiter falls behind when the broker leaves it too little CPU (2 cores), so "
                              "that row is at a lower load than asked")
     return "\n".join(lines), goals
+
+
+def fmt_na_cell(d: dict | None, value: str, extra: str) -> str:
+    """One 19-character broker cell: VALUE (11) and EXTRA (7), or n/a / -."""
+    if d and d.get("na"):
+        return f" {'n/a':>11} {'':>7}"
+    if not d:
+        return f" {'-':>11} {'-':>7}"
+    return f" {value:>11} {extra:>7}"
+
+
+def report_compress(lines: list[str], comp: dict, cols: list[str], labels: dict, w: int) -> None:
+    disk_key = next((k for k in ("weir-none", "weir-batch") if k in cols), None)
+    for phase, title in (
+            ("produce", "COMPRESSION produce (rdkafka_performance -P -z CODEC, acks=1, 1 partition; "
+                        "MB/s counts uncompressed payload)"),
+            ("consume", "COMPRESSION consume catch-up (the same records read back by the simple consumer)")):
+        f_ = f"{phase}_msgs_per_s"
+        lines.append("")
+        lines.append(title)
+        lines.append("  'x none' = this codec's msg/s over the uncompressed run of the same size in this bench"
+                     + ("; Weir disk = du of Weir's data dir after the run, payload/disk = how much "
+                        "smaller than the raw payload it stored" if phase == "produce" and disk_key else ""))
+        lines.append(f"{'':<22}" + "".join(f" {labels[k]:>{w}}" for k in cols) + "   Weir/Tansu"
+                     + (f"      {labels[disk_key]} disk" if phase == "produce" and disk_key else ""))
+        lines.append(f"{'scenario':<22}" + "".join(f" {'msg/s':>11} {'x none':>7}" for _ in cols)
+                     + "   none    batch" + ("       MB  payload/disk" if phase == "produce" and disk_key else ""))
+        for _size, row in comp.items():
+            base = row.get("none", {})
+            for codec, per in row.items():
+                cells = ""
+                for k in cols:
+                    d = per.get(k)
+                    if d and not d.get("na"):
+                        b = base.get(k) or {}
+                        r = d[f_] / b[f_] if b.get(f_) else None
+                        cells += fmt_na_cell(d, f"{d[f_]:,.0f}", "-" if r is None else f"{r:.2f}x")
+                    else:
+                        cells += fmt_na_cell(d, "", "")
+                peer = per.get("tansu-memory")
+                peer = None if not peer or peer.get("na") else peer
+                r_none = ratio(per.get("weir-none"), peer, f_)
+                r_batch = ratio(per.get("weir-batch"), peer, f_)
+                extra = ""
+                if phase == "produce" and disk_key:
+                    dd = per.get(disk_key) or {}
+                    du = dd.get("disk_du_bytes")
+                    extra = (f"  {'-':>8} {'-':>12}" if not du else
+                             f"  {du / MB:>8.1f} {per['payload_bytes'] / du:>11.1f}x")
+                lines.append(f"{per['scenario']:<22}{cells}   {fmt_ratio(r_none)}  {fmt_ratio(r_batch)}{extra}")
+        nas = [(per["scenario"], labels[k], per[k]["na"]) for row in comp.values() for per in row.values()
+               for k in cols if (per.get(k) or {}).get("na")]
+        for name, label, why in nas:
+            lines.append(f"  n/a: {label}, {name}: {why}")
+    if disk_key:
+        lines.append("  Every record repeats the same -m pattern (only the -S sequence number in front differs), so "
+                     "these payloads compress far better than real data: read the codec columns as the broker's "
+                     "handling of compressed batches, not as typical compression ratios.")
+
+
+def report_group(lines: list[str], grp: dict, cols: list[str], labels: dict, w: int,
+                 args: argparse.Namespace) -> None:
+    lines.append("")
+    lines.append(f"CONSUMER GROUP: {args.group_count:,} x {args.group_size} B produced first into "
+                 f"{args.group_partitions} partitions (an equal share each), then N rdkafka_performance -G "
+                 "members started together in one group read it all once (-e)")
+    lines.append("  msg/s = all records / (first record at any member -> last partition drained); "
+                 f"fetch.wait.max.ms={args.group_fetch_wait_ms}; members and broker share "
+                 f"{os.cpu_count()} cores")
+    lines.append(f"{'':<26}" + "".join(f" {labels[k]:>{w}}" for k in cols) + "   Weir/Tansu")
+    lines.append(f"{'scenario':<26}" + "".join(f" {'msg/s':>11} {'MB/s':>7}" for _ in cols) + "   none    batch")
+    for name, per in grp.items():
+        cells = "".join(fmt_na_cell(per.get(k), f"{per[k]['msgs_per_s']:,.0f}" if per.get(k) and
+                                    not per[k].get("na") else "",
+                                    f"{per[k]['mb_per_s']:.1f}" if per.get(k) and not per[k].get("na") else "")
+                        for k in cols)
+        peer = per.get("tansu-memory")
+        peer = None if not peer or peer.get("na") else peer
+        lines.append(f"{name:<26}{cells}   {fmt_ratio(ratio(per.get('weir-none'), peer))}  "
+                     f"{fmt_ratio(ratio(per.get('weir-batch'), peer))}")
+    by_members = {per["members"]: per for per in grp.values()}
+    if len(by_members) > 1:
+        lo, hi = min(by_members), max(by_members)
+        parts = []
+        for k in cols:
+            a, b = by_members[hi].get(k), by_members[lo].get(k)
+            ok = a and b and not a.get("na") and not b.get("na")
+            parts.append(f"{labels[k]} {fmt_ratio(ratio(a, b)).strip() if ok else '-'}")
+        lines.append(f"  members={hi} / members={lo}: " + ", ".join(parts))
+    lines.append("  details (medians): drain s = first record -> last partition drained; 1st rec s = from "
+                 "starting the members to the first record (join, SyncGroup, OffsetFetch); assigns = "
+                 "partition assignments handed out before the last record (one per member when no rebalance "
+                 "interrupted the work); busy = members that got records (fewest of the runs); cores = CPU "
+                 "cores kept busy while draining by the broker + all members (of "
+                 f"{os.cpu_count()})")
+    lines.append(f"  {'scenario':<26} {'broker':<20} {'drain s':>7} {'1st rec s':>9} {'assigns':>7} {'busy':>5} "
+                 f"{'cores':>11}  records per member, each run")
+    f2 = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    kfmt = lambda n: "-" if n is None else (f"{n / 1000:.0f}k" if n >= 1000 else str(n))  # noqa: E731
+    for name, per in grp.items():
+        for k in cols:
+            d = per.get(k)
+            if not d:
+                continue
+            if d.get("na"):
+                lines.append(f"  {name:<26} {labels[k]:<20} n/a: {d['na']}")
+                continue
+            split = " | ".join("/".join(kfmt(n) for n in run) for run in d["records_per_member"])
+            cores = f"{f2(d['drain_broker_cores'])} + {f2(d['drain_members_cores'])}"
+            lines.append(f"  {name:<26} {labels[k]:<20} {f2(d['elapsed_s']):>7} {f2(d['first_record_s']):>9} "
+                         f"{d['assignments_before_end']:>7g} {d['members_with_records']:>2}/{per['members']:<2} "
+                         f"{cores:>11}  {split}")
 
 
 # --------------------------------------------------------------------------
@@ -828,7 +1313,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     target = os.environ.get("CARGO_TARGET_DIR", "/var/cache/weir/target")
     ap = argparse.ArgumentParser(
         prog="bench-broker",
-        description="Benchmark Weir against Tansu (produce, consume catch-up, latency).",
+        description="Benchmark Weir against Tansu (produce, consume catch-up, compression, "
+                    "consumer groups, latency).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="one run per figure instead of --runs")
     ap.add_argument("--runs", type=int, default=3, help="runs per figure (median is reported)")
@@ -836,8 +1322,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--brokers", help="comma list of broker configs "
                     "(weir-none, weir-batch, tansu-memory); overrides --only")
     ap.add_argument("--scenarios", metavar="REGEX",
-                    help="only scenarios whose name matches, e.g. '^100B' or 'latency' "
-                    "(names: '100B acks=1 p=8', 'latency 100B acks=all p=1', ...)")
+                    help="only scenarios whose name matches, e.g. '^100B', 'lz4|zstd', '^group' or "
+                    "'latency' (names: '100B acks=1 p=8', 'lz4 1KiB acks=1 p=1', "
+                    "'group 100B p=8 members=4', 'latency 100B acks=all p=1', ...); a compression "
+                    "scenario brings its uncompressed 'SIZE acks=1 p=1' run along")
     ap.add_argument("--count-100b", type=int, default=2_000_000, help="records per 100 B run")
     ap.add_argument("--count-1kib", type=int, default=500_000, help="records per 1 KiB run")
     ap.add_argument("--linger-ms", type=int, default=5, help="producer linger.ms for throughput runs")
@@ -845,6 +1333,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                     help="extra librdkafka setting for the throughput producer (repeatable)")
     ap.add_argument("--consumer-conf", action="append", default=[], metavar="KEY=VALUE",
                     help="extra librdkafka setting for the catch-up consumer (repeatable)")
+    ap.add_argument("--codecs", default="lz4,zstd",
+                    help=f"comma list of producer compression codecs to compare ({', '.join(CODECS)}); "
+                    "'' for none")
+    ap.add_argument("--group-count", type=int, default=2_000_000, help="records per consumer-group run")
+    ap.add_argument("--group-size", type=int, default=100, help="record size in the consumer-group runs")
+    ap.add_argument("--group-partitions", type=int, default=8, help="partitions of the consumer-group topic")
+    ap.add_argument("--group-members", default="1,4",
+                    help="comma list: one consumer-group scenario per member count")
+    ap.add_argument("--group-timeout", type=float, default=120,
+                    help="limit for the group members to consume everything (s); a run in which no "
+                    "member gets a record within 30 s is stopped then")
+    ap.add_argument("--group-fetch-wait-ms", type=int, default=10,
+                    help="fetch.wait.max.ms of the group members (end-of-partition needs an empty fetch)")
+    ap.add_argument("--group-conf", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra librdkafka setting for the group members (repeatable)")
     ap.add_argument("--latency-rate", type=int, default=10_000, help="msg/s in the latency runs")
     ap.add_argument("--latency-seconds", type=float, default=10, help="length of a latency run")
     ap.add_argument("--latency-warmup-seconds", type=float, default=1,
@@ -876,6 +1379,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.runs = 1
     if args.runs < 1:
         ap.error("--runs must be >= 1")
+    args.codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
+    bad = [c for c in args.codecs if c not in CODECS]
+    if bad:
+        ap.error(f"--codecs: unknown {bad}; known: {', '.join(CODECS)}")
+    try:
+        args.group_members = sorted({int(x) for x in args.group_members.split(",") if x.strip()})
+    except ValueError:
+        ap.error("--group-members: a comma list of numbers")
+    if args.group_partitions < 1 or args.group_count < 1 or args.group_size < 1:
+        ap.error("--group-partitions, --group-count and --group-size must be >= 1")
+    if any(m < 1 or m > args.group_partitions for m in args.group_members):
+        # A member with no partition never sees an end of partition and never exits (-e).
+        ap.error("--group-members: each count must be between 1 and --group-partitions")
     return args
 
 
