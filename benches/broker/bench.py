@@ -72,10 +72,6 @@ class RunError(Exception):
     pass
 
 
-class PeerNA(RunError):
-    """The peer broker failed a scenario it may not support: reported as n/a, not as a failure."""
-
-
 # --------------------------------------------------------------------------
 # Process bookkeeping: every process we start lives in its own session (so
 # pid == process group id) and is listed in a pid file that the bash wrapper's
@@ -489,6 +485,7 @@ class Loadgen:
         res: dict[str, Any] = {"members": [], "group": group,
                                "fetch_wait_max_ms": a.group_fetch_wait_ms}
         problems: list[str] = []
+        bad_exit: list[tuple[int, int | None, str]] = []  # (member, status, its last line)
         ends: dict[int, int] = {}
         drained: dict[int, float] = {}
         starts: list[float] = []
@@ -505,14 +502,14 @@ class Loadgen:
             rc = m["proc"].returncode
             got = int(summ.group(1)) if summ else None
             nbytes = int(summ.group(2)) if summ else None
-            span_ms = int(summ.group(3)) if summ else None
+            span_ms = int(summ.group(3)) if summ and got else None  # with no record it has no start
             mres = {"member": m["n"], "consumed": got, "bytes": nbytes, "span_ms": span_ms, "rc": rc,
                     "assignments": [n for _t, n in assigns], "consume_errors": errs,
                     "exited_s": None if m["exit_t"] is None else round(m["exit_t"] - t_launch, 3),
                     "log": str(m["log"])}
-            if summ is None:
-                problems.append(f"member {m['n']} printed no summary (rc={rc})")
-            else:
+            if summ is None and rc == 0:
+                problems.append(f"member {m['n']} printed no summary")
+            elif summ is not None:
                 total += got
                 total_bytes += nbytes
                 if got > 0 and eofs:
@@ -520,7 +517,8 @@ class Loadgen:
                     starts.append(st)
                     mres["first_record_s"] = round(st - t_launch, 3)
             if rc != 0 and not (timed_out or stalled):
-                problems.append(f"member {m['n']} exited with status {rc}")
+                last = next((ln for _t, ln in reversed(lines) if ln.strip() and not ln.startswith("%7|")), "")
+                bad_exit.append((m["n"], rc, last.strip()))
             for t, part, off in eofs:
                 ends[part] = max(ends.get(part, -1), off)
             res["members"].append(mres)
@@ -534,16 +532,24 @@ class Loadgen:
                     "all_exited_s": round(max((m["exit_t"] or time.monotonic()) for m in ms) - t_launch, 3)})
         if None not in (c0, c1):
             res["broker_cpu_s"] = round(c1 - c0, 2)
+        if bad_exit:
+            n0, _rc0, last0 = bad_exit[0]
+            problems.insert(0, f"{len(bad_exit)} of {members} members exited with status "
+                               f"{'/'.join(sorted({str(rc) for _n, rc, _l in bad_exit}))} "
+                               f"(member {n0}: {last0[:160] or 'no output'})")
+        last_err = next((ln for m in ms for _t, ln in reversed(m["lines"])
+                         if ln.startswith("% Consume error") or "fail" in ln.lower()), "")
+        last_err = f" (last error: {last_err.lstrip('% ')[:160]})" if last_err else ""
         if stalled:
-            problems.insert(0, "no member received a record or reached a partition end within 30s "
-                               "(the group never got going)")
+            problems.insert(0, "no member received a record or reached a partition end within 30s; "
+                               f"the group never got going{last_err}")
         elif timed_out:
-            problems.insert(0, f"timed out after {a.group_timeout:g}s")
-        if total != count or total_bytes != count * size:
+            problems.insert(0, f"timed out after {a.group_timeout:g}s{last_err}")
+        if not (bad_exit or stalled) and (total != count or total_bytes != count * size):
             what = "duplicates" if total > count else "records missing"
             problems.append(f"members consumed {total:,} records ({total_bytes:,} bytes) in all for "
                             f"{count:,} produced ({what})")
-        if ends != expected_ends:
+        if ends != expected_ends and not (bad_exit or stalled):
             missing = sorted(set(expected_ends) - set(ends))
             wrong = sorted(p for p in ends if p in expected_ends and ends[p] != expected_ends[p])
             problems.append(f"end-of-partition not seen for partitions {missing}" if missing else
