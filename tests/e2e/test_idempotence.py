@@ -360,8 +360,10 @@ def test_transactions_are_not_offered(broker):
     (while it does offer InitProducerId for idempotence), and a transactional
     librdkafka producer's init_transactions fails instead of succeeding.
 
-    (librdkafka retries FindCoordinator(TRANSACTION) on any error but
-    TRANSACTIONAL_ID_AUTHORIZATION_FAILED, so it fails by its API timeout.)"""
+    Weir answers FindCoordinator for the transactional id, then refuses the
+    transactional InitProducerId with UNSUPPORTED_VERSION, which is the error the
+    client reports (librdkafka keeps retrying until the call's timeout, then
+    returns that last error)."""
     versions = api_versions("127.0.0.1", broker.port)
     assert 22 in versions, f"InitProducerId (22) must be offered for idempotent producers: {sorted(versions)}"
     offered = {name for key, name in TXN_API_KEYS.items() if key in versions}
@@ -372,3 +374,4 @@ def test_transactions_are_not_offered(broker):
     with pytest.raises(ck.KafkaException) as excinfo:
         producer.init_transactions(5)
     print(f"init_transactions failed after {time.monotonic() - started:.1f}s with {excinfo.value!r}")
+    assert excinfo.value.args[0].code() == ck.KafkaError.UNSUPPORTED_VERSION, excinfo.value

@@ -61,11 +61,14 @@ pub(crate) fn find_coordinator(
         i32::from(shared.advertised.1),
     );
     let node = BrokerId(shared.cfg.node_id);
-    // Key type 1 is a transaction coordinator: transactions are not supported.
-    let err = if req.key_type == 0 {
+    // This broker coordinates groups (key type 0) and answers for transactional ids (1) too,
+    // so that the client's next request, a transactional InitProducerId, gets the clear
+    // "unsupported" refusal instead of the client retrying a coordinator lookup until it
+    // times out.
+    let err = if matches!(req.key_type, 0 | 1) {
         code::NONE
     } else {
-        c(ResponseError::CoordinatorNotAvailable)
+        c(ResponseError::InvalidRequest)
     };
     if version >= 4 {
         for key in req.coordinator_keys {
@@ -79,7 +82,7 @@ pub(crate) fn find_coordinator(
             } else {
                 e.node_id = BrokerId(-1);
                 e.port = -1;
-                e.error_message = Some(s("transactions are not supported by this broker"));
+                e.error_message = Some(s("unknown coordinator key type"));
             }
             resp.coordinators.push(e);
         }
@@ -93,7 +96,7 @@ pub(crate) fn find_coordinator(
             resp.node_id = BrokerId(-1);
             resp.port = -1;
             if version >= 1 {
-                resp.error_message = Some(s("transactions are not supported by this broker"));
+                resp.error_message = Some(s("unknown coordinator key type"));
             }
         }
     }
