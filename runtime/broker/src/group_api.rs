@@ -145,6 +145,9 @@ pub(crate) fn join_group(
             resp.protocol_name = Some(s(r.protocol));
         }
         resp.leader = s(r.leader);
+        if version >= 9 {
+            resp.skip_assignment = r.skip_assignment;
+        }
         resp.member_id = s(r.member_id);
         resp.members = r
             .members

@@ -93,6 +93,8 @@ pub struct JoinResult {
     pub member_id: String,
     /// (member id, group instance id, subscription metadata); only for the leader.
     pub members: Vec<(String, Option<String>, Bytes)>,
+    /// The leader must not compute a new assignment (a static leader rejoining).
+    pub skip_assignment: bool,
 }
 
 impl JoinResult {
@@ -105,6 +107,7 @@ impl JoinResult {
             leader: String::new(),
             member_id: member_id.to_string(),
             members: Vec::new(),
+            skip_assignment: false,
         }
     }
 }
@@ -448,7 +451,6 @@ impl Coordinator {
             // old identity and assignment without a rebalance (KIP-345).
             let quiet = old.as_ref().is_some_and(|o| {
                 group.state == GroupState::Stable
-                    && group.leader.as_deref() != Some(o.as_str())
                     && group
                         .members
                         .get(o)
@@ -461,6 +463,28 @@ impl Coordinator {
                 m.session_timeout = session;
                 m.rebalance_timeout = rebalance;
                 group.members.insert(id.clone(), m);
+                let was_leader = old.as_deref() == group.leader.as_deref();
+                if was_leader {
+                    group.leader = Some(id.clone());
+                }
+                // A returning leader sees the members again but must not hand out a new
+                // assignment (KIP-814 skip_assignment); SyncGroup in Stable returns the
+                // assignment already in force.
+                let members = if was_leader {
+                    group
+                        .members
+                        .values()
+                        .map(|m| {
+                            (
+                                m.id.clone(),
+                                m.instance_id.clone(),
+                                m.metadata(&group.protocol),
+                            )
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 reply(
                     tx,
                     JoinResult {
@@ -470,7 +494,8 @@ impl Coordinator {
                         protocol: group.protocol.clone(),
                         leader: group.leader.clone().unwrap_or_default(),
                         member_id: id,
-                        members: Vec::new(),
+                        members,
+                        skip_assignment: was_leader,
                     },
                 );
                 return rx;
@@ -513,6 +538,7 @@ impl Coordinator {
                 leader: group.leader.clone().unwrap_or_default(),
                 member_id: id.clone(),
                 members: Vec::new(),
+                skip_assignment: false,
             };
             if let Some(m) = group.members.get_mut(&id) {
                 m.last_heartbeat = now;
@@ -629,6 +655,7 @@ impl Coordinator {
                     } else {
                         Vec::new()
                     },
+                    skip_assignment: false,
                 });
             }
         }

@@ -268,3 +268,92 @@ async fn idempotent_retries_append_once_even_after_restart() {
     stop.send(true).unwrap();
     h.await.unwrap().unwrap();
 }
+
+async fn join_static(
+    c: &Client,
+    member_id: &str,
+    instance: &str,
+) -> kafka_protocol::messages::JoinGroupResponse {
+    use kafka_protocol::messages::{
+        GroupId, JoinGroupRequest, join_group_request::JoinGroupRequestProtocol,
+    };
+    let mut req = JoinGroupRequest::default();
+    req.group_id = GroupId(StrBytes::from_static_str("sg"));
+    req.session_timeout_ms = 10_000;
+    req.rebalance_timeout_ms = 10_000;
+    req.member_id = StrBytes::from_string(member_id.into());
+    req.group_instance_id = Some(StrBytes::from_string(instance.into()));
+    req.protocol_type = StrBytes::from_static_str("consumer");
+    let mut p = JoinGroupRequestProtocol::default();
+    p.name = StrBytes::from_static_str("range");
+    p.metadata = weir_client::encode_subscription(&["t".to_string()]);
+    req.protocols = vec![p];
+    c.send(req).await.unwrap()
+}
+
+async fn sync(
+    c: &Client,
+    generation: i32,
+    member_id: &str,
+    assignment: Option<Bytes>,
+) -> kafka_protocol::messages::SyncGroupResponse {
+    use kafka_protocol::messages::{
+        GroupId, SyncGroupRequest, sync_group_request::SyncGroupRequestAssignment,
+    };
+    let mut req = SyncGroupRequest::default();
+    req.group_id = GroupId(StrBytes::from_static_str("sg"));
+    req.generation_id = generation;
+    req.member_id = StrBytes::from_string(member_id.into());
+    if let Some(a) = assignment {
+        let mut x = SyncGroupRequestAssignment::default();
+        x.member_id = req.member_id.clone();
+        x.assignment = a;
+        req.assignments = vec![x];
+    }
+    c.send(req).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_static_leader_that_rejoins_keeps_its_assignment_without_a_rebalance() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, stop, h) = start(dir.path()).await;
+    let c = connect(&addr).await;
+    c.create_topic("t", 2, &BTreeMap::new()).await.unwrap();
+    let first = join_static(&c, "", "s1").await;
+    assert_eq!(first.error_code, 0);
+    assert_eq!(first.leader, first.member_id);
+    let assignment = Bytes::from_static(b"\x00\x00opaque-assignment");
+    assert_eq!(
+        sync(
+            &c,
+            first.generation_id,
+            &first.member_id,
+            Some(assignment.clone())
+        )
+        .await
+        .assignment,
+        assignment
+    );
+
+    // The process restarts: same instance id, no member id. Same generation, new id, still the
+    // leader, told not to reassign; SyncGroup hands back the assignment in force.
+    let again = join_static(&c, "", "s1").await;
+    assert_eq!(again.error_code, 0);
+    assert_eq!(again.generation_id, first.generation_id);
+    assert_ne!(again.member_id, first.member_id);
+    assert_eq!(again.leader, again.member_id);
+    assert!(again.skip_assignment);
+    let s = sync(
+        &c,
+        again.generation_id,
+        &again.member_id,
+        Some(Bytes::from_static(b"ignored")),
+    )
+    .await;
+    assert_eq!((s.error_code, s.assignment), (0, assignment));
+    // The old identity is gone.
+    let old = sync(&c, first.generation_id, &first.member_id, None).await;
+    assert_eq!(old.error_code, 25);
+    stop.send(true).unwrap();
+    h.await.unwrap().unwrap();
+}
