@@ -63,7 +63,12 @@ pub(crate) fn handle(shared: &Arc<Shared>, req: ProduceRequest, version: i16, co
                         }
                     }
                     Err(e) => {
-                        tracing::debug!(topic = %name, partition = p.index, error = %e, "produce refused");
+                        if matches!(e, weir_log::LogError::Io(_)) && storage_error_log_due() {
+                            // A full or failing disk: loud, but at most once a second.
+                            tracing::error!(topic = %name, partition = p.index, error = %e, "cannot write to the log; produce refused");
+                        } else {
+                            tracing::debug!(topic = %name, partition = p.index, error = %e, "produce refused");
+                        }
                         pr.error_code = code(&e);
                         if version >= 8 {
                             pr.error_message = Some(e.to_string().into());
@@ -97,4 +102,16 @@ pub(crate) fn handle(shared: &Arc<Shared>, req: ProduceRequest, version: i16, co
         }
         encode_response(corr, version, &resp).map(Some)
     })
+}
+
+/// True at most once per second, so a failing disk is reported without flooding the log.
+fn storage_error_log_due() -> bool {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = weir_log::now_ms();
+    let last = LAST.load(Ordering::Relaxed);
+    now - last >= 1000
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
 }
