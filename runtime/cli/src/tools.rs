@@ -12,6 +12,27 @@ use weir_client::{Client, NewRecord};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Prints a line to stdout. A closed pipe (`weir ... | head`) ends the program quietly, as
+/// command-line tools do, instead of panicking as `println!` would.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        write_line(&format!($($arg)*))
+    };
+}
+
+fn write_line(line: &str) {
+    use std::io::Write;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if let Err(e) = writeln!(out, "{line}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct Conn {
     /// Broker address (host:port).
@@ -80,11 +101,11 @@ pub async fn topic(cmd: TopicCmd) -> anyhow::Result<()> {
                 .await?
                 .create_topic(&name, partitions, &configs)
                 .await?;
-            println!("created topic {name} with {partitions} partition(s)");
+            outln!("created topic {name} with {partitions} partition(s)");
         }
         TopicCmd::List { conn } => {
             for t in conn.connect().await?.metadata(None).await? {
-                println!("{}", t.name);
+                outln!("{}", t.name);
             }
         }
         TopicCmd::Describe { name, conn } => {
@@ -93,27 +114,32 @@ pub async fn topic(cmd: TopicCmd) -> anyhow::Result<()> {
             let t = meta
                 .first()
                 .with_context(|| format!("topic {name} does not exist"))?;
-            println!(
+            outln!(
                 "topic: {}  id: {}  partitions: {}",
-                t.name, t.id, t.partitions
+                t.name,
+                t.id,
+                t.partitions
             );
-            println!(
+            outln!(
                 "{:>9}  {:>14}  {:>14}  {:>10}",
-                "PARTITION", "START-OFFSET", "END-OFFSET", "RECORDS"
+                "PARTITION",
+                "START-OFFSET",
+                "END-OFFSET",
+                "RECORDS"
             );
             for p in 0..t.partitions {
                 let start = client.list_offset(&name, p, -2).await?.unwrap_or(0);
                 let end = client.list_offset(&name, p, -1).await?.unwrap_or(0);
-                println!("{p:>9}  {start:>14}  {end:>14}  {:>10}", end - start);
+                outln!("{p:>9}  {start:>14}  {end:>14}  {:>10}", end - start);
             }
-            println!("configs:");
+            outln!("configs:");
             for (k, v, is_override) in client.describe_topic_configs(&name).await? {
-                println!("  {k}={v}{}", if is_override { "" } else { "  (default)" });
+                outln!("  {k}={v}{}", if is_override { "" } else { "  (default)" });
             }
         }
         TopicCmd::Delete { name, conn } => {
             conn.connect().await?.delete_topic(&name).await?;
-            println!("deleted topic {name}");
+            outln!("deleted topic {name}");
         }
     }
     Ok(())
@@ -303,7 +329,6 @@ fn print_record(
     p: i32,
     r: &kafka_protocol::records::Record,
 ) -> anyhow::Result<()> {
-    use std::io::Write;
     let mut fields = Vec::new();
     if args.print_partition {
         fields.push(format!("partition:{p}"));
@@ -326,9 +351,7 @@ fn print_record(
         fields.push(format!("headers:{}", hs.join(",")));
     }
     fields.push(show(&r.value));
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    writeln!(out, "{}", fields.join("\t")).context("cannot write to stdout")?;
+    write_line(&fields.join("\t"));
     Ok(())
 }
 
@@ -528,7 +551,7 @@ pub async fn group(cmd: GroupCmd) -> anyhow::Result<()> {
         GroupCmd::List { conn } => {
             let client = conn.connect().await?;
             for (id, ptype, state) in client.list_groups().await? {
-                println!("{id}\t{state}\t{ptype}");
+                outln!("{id}\t{state}\t{ptype}");
             }
         }
         GroupCmd::Describe { group, conn } => {
@@ -553,7 +576,7 @@ pub async fn group(cmd: GroupCmd) -> anyhow::Result<()> {
                 .collect();
             keys.sort();
             keys.dedup();
-            println!(
+            outln!(
                 "group {group}: state {}, {} member(s), protocol {}",
                 info.state,
                 info.members.len(),
@@ -563,7 +586,7 @@ pub async fn group(cmd: GroupCmd) -> anyhow::Result<()> {
                     &info.protocol
                 }
             );
-            println!(
+            outln!(
                 "{:<20} {:<20} {:>9} {:>14} {:>14} {:>8}  {:<40} {:<16} CLIENT-ID",
                 "GROUP",
                 "TOPIC",
@@ -585,7 +608,7 @@ pub async fn group(cmd: GroupCmd) -> anyhow::Result<()> {
                     .get(&(t.clone(), p))
                     .map(|m| (m.member_id.clone(), m.host.clone(), m.client_id.clone()))
                     .unwrap_or_else(|| ("-".into(), "-".into(), "-".into()));
-                println!(
+                outln!(
                     "{:<20} {:<20} {:>9} {:>14} {:>14} {:>8}  {:<40} {:<16} {}",
                     group,
                     t,
@@ -601,7 +624,7 @@ pub async fn group(cmd: GroupCmd) -> anyhow::Result<()> {
         }
         GroupCmd::Delete { group, conn } => {
             conn.connect().await?.delete_group(&group).await?;
-            println!("deleted group {group}");
+            outln!("deleted group {group}");
         }
         GroupCmd::ResetOffsets {
             group,
@@ -641,15 +664,18 @@ pub async fn group(cmd: GroupCmd) -> anyhow::Result<()> {
                 };
                 plan.insert((topic.clone(), p), target);
             }
-            println!(
+            outln!(
                 "{:<20} {:<20} {:>9} {:>14}",
-                "GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"
+                "GROUP",
+                "TOPIC",
+                "PARTITION",
+                "NEW-OFFSET"
             );
             for ((t, p), o) in &plan {
-                println!("{group:<20} {t:<20} {p:>9} {o:>14}");
+                outln!("{group:<20} {t:<20} {p:>9} {o:>14}");
             }
             if dry_run {
-                println!("(dry run: nothing changed)");
+                outln!("(dry run: nothing changed)");
             } else {
                 client.commit(&group, -1, "", &plan).await?;
             }
