@@ -5,6 +5,7 @@
 static ALLOC: weir_broker::alloc::GuardedAlloc = weir_broker::alloc::GuardedAlloc;
 
 mod config;
+mod plugin;
 mod tools;
 
 use std::path::PathBuf;
@@ -38,6 +39,11 @@ enum Cmd {
     Group {
         #[command(subcommand)]
         cmd: tools::GroupCmd,
+    },
+    /// Inspect and install WebAssembly connector plugins.
+    Plugin {
+        #[command(subcommand)]
+        cmd: plugin::PluginCmd,
     },
     /// Produce records from stdin or a file, one per line.
     Produce(tools::ProduceArgs),
@@ -94,6 +100,7 @@ fn main() -> std::process::ExitCode {
             Cmd::Up(args) => up(args).await,
             Cmd::Topic { cmd } => tools::topic(cmd).await,
             Cmd::Group { cmd } => tools::group(cmd).await,
+            Cmd::Plugin { cmd } => plugin::run(cmd),
             Cmd::Produce(args) => tools::produce(args).await,
             Cmd::Consume(args) => tools::consume(args).await,
         }

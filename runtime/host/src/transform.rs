@@ -96,6 +96,11 @@ impl std::fmt::Debug for TransformTask {
 }
 
 impl Plugin {
+    /// The plugin's descriptor, from a throwaway instance (no `open`).
+    pub fn describe(&self, host: &Host) -> Result<types::Descriptor, HostError> {
+        self.instantiate(host)?.describe()
+    }
+
     /// Starts a transform task: checks the world, instantiates with the task's limits, and
     /// calls `open` with `config`.
     pub fn transform(
@@ -103,6 +108,20 @@ impl Plugin {
         host: &Host,
         config: &[(String, String)],
     ) -> Result<TransformTask, HostError> {
+        let mut task = self.instantiate(host)?;
+        let cfg = config.to_vec();
+        task.call("open", |b, s| {
+            b.weir_connector_transformer().call_open(s, &cfg)
+        })?
+        .map_err(|error| HostError::Plugin {
+            plugin: task.plugin.clone(),
+            function: "open".into(),
+            error,
+        })?;
+        Ok(task)
+    }
+
+    fn instantiate(&self, host: &Host) -> Result<TransformTask, HostError> {
         let exports = self.exports(host);
         if !exports.iter().any(|e| e == TRANSFORMER) {
             return Err(HostError::WrongWorld {
@@ -134,23 +153,13 @@ impl Plugin {
                 plugin: self.name.clone(),
                 message: format!("cannot instantiate: {e:#}"),
             })?;
-        let mut task = TransformTask {
+        Ok(TransformTask {
             store,
             bindings,
             plugin: self.name.clone(),
             deadline_ticks: host.deadline_ticks(),
             poisoned: false,
-        };
-        let cfg = config.to_vec();
-        task.call("open", |b, s| {
-            b.weir_connector_transformer().call_open(s, &cfg)
-        })?
-        .map_err(|error| HostError::Plugin {
-            plugin: task.plugin.clone(),
-            function: "open".into(),
-            error,
-        })?;
-        Ok(task)
+        })
     }
 }
 
