@@ -127,6 +127,7 @@ impl Host {
         Ok(Plugin {
             name: name.to_string(),
             component,
+            transform_pre: Arc::default(),
         })
     }
 
@@ -154,11 +155,21 @@ impl Drop for Host {
     }
 }
 
-/// A compiled plugin.
-#[derive(Debug, Clone)]
+/// A compiled plugin. Cloning is cheap; clones share the prepared instance.
+#[derive(Clone)]
 pub struct Plugin {
     pub name: String,
     component: Component,
+    /// Imports resolved once per plugin (`InstancePre`); each task only instantiates.
+    transform_pre: Arc<std::sync::OnceLock<transform::Pre>>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Plugin {

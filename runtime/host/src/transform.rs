@@ -18,6 +18,9 @@ mod bindings {
 
 use bindings::weir::connector::{log, state};
 
+/// A transform's imports, resolved once per plugin.
+pub(crate) type Pre = bindings::TransformPre<TaskState>;
+
 /// The WIT types, as Rust values.
 pub mod types {
     pub use super::bindings::weir::connector::types::*;
@@ -130,11 +133,25 @@ impl Plugin {
                 exports: exports.join(", "),
             });
         }
-        let mut linker: Linker<TaskState> = Linker::new(&host.engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| HostError::Internal(format!("{e:#}")))?;
-        bindings::Transform::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .map_err(|e| HostError::Internal(format!("{e:#}")))?;
+        let pre = match self.transform_pre.get() {
+            Some(pre) => pre.clone(),
+            None => {
+                let mut linker: Linker<TaskState> = Linker::new(&host.engine);
+                wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+                    .map_err(|e| HostError::Internal(format!("{e:#}")))?;
+                bindings::Transform::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+                    .map_err(|e| HostError::Internal(format!("{e:#}")))?;
+                let pre = linker
+                    .instantiate_pre(&self.component)
+                    .and_then(bindings::TransformPre::new)
+                    .map_err(|e| HostError::Invalid {
+                        plugin: self.name.clone(),
+                        message: format!("cannot link: {e:#}"),
+                    })?;
+                let _ = self.transform_pre.set(pre.clone());
+                pre
+            }
+        };
         let state = TaskState {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
@@ -148,7 +165,8 @@ impl Plugin {
         let mut store = Store::new(&host.engine, state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(host.deadline_ticks());
-        let bindings = bindings::Transform::instantiate(&mut store, &self.component, &linker)
+        let bindings = pre
+            .instantiate(&mut store)
             .map_err(|e| HostError::Invalid {
                 plugin: self.name.clone(),
                 message: format!("cannot instantiate: {e:#}"),

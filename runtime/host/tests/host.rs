@@ -227,3 +227,24 @@ fn not_a_component_is_a_clear_error() {
         "{missing}"
     );
 }
+
+#[test]
+fn a_component_of_another_world_is_refused_with_its_exports() {
+    let h = host(16 << 20, Duration::from_secs(1));
+    let p = h.load(&guest("not-a-transform")).unwrap();
+    let e = p.transform(&h, &[]).unwrap_err();
+    match &e {
+        HostError::WrongWorld {
+            plugin, interface, ..
+        } => {
+            assert_eq!(plugin, "not_a_transform");
+            assert_eq!(interface, "weir:connector/transformer@0.1.0");
+        }
+        other => panic!("expected WrongWorld, got {other:?}"),
+    }
+    assert!(
+        e.to_string()
+            .contains("does not export weir:connector/transformer@0.1.0"),
+        "{e}"
+    );
+}
