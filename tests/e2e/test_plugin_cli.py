@@ -1,0 +1,55 @@
+"""`weir plugin inspect|install` on the real guest components that weir-host's build script
+builds (found next to the binary under test, in cargo's build output)."""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+
+import pytest
+
+from helpers import describe_process, run_cli
+
+
+def guest(weir_bin: str, name: str) -> Path:
+    pattern = os.path.join(os.path.dirname(weir_bin), "build", "weir-host-*", "out", "guests", "wasm32-wasip2", "release", f"{name}.wasm")
+    found = sorted(glob.glob(pattern), key=os.path.getmtime)
+    if not found:
+        pytest.fail(f"guest component {name}.wasm not found ({pattern}); build the workspace first", pytrace=False)
+    return Path(found[-1])
+
+
+def test_inspect_prints_identity_kind_and_config(weir_bin):
+    result = run_cli(weir_bin, "plugin", "inspect", str(guest(weir_bin, "json_rewrite")))
+    assert result.returncode == 0, describe_process(result)
+    out = result.stdout
+    assert "json-rewrite 0.1.0" in out, out
+    assert "transform" in out, out
+    assert "weir:connector/transformer@0.1.0" in out, out
+    # Both configuration keys with their type and whether they are required.
+    assert "from (string, required)" in out and "to (string, required)" in out, out
+
+
+def test_install_places_versions_side_by_side_and_refuses_overwrite(weir_bin, tmp_path):
+    plugins = tmp_path / "plugins"
+    component = guest(weir_bin, "identity")
+    first = run_cli(weir_bin, "plugin", "install", str(component), "--dir", str(plugins))
+    assert first.returncode == 0, describe_process(first)
+    installed = plugins / "identity" / "0.1.0.wasm"
+    assert installed.read_bytes() == component.read_bytes()
+    again = run_cli(weir_bin, "plugin", "install", str(component), "--dir", str(plugins))
+    assert again.returncode != 0 and "already installed" in again.stderr, describe_process(again)
+    forced = run_cli(weir_bin, "plugin", "install", str(component), "--dir", str(plugins), "--force")
+    assert forced.returncode == 0, describe_process(forced)
+
+
+def test_bad_files_give_clear_errors(weir_bin, tmp_path):
+    junk = tmp_path / "junk.wasm"
+    junk.write_bytes(b"not a component at all")
+    bad = run_cli(weir_bin, "plugin", "inspect", str(junk))
+    assert bad.returncode != 0 and "not a valid component" in bad.stderr, describe_process(bad)
+    missing = run_cli(weir_bin, "plugin", "inspect", str(tmp_path / "missing.wasm"))
+    assert missing.returncode != 0 and "missing.wasm" in missing.stderr, describe_process(missing)
+    other = run_cli(weir_bin, "plugin", "inspect", str(guest(weir_bin, "not_a_transform")))
+    assert other.returncode != 0 and "does not export weir:connector/transformer@0.1.0" in other.stderr, describe_process(other)
