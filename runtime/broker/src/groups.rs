@@ -245,7 +245,6 @@ struct Inner {
     groups: HashMap<String, Group>,
     next_producer_id: i64,
     producer_id_block_end: i64,
-    next_member: u64,
 }
 
 /// The coordinator.
@@ -280,7 +279,6 @@ impl Coordinator {
             groups: HashMap::new(),
             next_producer_id: 0,
             producer_id_block_end: 0,
-            next_member: 0,
         };
         let started = Instant::now();
         let mut records = 0usize;
@@ -404,8 +402,6 @@ impl Coordinator {
             );
             return rx;
         };
-        let serial = inner.next_member;
-        inner.next_member += 1;
         let group = inner
             .groups
             .entry(group_id.to_string())
@@ -511,7 +507,6 @@ impl Coordinator {
                 }
             } else if require_known_member {
                 // KIP-394: hand out an id first, so a client that dies mid-join leaves no ghost.
-                let _ = serial;
                 if group.pending.len() > 10_000 {
                     group.pending.clear();
                 }

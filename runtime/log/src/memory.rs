@@ -10,7 +10,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::batch::{self, BatchHeader};
 use crate::{
     AppendInfo, LogError, MaintenanceReport, PartitionOffsets, ReadResult, Storage, TopicConfig,
-    TopicInfo, now_ms, validate_topic_name,
+    TopicInfo, validate_topic_name,
 };
 
 #[derive(Debug, Default)]
@@ -341,7 +341,6 @@ impl Storage for MemoryStorage {
                 }
             }
         }
-        let _ = now_ms;
         Ok(report)
     }
 
