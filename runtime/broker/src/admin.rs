@@ -459,6 +459,26 @@ fn alter_result(r: Result<(), (i16, String)>) -> (i16, Option<StrBytes>) {
     }
 }
 
+/// One AlterConfigs or IncrementalAlterConfigs resource: only topics can be altered.
+fn alter_resource(
+    shared: &Shared,
+    resource_type: i8,
+    name: &str,
+    ops: &[(i8, String, Option<String>)],
+    incremental: bool,
+    validate_only: bool,
+) -> (i16, Option<StrBytes>) {
+    let outcome = if resource_type == RESOURCE_TOPIC {
+        alter_topic(shared, name, ops, incremental, validate_only)
+    } else {
+        Err((
+            c(ResponseError::InvalidRequest),
+            "only topic configs can be altered".to_string(),
+        ))
+    };
+    alter_result(outcome)
+}
+
 pub(crate) fn alter_configs(
     shared: &Arc<Shared>,
     req: AlterConfigsRequest,
@@ -468,34 +488,28 @@ pub(crate) fn alter_configs(
     let mut resp = AlterConfigsResponse::default();
     for res in req.resources {
         let mut r = alter_configs_response::AlterConfigsResourceResponse::default();
+        // The legacy API only sets keys (and replaces the whole set of overrides).
+        let ops: Vec<_> = res
+            .configs
+            .iter()
+            .map(|c| {
+                (
+                    0i8,
+                    c.name.to_string(),
+                    c.value.as_ref().map(|v| v.to_string()),
+                )
+            })
+            .collect();
+        (r.error_code, r.error_message) = alter_resource(
+            shared,
+            res.resource_type,
+            res.resource_name.as_str(),
+            &ops,
+            false,
+            req.validate_only,
+        );
         r.resource_type = res.resource_type;
-        r.resource_name = res.resource_name.clone();
-        let outcome = if res.resource_type == RESOURCE_TOPIC {
-            let ops: Vec<_> = res
-                .configs
-                .iter()
-                .map(|c| {
-                    (
-                        0i8,
-                        c.name.to_string(),
-                        c.value.as_ref().map(|v| v.to_string()),
-                    )
-                })
-                .collect();
-            alter_topic(
-                shared,
-                res.resource_name.as_str(),
-                &ops,
-                false,
-                req.validate_only,
-            )
-        } else {
-            Err((
-                c(ResponseError::InvalidRequest),
-                "only topic configs can be altered".to_string(),
-            ))
-        };
-        (r.error_code, r.error_message) = alter_result(outcome);
+        r.resource_name = res.resource_name;
         resp.responses.push(r);
     }
     encode_response(corr, version, &resp)
@@ -510,34 +524,27 @@ pub(crate) fn incremental_alter_configs(
     let mut resp = IncrementalAlterConfigsResponse::default();
     for res in req.resources {
         let mut r = incremental_alter_configs_response::AlterConfigsResourceResponse::default();
+        let ops: Vec<_> = res
+            .configs
+            .iter()
+            .map(|c| {
+                (
+                    c.config_operation,
+                    c.name.to_string(),
+                    c.value.as_ref().map(|v| v.to_string()),
+                )
+            })
+            .collect();
+        (r.error_code, r.error_message) = alter_resource(
+            shared,
+            res.resource_type,
+            res.resource_name.as_str(),
+            &ops,
+            true,
+            req.validate_only,
+        );
         r.resource_type = res.resource_type;
-        r.resource_name = res.resource_name.clone();
-        let outcome = if res.resource_type == RESOURCE_TOPIC {
-            let ops: Vec<_> = res
-                .configs
-                .iter()
-                .map(|c| {
-                    (
-                        c.config_operation,
-                        c.name.to_string(),
-                        c.value.as_ref().map(|v| v.to_string()),
-                    )
-                })
-                .collect();
-            alter_topic(
-                shared,
-                res.resource_name.as_str(),
-                &ops,
-                true,
-                req.validate_only,
-            )
-        } else {
-            Err((
-                c(ResponseError::InvalidRequest),
-                "only topic configs can be altered".to_string(),
-            ))
-        };
-        (r.error_code, r.error_message) = alter_result(outcome);
+        r.resource_name = res.resource_name;
         resp.responses.push(r);
     }
     encode_response(corr, version, &resp)
