@@ -15,25 +15,50 @@ fn main() {
     }
     let target_dir = out.join("guests");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
+    // One cargo run per world: the SDK enables a world per feature, and features unify across
+    // the packages of one run (a component built with two worlds would be asked for both).
+    let groups: [&[&str]; 3] = [
+        &[
+            "identity",
+            "json-rewrite",
+            "trap",
+            "spin",
+            "hog",
+            "stateful",
+            "not-a-transform",
+            "read-file",
+            "http-get",
+            "leaky",
+            "old-contract",
+        ],
+        &["counter-source", "file-watch"],
+        &["file-sink"],
+    ];
+    for group in groups {
+        let mut cmd = Command::new(&cargo);
+        cmd.args([
             "build",
             "--release",
             "--target",
             "wasm32-wasip2",
             "--manifest-path",
         ])
-        .arg(guests.join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_BUILD_RUSTFLAGS")
-        .status()
-        .expect("cannot run cargo to build the guest fixtures");
-    assert!(
-        status.success(),
-        "building the guest fixtures failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)"
-    );
+        .arg(guests.join("Cargo.toml"));
+        for p in group {
+            cmd.args(["-p", p]);
+        }
+        let status = cmd
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_BUILD_RUSTFLAGS")
+            .status()
+            .expect("cannot run cargo to build the guest fixtures");
+        assert!(
+            status.success(),
+            "building the guest fixtures {group:?} failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)"
+        );
+    }
     println!(
         "cargo:rustc-env=WEIR_GUESTS_DIR={}",
         target_dir.join("wasm32-wasip2/release").display()

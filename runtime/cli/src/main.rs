@@ -4,6 +4,7 @@
 #[global_allocator]
 static ALLOC: weir_broker::alloc::GuardedAlloc = weir_broker::alloc::GuardedAlloc;
 
+mod bench;
 mod config;
 mod plugin;
 mod tools;
@@ -45,6 +46,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: plugin::PluginCmd,
     },
+    /// Benchmarks that print figures against a baseline measured in the same run.
+    Bench {
+        #[command(subcommand)]
+        cmd: bench::BenchCmd,
+    },
     /// Produce records from stdin or a file, one per line.
     Produce(tools::ProduceArgs),
     /// Consume records and print them.
@@ -73,7 +79,13 @@ struct UpArgs {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The broker logs at info; client commands keep stderr for warnings and errors.
-    let default_level = if matches!(cli.cmd, Cmd::Up(_)) {
+    let default_level = if matches!(
+        cli.cmd,
+        Cmd::Up(_)
+            | Cmd::Plugin {
+                cmd: plugin::PluginCmd::Run(_)
+            }
+    ) {
         "info"
     } else {
         "warn"
@@ -101,6 +113,7 @@ fn main() -> std::process::ExitCode {
             Cmd::Topic { cmd } => tools::topic(cmd).await,
             Cmd::Group { cmd } => tools::group(cmd).await,
             Cmd::Plugin { cmd } => plugin::run(cmd),
+            Cmd::Bench { cmd } => bench::run(cmd),
             Cmd::Produce(args) => tools::produce(args).await,
             Cmd::Consume(args) => tools::consume(args).await,
         }

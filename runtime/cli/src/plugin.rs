@@ -1,11 +1,15 @@
-//! `weir plugin inspect|install`: look inside a WebAssembly connector and add it to the
-//! plugin directory, versions side by side (`<dir>/<name>/<version>.wasm`).
+//! `weir plugin inspect|install|run`: look inside a WebAssembly connector, add it to the
+//! plugin directory, versions side by side (`<dir>/<name>/<version>.wasm`), or run it on JSON
+//! lines (a transform or sink reads them, a source writes them) with the grants its config
+//! names, to try a plugin without a pipeline.
 
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use weir_host::types::{ConfigType, PluginKind};
-use weir_host::{Host, HostConfig};
+use weir_host::types::{ConfigType, Header, LogPosition, PluginKind, Record};
+use weir_host::{Host, HostConfig, TaskConfig};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum PluginCmd {
@@ -21,6 +25,267 @@ pub enum PluginCmd {
         #[arg(long)]
         force: bool,
     },
+    /// Run a plugin on JSON lines: a transform reads records and prints what it returns, a
+    /// sink reads records, puts them in batches and flushes at the end, a source prints what
+    /// it polls (acking each batch) until it returns an empty batch.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    file: PathBuf,
+    /// A configuration key, KEY=VALUE (repeatable). Runtime keys grant capabilities:
+    /// weir.dirs=HOST:GUEST[:ro], weir.http.allow=host[:port], weir.recycle.calls=N, ...
+    #[arg(long = "config", short = 'c', value_parser = key_value)]
+    config: Vec<(String, String)>,
+    /// Records as JSON lines (default: standard input). Not read for a source.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Records per call.
+    #[arg(long, default_value_t = 500)]
+    batch: u32,
+    /// Sources: stop after this many records.
+    #[arg(long)]
+    max_records: Option<u64>,
+    /// Sources: an offset last committed, PARTITION=OFFSET (repeatable).
+    #[arg(long, value_parser = key_value)]
+    committed: Vec<(String, String)>,
+    /// Memory cap of the task, in MiB.
+    #[arg(long, default_value_t = 256)]
+    memory_mib: usize,
+    /// Longest one call may run, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    deadline_ms: u64,
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
+}
+
+/// A record as a JSON line. Bytes are UTF-8 text (invalid sequences are replaced on output).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonRecord {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    topic: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    partition: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    offset: Option<i64>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    value: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    headers: Vec<(String, Option<String>)>,
+    #[serde(default)]
+    timestamp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source_partition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source_offset: Option<String>,
+}
+
+fn text(b: Option<Vec<u8>>) -> Option<String> {
+    b.map(|v| String::from_utf8_lossy(&v).into_owned())
+}
+
+impl JsonRecord {
+    fn into_record(self) -> Record {
+        let position = match (&self.topic, self.partition, self.offset) {
+            (Some(t), Some(p), Some(o)) => Some(LogPosition {
+                topic: t.clone(),
+                partition: p,
+                offset: o,
+            }),
+            _ => None,
+        };
+        Record {
+            key: self.key.map(String::into_bytes),
+            value: self.value.map(String::into_bytes),
+            headers: self
+                .headers
+                .into_iter()
+                .map(|(name, v)| Header {
+                    name,
+                    value: v.map(String::into_bytes),
+                })
+                .collect(),
+            timestamp: self.timestamp,
+            topic: if position.is_some() {
+                String::new()
+            } else {
+                self.topic.unwrap_or_default()
+            },
+            partition: if position.is_some() {
+                None
+            } else {
+                self.partition
+            },
+            position,
+            source_partition: self.source_partition.map(String::into_bytes),
+            source_offset: self.source_offset.map(String::into_bytes),
+        }
+    }
+
+    fn from_record(r: Record) -> JsonRecord {
+        let (topic, partition, offset) = match r.position {
+            Some(p) => (Some(p.topic), Some(p.partition), Some(p.offset)),
+            None => ((!r.topic.is_empty()).then_some(r.topic), r.partition, None),
+        };
+        JsonRecord {
+            topic,
+            partition,
+            offset,
+            key: text(r.key),
+            value: text(r.value),
+            headers: r
+                .headers
+                .into_iter()
+                .map(|h| (h.name, text(h.value)))
+                .collect(),
+            timestamp: r.timestamp,
+            source_partition: text(r.source_partition),
+            source_offset: text(r.source_offset),
+        }
+    }
+}
+
+/// Where compiled components are cached between runs.
+fn cache_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("WEIR_PLUGIN_CACHE") {
+        return Some(PathBuf::from(d));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("weir").join("compiled"))
+}
+
+fn read_records(args: &RunArgs) -> anyhow::Result<Vec<Record>> {
+    let reader: Box<dyn BufRead> = match &args.input {
+        Some(p) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?,
+        )),
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let mut out = Vec::new();
+    for (n, line) in reader.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let r: JsonRecord = serde_json::from_str(&line)
+            .with_context(|| format!("input line {}: not a JSON record", n + 1))?;
+        out.push(r.into_record());
+    }
+    Ok(out)
+}
+
+fn print_records(out: &mut impl Write, batch: Vec<Record>) -> anyhow::Result<()> {
+    for r in batch {
+        serde_json::to_writer(&mut *out, &JsonRecord::from_record(r))?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+fn run_plugin(args: RunArgs) -> anyhow::Result<()> {
+    let host = Host::new(HostConfig {
+        cache_dir: cache_dir(),
+        memory_limit: args.memory_mib << 20,
+        call_deadline: std::time::Duration::from_millis(args.deadline_ms),
+    })?;
+    let plugin = host.load(&args.file)?;
+    let (tc, config) = TaskConfig::from_config(&args.config)?;
+    let kind = plugin.kind(&host).with_context(|| {
+        format!(
+            "{} exports none of the weir:connector worlds (it exports: {})",
+            args.file.display(),
+            plugin.exports(&host).join(", ")
+        )
+    })?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let batch = args.batch.max(1) as usize;
+    match kind {
+        PluginKind::Transform => {
+            let records = read_records(&args)?;
+            let mut task = plugin.transform(&host, &config, &tc)?;
+            for chunk in records.chunks(batch) {
+                print_records(&mut out, task.apply(chunk)?)?;
+            }
+        }
+        PluginKind::Sink => {
+            let records = read_records(&args)?;
+            let mut task = plugin.sink(&host, &config, &tc)?;
+            let mut up_to: BTreeMap<(String, i32), i64> = BTreeMap::new();
+            for chunk in records.chunks(batch) {
+                task.put(chunk)?;
+                for p in chunk.iter().filter_map(|r| r.position.as_ref()) {
+                    let e = up_to
+                        .entry((p.topic.clone(), p.partition))
+                        .or_insert(p.offset);
+                    *e = (*e).max(p.offset);
+                }
+            }
+            let positions: Vec<LogPosition> = up_to
+                .into_iter()
+                .map(|((topic, partition), offset)| LogPosition {
+                    topic,
+                    partition,
+                    offset,
+                })
+                .collect();
+            task.flush(&positions)?;
+            task.close()?;
+            eprintln!(
+                "put {} records, flushed up to {}",
+                records.len(),
+                positions
+                    .iter()
+                    .map(|p| format!("{}/{}/{}", p.topic, p.partition, p.offset))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        PluginKind::Source => {
+            let committed: Vec<(Vec<u8>, Vec<u8>)> = args
+                .committed
+                .iter()
+                .map(|(p, o)| (p.clone().into_bytes(), o.clone().into_bytes()))
+                .collect();
+            let mut task = plugin.source(&host, &config, &committed, &tc)?;
+            let mut emitted = 0u64;
+            loop {
+                let want = match args.max_records {
+                    Some(max) if emitted >= max => break,
+                    Some(max) => (max - emitted).min(batch as u64) as u32,
+                    None => batch as u32,
+                };
+                let polled = task.poll(want)?;
+                if polled.is_empty() {
+                    break;
+                }
+                emitted += polled.len() as u64;
+                let mut last: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+                for r in &polled {
+                    if let (Some(p), Some(o)) = (&r.source_partition, &r.source_offset) {
+                        last.insert(p.clone(), o.clone());
+                    }
+                }
+                print_records(&mut out, polled)?;
+                out.flush()?;
+                // Printed is this command's "stored": ack it as the runtime acks the log.
+                task.ack(&last.into_iter().collect())?;
+            }
+            task.close()?;
+        }
+    }
+    out.flush()?;
+    Ok(())
 }
 
 fn kind(k: PluginKind) -> &'static str {
@@ -53,6 +318,7 @@ fn describe(file: &Path) -> anyhow::Result<(weir_host::types::Descriptor, Vec<St
 
 pub fn run(cmd: PluginCmd) -> anyhow::Result<()> {
     match cmd {
+        PluginCmd::Run(args) => run_plugin(args)?,
         PluginCmd::Inspect { file } => {
             let (d, exports) = describe(&file)?;
             println!("plugin:      {} {}", d.name, d.version);

@@ -2,29 +2,52 @@
 //!
 //! One [`Host`] owns the shared wasmtime `Engine` (epoch interruption on, component-model
 //! async off) and an on-disk cache of compiled components keyed by content hash and engine
-//! compatibility hash, so a restart does not recompile. [`Host::load`] checks that a component
-//! exports the world it claims; each task gets its own `Store` with a memory cap
-//! (`StoreLimits`) and a per-call CPU deadline (epochs). A trap, a deadline overrun or an
-//! out-of-memory fails that task with an error naming the plugin, the function and the trap;
-//! the process and every other task go on.
+//! compatibility hash, so a restart does not recompile. [`Host::load`] compiles (or loads) a
+//! component; starting a task checks that the component exports the world asked for, at this
+//! host's contract version. Each task gets its own `Store` with a memory cap and a per-call CPU
+//! deadline (epochs), and only the capabilities its [`TaskConfig`] grants: preopened
+//! directories, a watch on them, outgoing HTTP to allow-listed hosts. A trap, a deadline
+//! overrun or an out-of-memory fails that task with an error naming the plugin, the function
+//! and the trap; the process and every other task go on. Tasks can recycle their instance
+//! after N calls or above a memory threshold, at points where no work is in flight.
 //!
-//! Today the transform world runs end to end ([`TransformTask`]); the source and sink worlds
-//! are defined in `wit/` and run through the same machinery next.
+//! The three worlds: [`TransformTask`], [`SourceTask`], [`SinkTask`].
 
 mod cache;
+mod caps;
+mod sink;
+mod source;
+mod task;
 mod transform;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
 
-pub use transform::{TransformTask, types};
+pub use caps::{DirGrant, TaskConfig};
+pub use sink::SinkTask;
+pub use source::SourceTask;
+pub use transform::TransformTask;
 
-/// Host settings.
+/// The WIT types, as Rust values.
+pub mod types {
+    pub use crate::task::bindings::weir::connector::types::*;
+}
+
+/// The contract version this host implements (`weir:connector@...`).
+pub const CONTRACT_VERSION: &str = "0.1.0";
+/// The interface a transform exports.
+pub const TRANSFORMER: &str = "weir:connector/transformer@0.1.0";
+/// The interface a source exports.
+pub const SOURCE: &str = "weir:connector/source@0.1.0";
+/// The interface a sink exports.
+pub const SINK: &str = "weir:connector/sink@0.1.0";
+
+/// Host settings: defaults for every task, which a [`TaskConfig`] may narrow or widen.
 #[derive(Debug, Clone)]
 pub struct HostConfig {
     /// Where compiled components are cached (none: no cache).
@@ -61,13 +84,21 @@ pub enum HostError {
         interface: String,
         exports: String,
     },
+    #[error(
+        "plugin {plugin} was built against weir:connector@{found}; this host implements weir:connector@{CONTRACT_VERSION} ({item})"
+    )]
+    VersionMismatch {
+        plugin: String,
+        found: String,
+        item: String,
+    },
     #[error("plugin {plugin} failed in {function}: {message}")]
     Trap {
         plugin: String,
         function: String,
         message: String,
     },
-    #[error("plugin {plugin} returned an error from {function}: {error:?}")]
+    #[error("plugin {plugin} returned an error from {function}: {}", describe_error(.error))]
     Plugin {
         plugin: String,
         function: String,
@@ -75,8 +106,20 @@ pub enum HostError {
     },
     #[error("plugin {plugin} task has failed before and must be restarted")]
     Poisoned { plugin: String },
+    #[error("bad task configuration: {0}")]
+    Config(String),
     #[error("host error: {0}")]
     Internal(String),
+}
+
+/// A plugin error in words.
+pub fn describe_error(e: &types::Error) -> String {
+    match e {
+        types::Error::Retriable(m) => format!("retriable: {m}"),
+        types::Error::Fatal(m) => format!("fatal: {m}"),
+        types::Error::InvalidConfig(c) => format!("invalid config {}: {}", c.key, c.message),
+        types::Error::BadRecord(b) => format!("bad record at index {}: {}", b.index, b.message),
+    }
 }
 
 /// Epoch ticks per second: the deadline granularity.
@@ -127,7 +170,7 @@ impl Host {
         Ok(Plugin {
             name: name.to_string(),
             component,
-            transform_pre: Arc::default(),
+            pre: Arc::default(),
         })
     }
 
@@ -143,10 +186,6 @@ impl Host {
             .unwrap_or_default();
         self.load_bytes(&name, &bytes)
     }
-
-    fn deadline_ticks(&self) -> u64 {
-        (self.cfg.call_deadline.as_millis() as u64 * TICKS_PER_SECOND / 1000).max(1)
-    }
 }
 
 impl Drop for Host {
@@ -155,13 +194,20 @@ impl Drop for Host {
     }
 }
 
-/// A compiled plugin. Cloning is cheap; clones share the prepared instance.
+/// Imports resolved once per plugin and world (`InstancePre`); each task only instantiates.
+#[derive(Default)]
+pub(crate) struct Pres {
+    pub(crate) transform: OnceLock<task::bindings::TransformPre<task::TaskState>>,
+    pub(crate) source: OnceLock<task::source_bindings::SourceConnectorPre<task::TaskState>>,
+    pub(crate) sink: OnceLock<task::sink_bindings::SinkConnectorPre<task::TaskState>>,
+}
+
+/// A compiled plugin. Cloning is cheap; clones share the prepared instances.
 #[derive(Clone)]
 pub struct Plugin {
     pub name: String,
     component: Component,
-    /// Imports resolved once per plugin (`InstancePre`); each task only instantiates.
-    transform_pre: Arc<std::sync::OnceLock<transform::Pre>>,
+    pre: Arc<Pres>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -180,5 +226,77 @@ impl Plugin {
             .exports(&host.engine)
             .map(|(n, _)| n.to_string())
             .collect()
+    }
+
+    /// The interfaces the component imports, by name.
+    pub fn imports(&self, host: &Host) -> Vec<String> {
+        self.component
+            .component_type()
+            .imports(&host.engine)
+            .map(|(n, _)| n.to_string())
+            .collect()
+    }
+
+    /// Which world the component implements, by the interface it exports.
+    pub fn kind(&self, host: &Host) -> Option<types::PluginKind> {
+        let exports = self.exports(host);
+        let has = |i: &str| exports.iter().any(|e| e == i);
+        if has(TRANSFORMER) {
+            Some(types::PluginKind::Transform)
+        } else if has(SOURCE) {
+            Some(types::PluginKind::Source)
+        } else if has(SINK) {
+            Some(types::PluginKind::Sink)
+        } else {
+            None
+        }
+    }
+
+    /// The plugin's descriptor, from a throwaway instance of whichever world it exports
+    /// (nothing is granted, `open` is not called).
+    pub fn describe(&self, host: &Host) -> Result<types::Descriptor, HostError> {
+        self.check_versions(host)?;
+        match self.kind(host) {
+            Some(types::PluginKind::Source) => {
+                SourceTask::instantiate(self, host, &TaskConfig::default())?.describe()
+            }
+            Some(types::PluginKind::Sink) => {
+                SinkTask::instantiate(self, host, &TaskConfig::default())?.describe()
+            }
+            _ => TransformTask::instantiate(self, host, &TaskConfig::default())?.describe(),
+        }
+    }
+
+    /// Refuses a component built against another version of the contract, naming the
+    /// version it was built against.
+    pub(crate) fn check_versions(&self, host: &Host) -> Result<(), HostError> {
+        let names = self.exports(host).into_iter().chain(self.imports(host));
+        for name in names {
+            if let Some(rest) = name.strip_prefix("weir:connector/")
+                && let Some((_, version)) = rest.split_once('@')
+                && version != CONTRACT_VERSION
+            {
+                return Err(HostError::VersionMismatch {
+                    plugin: self.name.clone(),
+                    found: version.to_string(),
+                    item: name,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the component exports `interface` (at this host's version).
+    pub(crate) fn check_world(&self, host: &Host, interface: &str) -> Result<(), HostError> {
+        self.check_versions(host)?;
+        let exports = self.exports(host);
+        if !exports.iter().any(|e| e == interface) {
+            return Err(HostError::WrongWorld {
+                plugin: self.name.clone(),
+                interface: interface.into(),
+                exports: exports.join(", "),
+            });
+        }
+        Ok(())
     }
 }

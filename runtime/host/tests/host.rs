@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use weir_host::types::{Error, Header, PluginKind, Record};
-use weir_host::{Host, HostConfig, HostError};
+use weir_host::types::{Error, Header, LogPosition, PluginKind, Record};
+use weir_host::{Host, HostConfig, HostError, TaskConfig};
 
 fn guest(name: &str) -> PathBuf {
     PathBuf::from(env!("WEIR_GUESTS_DIR")).join(format!("{}.wasm", name.replace('-', "_")))
@@ -47,7 +47,7 @@ fn cfg(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 fn identity_and_describe() {
     let h = host(64 << 20, Duration::from_secs(5));
     let p = h.load(&guest("identity")).unwrap();
-    let mut t = p.transform(&h, &[]).unwrap();
+    let mut t = p.transform(&h, &[], &TaskConfig::default()).unwrap();
     let d = t.describe().unwrap();
     assert_eq!(
         (d.name.as_str(), d.kind),
@@ -62,13 +62,19 @@ fn identity_and_describe() {
 fn json_rewrite_config_and_bad_records() {
     let h = host(64 << 20, Duration::from_secs(5));
     let p = h.load(&guest("json-rewrite")).unwrap();
-    let missing = p.transform(&h, &cfg(&[("from", "a")])).unwrap_err();
+    let missing = p
+        .transform(&h, &cfg(&[("from", "a")]), &TaskConfig::default())
+        .unwrap_err();
     assert!(
         matches!(&missing, HostError::Plugin { function, error: Error::InvalidConfig(c), .. } if function == "open" && c.key == "to"),
         "{missing:?}"
     );
     let mut t = p
-        .transform(&h, &cfg(&[("from", "name"), ("to", "full_name")]))
+        .transform(
+            &h,
+            &cfg(&[("from", "name"), ("to", "full_name")]),
+            &TaskConfig::default(),
+        )
         .unwrap();
     let out = t
         .apply(&[rec(0, r#"{"name":"ada","age":36}"#), rec(1, r#"{"age":1}"#)])
@@ -92,7 +98,10 @@ fn json_rewrite_config_and_bad_records() {
 fn state_and_logs_are_per_task() {
     let h = host(64 << 20, Duration::from_secs(5));
     let p = h.load(&guest("stateful")).unwrap();
-    let (mut a, mut b) = (p.transform(&h, &[]).unwrap(), p.transform(&h, &[]).unwrap());
+    let (mut a, mut b) = (
+        p.transform(&h, &[], &TaskConfig::default()).unwrap(),
+        p.transform(&h, &[], &TaskConfig::default()).unwrap(),
+    );
     let seq =
         |r: &Record| String::from_utf8(r.headers.last().unwrap().value.clone().unwrap()).unwrap();
     assert_eq!(
@@ -130,7 +139,7 @@ fn isolation_trap_loop_and_memory() {
         let h = h.clone();
         std::thread::spawn(move || {
             let p = h.load(&guest("identity")).unwrap();
-            let mut t = p.transform(&h, &[]).unwrap();
+            let mut t = p.transform(&h, &[], &TaskConfig::default()).unwrap();
             let batch: Vec<Record> = (0..100).map(|i| rec(i, "ok")).collect();
             for _ in 0..200 {
                 assert_eq!(t.apply(&batch).unwrap().len(), 100);
@@ -138,7 +147,11 @@ fn isolation_trap_loop_and_memory() {
         })
     };
 
-    let mut trap = h.load(&guest("trap")).unwrap().transform(&h, &[]).unwrap();
+    let mut trap = h
+        .load(&guest("trap"))
+        .unwrap()
+        .transform(&h, &[], &TaskConfig::default())
+        .unwrap();
     let e = trap.apply(&[rec(0, "x")]).unwrap_err();
     match &e {
         HostError::Trap {
@@ -154,7 +167,11 @@ fn isolation_trap_loop_and_memory() {
     assert!(trap.is_poisoned());
     assert!(matches!(trap.apply(&[]), Err(HostError::Poisoned { .. })));
 
-    let mut spin = h.load(&guest("spin")).unwrap().transform(&h, &[]).unwrap();
+    let mut spin = h
+        .load(&guest("spin"))
+        .unwrap()
+        .transform(&h, &[], &TaskConfig::default())
+        .unwrap();
     let started = Instant::now();
     let e = spin.apply(&[rec(0, "x")]).unwrap_err();
     assert!(
@@ -167,11 +184,15 @@ fn isolation_trap_loop_and_memory() {
         started.elapsed()
     );
 
-    let mut hog = h.load(&guest("hog")).unwrap().transform(&h, &[]).unwrap();
+    let mut hog = h
+        .load(&guest("hog"))
+        .unwrap()
+        .transform(&h, &[], &TaskConfig::default())
+        .unwrap();
     let batch: Vec<Record> = (0..64).map(|i| rec(i, "x")).collect();
     let e = hog.apply(&batch).unwrap_err();
     assert!(
-        matches!(&e, HostError::Trap { plugin, .. } if plugin == "hog"),
+        matches!(&e, HostError::Trap { plugin, message, .. } if plugin == "hog" && message.contains("memory limit exceeded")),
         "{e:?}"
     );
 
@@ -203,7 +224,7 @@ fn compiled_components_are_cached_on_disk() {
         "a restart must load from the cache"
     );
     assert_eq!(
-        p.transform(&second, &[])
+        p.transform(&second, &[], &TaskConfig::default())
             .unwrap()
             .apply(&[rec(0, "x")])
             .unwrap(),
@@ -232,7 +253,7 @@ fn not_a_component_is_a_clear_error() {
 fn a_component_of_another_world_is_refused_with_its_exports() {
     let h = host(16 << 20, Duration::from_secs(1));
     let p = h.load(&guest("not-a-transform")).unwrap();
-    let e = p.transform(&h, &[]).unwrap_err();
+    let e = p.transform(&h, &[], &TaskConfig::default()).unwrap_err();
     match &e {
         HostError::WrongWorld {
             plugin, interface, ..
@@ -246,5 +267,388 @@ fn a_component_of_another_world_is_refused_with_its_exports() {
         e.to_string()
             .contains("does not export weir:connector/transformer@0.1.0"),
         "{e}"
+    );
+}
+
+fn header<'a>(r: &'a Record, name: &str) -> &'a str {
+    r.headers
+        .iter()
+        .find(|h| h.name == name)
+        .and_then(|h| h.value.as_deref())
+        .map(|v| std::str::from_utf8(v).unwrap())
+        .unwrap_or("")
+}
+
+fn text(b: &Option<Vec<u8>>) -> &str {
+    std::str::from_utf8(b.as_deref().unwrap_or_default()).unwrap()
+}
+
+fn offsets(pairs: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    pairs
+        .iter()
+        .map(|(p, o)| (p.as_bytes().to_vec(), o.as_bytes().to_vec()))
+        .collect()
+}
+
+#[test]
+fn source_world_polls_acks_and_resumes_from_committed_offsets() {
+    let h = host(64 << 20, Duration::from_secs(5));
+    let p = h.load(&guest("counter-source")).unwrap();
+    assert_eq!(p.kind(&h), Some(PluginKind::Source));
+    let d = p.describe(&h).unwrap();
+    assert_eq!((d.name.as_str(), d.config.len()), ("counter-source", 2));
+
+    let e = p
+        .source(&h, &cfg(&[("count", "3")]), &vec![], &TaskConfig::default())
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("invalid config topic: required"),
+        "{e}"
+    );
+
+    let config = cfg(&[("topic", "numbers"), ("count", "5")]);
+    let mut s = p
+        .source(&h, &config, &vec![], &TaskConfig::default())
+        .unwrap();
+    let first = s.poll(3).unwrap();
+    let expected = Record {
+        key: Some(b"k0".to_vec()),
+        value: Some(br#"{"n":0}"#.to_vec()),
+        headers: vec![Header {
+            name: "source".into(),
+            value: Some(b"counter".to_vec()),
+        }],
+        timestamp: 1_700_000_000_000,
+        topic: "numbers".into(),
+        partition: None,
+        position: None,
+        source_partition: Some(b"counter".to_vec()),
+        source_offset: Some(b"0".to_vec()),
+    };
+    assert_eq!(first[0], expected);
+    let values: Vec<&str> = first.iter().map(|r| text(&r.value)).collect();
+    assert_eq!(values, [r#"{"n":0}"#, r#"{"n":1}"#, r#"{"n":2}"#]);
+    s.ack(&offsets(&[("counter", "2")])).unwrap();
+    let rest = s.poll(10).unwrap();
+    assert_eq!(rest.len(), 2);
+    assert!(s.poll(10).unwrap().is_empty(), "exhausted");
+    s.close().unwrap();
+
+    // Reopened where the log stored it: the next number after the committed offset.
+    let mut again = p
+        .source(
+            &h,
+            &config,
+            &offsets(&[("counter", "3")]),
+            &TaskConfig::default(),
+        )
+        .unwrap();
+    let resumed = again.poll(10).unwrap();
+    assert_eq!(resumed.len(), 1);
+    assert_eq!(text(&resumed[0].value), r#"{"n":4}"#);
+}
+
+#[test]
+fn source_recycling_resumes_at_the_stored_offset() {
+    let h = host(64 << 20, Duration::from_secs(5));
+    let p = h.load(&guest("counter-source")).unwrap();
+    let tc = TaskConfig {
+        recycle_after_calls: Some(3),
+        ..TaskConfig::default()
+    };
+    let mut s = p
+        .source(&h, &cfg(&[("topic", "t"), ("count", "20")]), &vec![], &tc)
+        .unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let batch = s.poll(2).unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        let last = batch.last().unwrap().source_offset.clone().unwrap();
+        seen.extend(batch.iter().map(|r| text(&r.value).to_string()));
+        s.ack(&vec![(b"counter".to_vec(), last)]).unwrap();
+    }
+    let want: Vec<String> = (0..20).map(|i| format!(r#"{{"n":{i}}}"#)).collect();
+    assert_eq!(seen, want, "nothing skipped or repeated across recycles");
+    assert!(s.recycled() >= 3, "recycled {} times", s.recycled());
+}
+
+#[test]
+fn sink_world_writes_into_its_granted_directory_on_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tc, plugin_cfg) = TaskConfig::from_config(&cfg(&[
+        ("weir.dirs", &format!("{}:/out", dir.path().display())),
+        ("path", "/out/records.txt"),
+    ]))
+    .unwrap();
+    let h = host(64 << 20, Duration::from_secs(5));
+    let p = h.load(&guest("file-sink")).unwrap();
+    let mut sink = p.sink(&h, &plugin_cfg, &tc).unwrap();
+    let mut batch: Vec<Record> = (0..3).map(|i| rec(i, &format!("v{i}"))).collect();
+    for (i, r) in batch.iter_mut().enumerate() {
+        r.position = Some(LogPosition {
+            topic: "orders".into(),
+            partition: 1,
+            offset: 10 + i as i64,
+        });
+    }
+    batch[2].key = None;
+    sink.put(&batch).unwrap();
+    let file = dir.path().join("records.txt");
+    assert!(!file.exists(), "nothing is written before flush");
+    sink.flush(&[LogPosition {
+        topic: "orders".into(),
+        partition: 1,
+        offset: 12,
+    }])
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "orders/1/10 k0 v0\norders/1/11 k1 v1\norders/1/12 - v2\n"
+    );
+    let e = sink.put(&[rec(0, "no position")]).unwrap_err();
+    assert!(
+        matches!(&e, HostError::Plugin { function, error: Error::BadRecord(b), .. } if function == "put" && b.index == 0),
+        "{e:?}"
+    );
+    sink.close().unwrap();
+
+    // Without the grant the same sink cannot write anywhere.
+    let mut blind = p
+        .sink(
+            &h,
+            &cfg(&[("path", "/out/records.txt")]),
+            &TaskConfig::default(),
+        )
+        .unwrap();
+    blind.put(&batch).unwrap();
+    let e = blind.flush(&[]).unwrap_err();
+    assert!(
+        matches!(&e, HostError::Plugin { error: Error::Retriable(m), .. } if m.starts_with("/out/records.txt:")),
+        "{e:?}"
+    );
+}
+
+/// Serves `body` with status 200 to every request on a local port, until dropped.
+fn http_server(body: &'static str) -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        for stream in listener.incoming().take(2) {
+            let mut s = stream.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, handle)
+}
+
+/// A plugin reading outside its granted directory and one calling a host that is not allowed
+/// each get their precise error, while a healthy task on another thread finishes its work.
+#[test]
+fn isolation_files_and_http_with_a_healthy_neighbour() {
+    let h = std::sync::Arc::new(host(64 << 20, Duration::from_secs(5)));
+    let healthy = {
+        let h = h.clone();
+        std::thread::spawn(move || {
+            let p = h.load(&guest("identity")).unwrap();
+            let mut t = p.transform(&h, &[], &TaskConfig::default()).unwrap();
+            let batch: Vec<Record> = (0..100).map(|i| rec(i, "ok")).collect();
+            for _ in 0..200 {
+                assert_eq!(t.apply(&batch).unwrap(), batch);
+            }
+        })
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ok.txt"), "granted").unwrap();
+    let grant = format!("{}:/data:ro", dir.path().display());
+    let reader = h.load(&guest("read-file")).unwrap();
+    let read = |path: &str| {
+        let (tc, c) =
+            TaskConfig::from_config(&cfg(&[("weir.dirs", &grant), ("path", path)])).unwrap();
+        reader.transform(&h, &c, &tc).unwrap().apply(&[])
+    };
+    assert_eq!(text(&read("/data/ok.txt").unwrap()[0].value), "granted");
+    for outside in ["/etc/hostname", "/data/../etc/hostname", "../etc/hostname"] {
+        let e = read(outside).unwrap_err();
+        assert!(
+            matches!(&e, HostError::Plugin { error: Error::Fatal(m), .. } if m.starts_with(&format!("{outside}: "))),
+            "{outside}: {e:?}"
+        );
+    }
+
+    let (port, server) = http_server("hello from the allowed host");
+    let getter = h.load(&guest("http-get")).unwrap();
+    let get = |allow: &str| {
+        let (tc, c) = TaskConfig::from_config(&cfg(&[
+            ("weir.http.allow", allow),
+            ("url", &format!("http://127.0.0.1:{port}/x")),
+        ]))
+        .unwrap();
+        getter.transform(&h, &c, &tc).unwrap().apply(&[])
+    };
+    let ok = get(&format!("127.0.0.1:{port}")).unwrap();
+    assert_eq!(text(&ok[0].value), "hello from the allowed host");
+    assert_eq!(header(&ok[0], "status"), "200");
+    let e = get("example.com").unwrap_err();
+    let want = format!(
+        "denied: 127.0.0.1:{port} is not in this connector's weir.http.allow (it allows example.com)"
+    );
+    assert!(
+        matches!(&e, HostError::Plugin { error: Error::Fatal(m), .. } if *m == want),
+        "{e:?}"
+    );
+    let e = get("").unwrap_err();
+    assert!(e.to_string().contains("it allows none"), "{e}");
+    drop(server);
+
+    healthy.join().expect("the healthy task finished its work");
+}
+
+#[test]
+fn watch_reports_changes_under_a_granted_directory_only() {
+    let h = host(64 << 20, Duration::from_secs(5));
+    let p = h.load(&guest("file-watch")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let grant = format!("{}:/in", dir.path().display());
+    let (tc, c) = TaskConfig::from_config(&cfg(&[("weir.dirs", &grant), ("dir", "/in")])).unwrap();
+    let mut s = p.source(&h, &c, &vec![], &tc).unwrap();
+    std::fs::write(dir.path().join("new.txt"), "x").unwrap();
+    std::fs::remove_file(dir.path().join("new.txt")).unwrap();
+    let mut events = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !events.iter().any(|e: &String| e == "removed /in/new.txt") && Instant::now() < deadline {
+        events.extend(
+            s.poll(100)
+                .unwrap()
+                .iter()
+                .map(|r| text(&r.value).to_string()),
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        events.first().map(String::as_str),
+        Some("created /in/new.txt"),
+        "{events:?}"
+    );
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("removed /in/new.txt"),
+        "{events:?}"
+    );
+
+    let (tc, c) = TaskConfig::from_config(&cfg(&[("weir.dirs", &grant), ("dir", "/etc")])).unwrap();
+    let e = p.source(&h, &c, &vec![], &tc).unwrap_err();
+    assert!(
+        matches!(&e, HostError::Plugin { function, error: Error::Fatal(m), .. } if function == "open" && m == "/etc is not under a directory granted to this connector"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_leaking_plugin_is_recycled_above_its_memory_threshold() {
+    let h = host(24 << 20, Duration::from_secs(5));
+    let p = h.load(&guest("leaky")).unwrap();
+    // Without recycling, 1 MiB a call runs into the 24 MiB cap.
+    let mut plain = p.transform(&h, &[], &TaskConfig::default()).unwrap();
+    let failed = (0..40).find_map(|_| plain.apply(&[rec(0, "x")]).err());
+    assert!(
+        matches!(&failed, Some(HostError::Trap { message, .. }) if message.contains("memory limit exceeded")),
+        "{failed:?}"
+    );
+
+    let tc = TaskConfig {
+        recycle_above_memory: Some(12 << 20),
+        ..TaskConfig::default()
+    };
+    let mut t = p.transform(&h, &[], &tc).unwrap();
+    let mut instance_calls = Vec::new();
+    for call in 1..=40 {
+        let out = t.apply(&[rec(0, "x")]).unwrap();
+        assert_eq!(
+            header(&out[0], "task-calls"),
+            call.to_string(),
+            "state survives recycling"
+        );
+        instance_calls.push(header(&out[0], "instance-calls").parse::<u32>().unwrap());
+        assert!(t.memory_used() <= 14 << 20, "{} bytes", t.memory_used());
+    }
+    assert!(t.recycled() >= 3, "recycled {} times", t.recycled());
+    assert!(
+        instance_calls.contains(&1)
+            && instance_calls.iter().filter(|&&c| c == 1).count() as u64 == t.recycled() + 1
+    );
+}
+
+#[test]
+fn a_component_built_against_another_contract_version_is_refused() {
+    let h = host(16 << 20, Duration::from_secs(1));
+    let p = h.load(&guest("old-contract")).unwrap();
+    let e = p.transform(&h, &[], &TaskConfig::default()).unwrap_err();
+    assert!(
+        matches!(&e, HostError::VersionMismatch { found, .. } if found == "0.2.0"),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "plugin old_contract was built against weir:connector@0.2.0; this host implements weir:connector@0.1.0 (weir:connector/transformer@0.2.0)"
+    );
+    assert!(p.describe(&h).is_err());
+}
+
+/// WASI's synchronous bindings block on their own runtime: a plugin called from a tokio
+/// worker must still work (the host steps out of the async context), and a current-thread
+/// runtime gets a clear error instead of a panic.
+#[test]
+fn plugins_can_be_called_from_inside_an_async_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tc, c) = TaskConfig::from_config(&cfg(&[
+        ("weir.dirs", &format!("{}:/out", dir.path().display())),
+        ("path", "/out/x.txt"),
+    ]))
+    .unwrap();
+    let h = host(64 << 20, Duration::from_secs(5));
+    let p = h.load(&guest("file-sink")).unwrap();
+    let mut batch = vec![rec(0, "v0")];
+    batch[0].position = Some(LogPosition {
+        topic: "t".into(),
+        partition: 0,
+        offset: 0,
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        tokio::spawn(async move {
+            let mut sink = p.sink(&h, &c, &tc).unwrap();
+            sink.put(&batch).unwrap();
+            sink.flush(&[]).unwrap();
+        })
+        .await
+        .unwrap();
+    });
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("x.txt")).unwrap(),
+        "t/0/0 k0 v0\n"
+    );
+
+    let h = host(64 << 20, Duration::from_secs(5));
+    let p = h.load(&guest("identity")).unwrap();
+    let current = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let e = current.block_on(async { p.transform(&h, &[], &TaskConfig::default()) });
+    assert!(
+        matches!(&e, Err(HostError::Internal(m)) if m.contains("spawn_blocking")),
+        "{e:?}"
     );
 }

@@ -1,0 +1,129 @@
+//! The sink world: batches in, `flush` up to positions the runtime then commits.
+
+use std::collections::BTreeMap;
+
+use crate::task::Runner;
+use crate::task::sink_bindings::SinkConnector;
+use crate::{Host, HostError, Plugin, TaskConfig, types};
+
+/// A running sink task.
+pub struct SinkTask {
+    runner: Runner<SinkConnector>,
+    config: Vec<(String, String)>,
+    /// The highest offset put, per topic and partition.
+    put: BTreeMap<(String, i32), i64>,
+    /// The highest offset flushed, per topic and partition.
+    flushed: BTreeMap<(String, i32), i64>,
+}
+
+impl std::fmt::Debug for SinkTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkTask")
+            .field("plugin", &self.runner.plugin)
+            .field("poisoned", &self.runner.is_poisoned())
+            .finish()
+    }
+}
+
+impl Plugin {
+    /// Starts a sink task and opens it with the plugin's `config`.
+    pub fn sink(
+        &self,
+        host: &Host,
+        config: &[(String, String)],
+        tc: &TaskConfig,
+    ) -> Result<SinkTask, HostError> {
+        let mut task = SinkTask::instantiate(self, host, tc)?;
+        task.config = config.to_vec();
+        task.open()?;
+        Ok(task)
+    }
+}
+
+impl SinkTask {
+    pub(crate) fn instantiate(
+        plugin: &Plugin,
+        host: &Host,
+        tc: &TaskConfig,
+    ) -> Result<SinkTask, HostError> {
+        Ok(SinkTask {
+            runner: Runner::start(plugin, host, tc)?,
+            config: Vec::new(),
+            put: BTreeMap::new(),
+            flushed: BTreeMap::new(),
+        })
+    }
+
+    fn open(&mut self) -> Result<(), HostError> {
+        let cfg = &self.config;
+        let r = self
+            .runner
+            .call("open", |b, s| b.weir_connector_sink().call_open(s, cfg))?;
+        self.runner.plugin_result("open", r)
+    }
+
+    /// The plugin's descriptor.
+    pub fn describe(&mut self) -> Result<types::Descriptor, HostError> {
+        self.runner
+            .call("describe", |b, s| b.weir_connector_sink().call_describe(s))
+    }
+
+    /// Hands the plugin one batch.
+    pub fn put(&mut self, batch: &[types::Record]) -> Result<(), HostError> {
+        let r = self
+            .runner
+            .call("put", |b, s| b.weir_connector_sink().call_put(s, batch))?;
+        self.runner.plugin_result("put", r)?;
+        for p in batch.iter().filter_map(|r| r.position.as_ref()) {
+            let e = self
+                .put
+                .entry((p.topic.clone(), p.partition))
+                .or_insert(p.offset);
+            *e = (*e).max(p.offset);
+        }
+        Ok(())
+    }
+
+    /// Asks the plugin to make everything up to `up_to` durable. When the recycling policy
+    /// asks for it and everything put is flushed, the instance is replaced here.
+    pub fn flush(&mut self, up_to: &[types::LogPosition]) -> Result<(), HostError> {
+        let r = self
+            .runner
+            .call("flush", |b, s| b.weir_connector_sink().call_flush(s, up_to))?;
+        self.runner.plugin_result("flush", r)?;
+        for p in up_to {
+            let e = self
+                .flushed
+                .entry((p.topic.clone(), p.partition))
+                .or_insert(p.offset);
+            *e = (*e).max(p.offset);
+        }
+        let settled = self
+            .put
+            .iter()
+            .all(|(k, o)| self.flushed.get(k).is_some_and(|f| f >= o));
+        if settled && self.runner.wants_recycle() {
+            self.runner
+                .call("close", |b, s| b.weir_connector_sink().call_close(s))?;
+            self.runner.reinstantiate()?;
+            self.open()?;
+        }
+        Ok(())
+    }
+
+    /// Closes the sink.
+    pub fn close(&mut self) -> Result<(), HostError> {
+        self.runner
+            .call("close", |b, s| b.weir_connector_sink().call_close(s))
+    }
+
+    /// Whether an earlier call trapped.
+    pub fn is_poisoned(&self) -> bool {
+        self.runner.is_poisoned()
+    }
+
+    /// How many times the instance was replaced by the recycling policy.
+    pub fn recycled(&self) -> u64 {
+        self.runner.recycled
+    }
+}

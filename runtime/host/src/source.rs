@@ -1,0 +1,136 @@
+//! The source world: opened with committed offsets, polled for batches, told what the log
+//! stored.
+
+use std::collections::BTreeMap;
+
+use crate::task::Runner;
+use crate::task::source_bindings::SourceConnector;
+use crate::{Host, HostError, Plugin, TaskConfig, types};
+
+/// Source partition -> source offset, as opaque bytes.
+pub type Offsets = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// A running source task.
+pub struct SourceTask {
+    runner: Runner<SourceConnector>,
+    config: Vec<(String, String)>,
+    /// The offsets the log has stored (committed at open, then every ack): where a recycled
+    /// instance resumes.
+    stored: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// The last offset polled per source partition.
+    polled: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl std::fmt::Debug for SourceTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceTask")
+            .field("plugin", &self.runner.plugin)
+            .field("poisoned", &self.runner.is_poisoned())
+            .finish()
+    }
+}
+
+impl Plugin {
+    /// Starts a source task and opens it with the offsets last committed for each source
+    /// partition.
+    pub fn source(
+        &self,
+        host: &Host,
+        config: &[(String, String)],
+        committed: &Offsets,
+        tc: &TaskConfig,
+    ) -> Result<SourceTask, HostError> {
+        let mut task = SourceTask::instantiate(self, host, tc)?;
+        task.config = config.to_vec();
+        task.stored = committed.iter().cloned().collect();
+        task.open()?;
+        Ok(task)
+    }
+}
+
+impl SourceTask {
+    pub(crate) fn instantiate(
+        plugin: &Plugin,
+        host: &Host,
+        tc: &TaskConfig,
+    ) -> Result<SourceTask, HostError> {
+        Ok(SourceTask {
+            runner: Runner::start(plugin, host, tc)?,
+            config: Vec::new(),
+            stored: BTreeMap::new(),
+            polled: BTreeMap::new(),
+        })
+    }
+
+    fn open(&mut self) -> Result<(), HostError> {
+        let cfg = &self.config;
+        let committed: Offsets = self
+            .stored
+            .iter()
+            .map(|(p, o)| (p.clone(), o.clone()))
+            .collect();
+        let r = self.runner.call("open", |b, s| {
+            b.weir_connector_source().call_open(s, cfg, &committed)
+        })?;
+        self.runner.plugin_result("open", r)
+    }
+
+    /// The plugin's descriptor.
+    pub fn describe(&mut self) -> Result<types::Descriptor, HostError> {
+        self.runner.call("describe", |b, s| {
+            b.weir_connector_source().call_describe(s)
+        })
+    }
+
+    /// Polls at most `max` records (an empty batch: nothing now).
+    pub fn poll(&mut self, max: u32) -> Result<Vec<types::Record>, HostError> {
+        let r = self
+            .runner
+            .call("poll", |b, s| b.weir_connector_source().call_poll(s, max))?;
+        let batch = self.runner.plugin_result("poll", r)?;
+        for rec in &batch {
+            if let (Some(p), Some(o)) = (&rec.source_partition, &rec.source_offset) {
+                self.polled.insert(p.clone(), o.clone());
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Tells the plugin which source offsets the log has stored. When the recycling policy
+    /// asks for it and every polled record is stored, the instance is replaced here and
+    /// reopened at the stored offsets, so nothing is read twice or skipped.
+    pub fn ack(&mut self, stored: &Offsets) -> Result<(), HostError> {
+        self.runner
+            .call("ack", |b, s| b.weir_connector_source().call_ack(s, stored))?;
+        for (p, o) in stored {
+            self.stored.insert(p.clone(), o.clone());
+        }
+        let settled = self
+            .polled
+            .iter()
+            .all(|(p, o)| self.stored.get(p) == Some(o));
+        if settled && self.runner.wants_recycle() {
+            self.runner
+                .call("close", |b, s| b.weir_connector_source().call_close(s))?;
+            self.runner.reinstantiate()?;
+            self.open()?;
+        }
+        Ok(())
+    }
+
+    /// Closes the source.
+    pub fn close(&mut self) -> Result<(), HostError> {
+        self.runner
+            .call("close", |b, s| b.weir_connector_source().call_close(s))
+    }
+
+    /// Whether an earlier call trapped.
+    pub fn is_poisoned(&self) -> bool {
+        self.runner.is_poisoned()
+    }
+
+    /// How many times the instance was replaced by the recycling policy.
+    pub fn recycled(&self) -> u64 {
+        self.runner.recycled
+    }
+}

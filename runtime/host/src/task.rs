@@ -1,0 +1,465 @@
+//! What every task shares, whatever its world: the store's state (WASI context, granted
+//! capabilities, the host side of `log`, `state`, `http` and `watch`), the memory limiter,
+//! and [`Runner`], which makes calls under a deadline, poisons the task on a trap and can
+//! replace the instance (recycling) while keeping the task's state.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, ResourceLimiter, Store};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+
+use crate::caps::{self, TaskConfig, Watch};
+use crate::{Host, HostError, Plugin, Pres, TICKS_PER_SECOND};
+
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "transform",
+        additional_derives: [PartialEq],
+    });
+}
+
+pub(crate) mod source_bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "source-connector",
+        with: {
+            "weir:connector/types": super::bindings::weir::connector::types,
+            "weir:connector/log": super::bindings::weir::connector::log,
+            "weir:connector/state": super::bindings::weir::connector::state,
+            "weir:connector/http": super::bindings::weir::connector::http,
+            "weir:connector/watch": super::bindings::weir::connector::watch,
+        },
+    });
+}
+
+pub(crate) mod sink_bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "sink-connector",
+        with: {
+            "weir:connector/types": super::bindings::weir::connector::types,
+            "weir:connector/log": super::bindings::weir::connector::log,
+            "weir:connector/state": super::bindings::weir::connector::state,
+            "weir:connector/http": super::bindings::weir::connector::http,
+            "weir:connector/watch": super::bindings::weir::connector::watch,
+        },
+    });
+}
+
+use bindings::weir::connector::{http, log, state, types, watch};
+
+/// Largest value a plugin may keep in its state.
+const MAX_STATE_VALUE: usize = 1 << 20;
+
+/// Caps a task's linear memory; the trap message says so when a plugin goes past it.
+pub(crate) struct Limits {
+    cap: usize,
+    /// Bytes of linear memory across the instance's memories.
+    pub(crate) used: usize,
+}
+
+impl ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let next = self.used.saturating_sub(current) + desired;
+        if next > self.cap {
+            wasmtime::bail!(
+                "memory limit exceeded: the plugin asked for {next} bytes of linear memory, the task's limit is {} bytes",
+                self.cap
+            );
+        }
+        self.used = next;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// What survives recycling: the task's key/value state and its watcher.
+#[derive(Default)]
+struct Carry {
+    kv: HashMap<String, Vec<u8>>,
+    watch: Option<Watch>,
+}
+
+pub(crate) struct TaskState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limits: Limits,
+    plugin: String,
+    task: String,
+    grants: Arc<TaskConfig>,
+    http_timeout: Duration,
+    carry: Carry,
+}
+
+impl WasiView for TaskState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for TaskState {}
+
+impl log::Host for TaskState {
+    fn log(&mut self, level: log::Level, message: String) {
+        let (plugin, task) = (self.plugin.as_str(), self.task.as_str());
+        match level {
+            log::Level::Trace => tracing::trace!(plugin, task, "{message}"),
+            log::Level::Debug => tracing::debug!(plugin, task, "{message}"),
+            log::Level::Info => tracing::info!(plugin, task, "{message}"),
+            log::Level::Warn => tracing::warn!(plugin, task, "{message}"),
+            log::Level::Error => tracing::error!(plugin, task, "{message}"),
+        }
+    }
+}
+
+impl state::Host for TaskState {
+    fn get(&mut self, key: String) -> Option<Vec<u8>> {
+        self.carry.kv.get(&key).cloned()
+    }
+    fn set(&mut self, key: String, value: Vec<u8>) {
+        if value.len() > MAX_STATE_VALUE {
+            tracing::warn!(plugin = %self.plugin, key, size = value.len(), "state value over 1 MiB refused");
+            return;
+        }
+        self.carry.kv.insert(key, value);
+    }
+    fn delete(&mut self, key: String) {
+        self.carry.kv.remove(&key);
+    }
+}
+
+impl http::Host for TaskState {
+    fn send(&mut self, request: http::Request) -> Result<http::Response, http::HttpError> {
+        let (method, url) = (request.method.clone(), request.url.clone());
+        let result = caps::http_send(&self.grants.http_allow, self.http_timeout, request);
+        match &result {
+            Ok(r) => {
+                tracing::debug!(plugin = %self.plugin, %method, %url, status = r.status, "plugin http request")
+            }
+            Err(e) => {
+                tracing::warn!(plugin = %self.plugin, %method, %url, error = ?e, "plugin http request failed")
+            }
+        }
+        result
+    }
+}
+
+impl watch::Host for TaskState {
+    fn watch(&mut self, path: String, recursive: bool) -> Result<(), String> {
+        let host = caps::guest_to_host(&self.grants.dirs, &path)?;
+        if self.carry.watch.is_none() {
+            self.carry.watch = Some(Watch::new(&self.grants.dirs, &self.plugin)?);
+        }
+        self.carry
+            .watch
+            .as_mut()
+            .expect("created above")
+            .add(&host, recursive)
+    }
+
+    fn events(&mut self, max: u32) -> Vec<watch::Event> {
+        self.carry
+            .watch
+            .as_ref()
+            .map(|w| w.drain(max))
+            .unwrap_or_default()
+    }
+}
+
+/// One world's generated bindings, as the runner needs them.
+pub(crate) trait World: Sized + 'static {
+    type Pre: Clone + Send + Sync + 'static;
+    /// The interface the component must export.
+    const INTERFACE: &'static str;
+    fn slot(pres: &Pres) -> &OnceLock<Self::Pre>;
+    fn link(linker: &mut Linker<TaskState>, component: &Component) -> wasmtime::Result<Self::Pre>;
+    fn instantiate(pre: &Self::Pre, store: &mut Store<TaskState>) -> wasmtime::Result<Self>;
+}
+
+impl World for bindings::Transform {
+    type Pre = bindings::TransformPre<TaskState>;
+    const INTERFACE: &'static str = crate::TRANSFORMER;
+    fn slot(pres: &Pres) -> &OnceLock<Self::Pre> {
+        &pres.transform
+    }
+    fn link(linker: &mut Linker<TaskState>, component: &Component) -> wasmtime::Result<Self::Pre> {
+        Self::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+        bindings::TransformPre::new(linker.instantiate_pre(component)?)
+    }
+    fn instantiate(pre: &Self::Pre, store: &mut Store<TaskState>) -> wasmtime::Result<Self> {
+        pre.instantiate(store)
+    }
+}
+
+impl World for source_bindings::SourceConnector {
+    type Pre = source_bindings::SourceConnectorPre<TaskState>;
+    const INTERFACE: &'static str = crate::SOURCE;
+    fn slot(pres: &Pres) -> &OnceLock<Self::Pre> {
+        &pres.source
+    }
+    fn link(linker: &mut Linker<TaskState>, component: &Component) -> wasmtime::Result<Self::Pre> {
+        Self::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+        source_bindings::SourceConnectorPre::new(linker.instantiate_pre(component)?)
+    }
+    fn instantiate(pre: &Self::Pre, store: &mut Store<TaskState>) -> wasmtime::Result<Self> {
+        pre.instantiate(store)
+    }
+}
+
+impl World for sink_bindings::SinkConnector {
+    type Pre = sink_bindings::SinkConnectorPre<TaskState>;
+    const INTERFACE: &'static str = crate::SINK;
+    fn slot(pres: &Pres) -> &OnceLock<Self::Pre> {
+        &pres.sink
+    }
+    fn link(linker: &mut Linker<TaskState>, component: &Component) -> wasmtime::Result<Self::Pre> {
+        Self::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+        sink_bindings::SinkConnectorPre::new(linker.instantiate_pre(component)?)
+    }
+    fn instantiate(pre: &Self::Pre, store: &mut Store<TaskState>) -> wasmtime::Result<Self> {
+        pre.instantiate(store)
+    }
+}
+
+/// A task's instance of one world: calls under a deadline, poisoning on a trap, recycling.
+pub(crate) struct Runner<W: World> {
+    pub(crate) plugin: String,
+    engine: Engine,
+    pre: W::Pre,
+    grants: Arc<TaskConfig>,
+    memory_limit: usize,
+    deadline_ticks: u64,
+    http_timeout: Duration,
+    store: Store<TaskState>,
+    bindings: W,
+    poisoned: bool,
+    /// Calls since this instance was created.
+    calls: u64,
+    /// How many times the instance was replaced.
+    pub(crate) recycled: u64,
+}
+
+impl<W: World> Runner<W> {
+    pub(crate) fn start(
+        plugin: &Plugin,
+        host: &Host,
+        tc: &TaskConfig,
+    ) -> Result<Runner<W>, HostError> {
+        plugin.check_world(host, W::INTERFACE)?;
+        let pre = match W::slot(&plugin.pre).get() {
+            Some(pre) => pre.clone(),
+            None => {
+                let mut linker: Linker<TaskState> = Linker::new(&host.engine);
+                wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+                    .map_err(|e| HostError::Internal(format!("{e:#}")))?;
+                let pre =
+                    W::link(&mut linker, &plugin.component).map_err(|e| HostError::Invalid {
+                        plugin: plugin.name.clone(),
+                        message: format!("cannot link: {e:#}"),
+                    })?;
+                let _ = W::slot(&plugin.pre).set(pre.clone());
+                pre
+            }
+        };
+        let deadline = tc.call_deadline.unwrap_or(host.cfg.call_deadline);
+        let deadline_ticks = (deadline.as_millis() as u64 * TICKS_PER_SECOND / 1000).max(1);
+        // An HTTP call must return before the call deadline would interrupt the plugin.
+        let http_timeout = deadline.mul_f64(0.8).max(Duration::from_millis(50));
+        let grants = Arc::new(tc.clone());
+        let memory_limit = tc.memory_limit.unwrap_or(host.cfg.memory_limit);
+        let (store, bindings) = instantiate::<W>(
+            &host.engine,
+            &pre,
+            &plugin.name,
+            &grants,
+            memory_limit,
+            deadline_ticks,
+            http_timeout,
+            Carry::default(),
+        )?;
+        Ok(Runner {
+            plugin: plugin.name.clone(),
+            engine: host.engine.clone(),
+            pre,
+            grants,
+            memory_limit,
+            deadline_ticks,
+            http_timeout,
+            store,
+            bindings,
+            poisoned: false,
+            calls: 0,
+            recycled: 0,
+        })
+    }
+
+    pub(crate) fn call<R>(
+        &mut self,
+        function: &str,
+        f: impl FnOnce(&W, &mut Store<TaskState>) -> wasmtime::Result<R>,
+    ) -> Result<R, HostError> {
+        if self.poisoned {
+            return Err(HostError::Poisoned {
+                plugin: self.plugin.clone(),
+            });
+        }
+        self.calls += 1;
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        // WASI's synchronous bindings block on a runtime of their own: inside a tokio worker
+        // thread that would panic, so step out of the async context first. A current-thread
+        // runtime cannot be stepped out of: callers there must use `spawn_blocking`.
+        let outcome = match tokio::runtime::Handle::try_current() {
+            Err(_) => f(&self.bindings, &mut self.store),
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| f(&self.bindings, &mut self.store))
+            }
+            Ok(_) => {
+                return Err(HostError::Internal(format!(
+                    "plugin {} called from a current-thread async runtime; call it from a blocking thread (spawn_blocking)",
+                    self.plugin
+                )));
+            }
+        };
+        match outcome {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                // After a trap the instance's state is unknown: this task is done.
+                self.poisoned = true;
+                let message = match e.downcast_ref::<wasmtime::Trap>() {
+                    Some(wasmtime::Trap::Interrupt) => {
+                        "ran past its call deadline (interrupted)".to_string()
+                    }
+                    _ => format!("{e:#}"),
+                };
+                tracing::error!(plugin = %self.plugin, task = %self.grants.task, function, error = %message, "plugin trapped; task failed");
+                Err(HostError::Trap {
+                    plugin: self.plugin.clone(),
+                    function: function.to_string(),
+                    message,
+                })
+            }
+        }
+    }
+
+    /// Turns a plugin's `result` error into a [`HostError`].
+    pub(crate) fn plugin_result<R>(
+        &self,
+        function: &str,
+        r: Result<R, types::Error>,
+    ) -> Result<R, HostError> {
+        r.map_err(|error| HostError::Plugin {
+            plugin: self.plugin.clone(),
+            function: function.into(),
+            error,
+        })
+    }
+
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Linear memory the current instance holds, in bytes.
+    pub(crate) fn memory_used(&self) -> usize {
+        self.store.data().limits.used
+    }
+
+    /// Whether the task's recycling policy says the instance should be replaced.
+    pub(crate) fn wants_recycle(&self) -> bool {
+        !self.poisoned
+            && (self
+                .grants
+                .recycle_after_calls
+                .is_some_and(|n| self.calls >= n)
+                || self
+                    .grants
+                    .recycle_above_memory
+                    .is_some_and(|m| self.memory_used() > m))
+    }
+
+    /// Replaces the instance with a fresh one; the task's state and watcher carry over. The
+    /// caller opens the new instance.
+    pub(crate) fn reinstantiate(&mut self) -> Result<(), HostError> {
+        let carry = std::mem::take(&mut self.store.data_mut().carry);
+        let before = self.memory_used();
+        let (store, bindings) = instantiate::<W>(
+            &self.engine,
+            &self.pre,
+            &self.plugin,
+            &self.grants,
+            self.memory_limit,
+            self.deadline_ticks,
+            self.http_timeout,
+            carry,
+        )?;
+        self.store = store;
+        self.bindings = bindings;
+        self.calls = 0;
+        self.recycled += 1;
+        tracing::info!(plugin = %self.plugin, task = %self.grants.task, memory_before = before, recycled = self.recycled, "plugin instance recycled");
+        Ok(())
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn instantiate<W: World>(
+    engine: &Engine,
+    pre: &W::Pre,
+    plugin: &str,
+    grants: &Arc<TaskConfig>,
+    memory_limit: usize,
+    deadline_ticks: u64,
+    http_timeout: Duration,
+    carry: Carry,
+) -> Result<(Store<TaskState>, W), HostError> {
+    let mut wasi = WasiCtx::builder();
+    for d in &grants.dirs {
+        let perms = if d.read_only {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
+        wasi.preopened_dir(&d.host, &d.guest, perms)
+            .map_err(|e| HostError::Config(format!("cannot grant {}: {e:#}", d.host.display())))?;
+    }
+    let state = TaskState {
+        wasi: wasi.build(),
+        table: ResourceTable::new(),
+        limits: Limits {
+            cap: memory_limit,
+            used: 0,
+        },
+        plugin: plugin.to_string(),
+        task: grants.task.clone(),
+        grants: grants.clone(),
+        http_timeout,
+        carry,
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limits);
+    store.set_epoch_deadline(deadline_ticks);
+    let bindings = W::instantiate(pre, &mut store).map_err(|e| HostError::Invalid {
+        plugin: plugin.to_string(),
+        message: format!("cannot instantiate: {e:#}"),
+    })?;
+    Ok((store, bindings))
+}
