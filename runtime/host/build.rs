@@ -59,6 +59,23 @@ fn main() {
             "building the guest fixtures {group:?} failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)"
         );
     }
+    // The SDK's template project must keep building as documented (its own workspace).
+    let status = Command::new(&cargo)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
+        .arg(manifest.join("../../sdk/rust/template/Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .status()
+        .expect("cannot run cargo to build the SDK template");
+    assert!(status.success(), "building sdk/rust/template failed");
     println!(
         "cargo:rustc-env=WEIR_GUESTS_DIR={}",
         target_dir.join("wasm32-wasip2/release").display()

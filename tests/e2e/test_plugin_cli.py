@@ -53,3 +53,12 @@ def test_bad_files_give_clear_errors(weir_bin, tmp_path):
     assert missing.returncode != 0 and "missing.wasm" in missing.stderr, describe_process(missing)
     other = run_cli(weir_bin, "plugin", "inspect", str(guest(weir_bin, "not_a_transform")))
     assert other.returncode != 0 and "does not export weir:connector/transformer@0.1.0" in other.stderr, describe_process(other)
+
+
+def test_a_component_of_another_contract_version_is_refused_by_name(weir_bin):
+    for command in (["plugin", "inspect"], ["plugin", "run"]):
+        result = run_cli(weir_bin, *command, str(guest(weir_bin, "old_contract")), input="")
+        assert result.returncode == 1, describe_process(result)
+        assert (
+            "was built against weir:connector@0.2.0; this host implements weir:connector@0.1.0" in result.stderr
+        ), describe_process(result)

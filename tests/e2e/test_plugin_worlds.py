@@ -153,7 +153,8 @@ def test_file_sink_writes_only_on_flush_into_its_granted_directory(weir_bin, com
     assert (out / "records.txt").read_text() == "orders/1/10 k0 v0\norders/1/11 k1 v1\norders/0/3 - v2\n"
     assert "put 3 records, flushed up to orders/0/3, orders/1/11" in r.stderr, describe_process(r)
 
-    # A record without a position is refused by index; nothing is written.
+    # A record without a position is refused by index; the batch is refused whole and the
+    # command stops before any flush.
     r = plugin_run(
         weir_bin, compiled_cache, path,
         "-c", f"weir.dirs={out}:/out", "-c", "path=/out/second.txt",

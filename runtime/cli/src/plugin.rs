@@ -200,6 +200,7 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<()> {
     })?;
     let plugin = host.load(&args.file)?;
     let (tc, config) = TaskConfig::from_config(&args.config)?;
+    plugin.check_versions(&host)?;
     let kind = plugin.kind(&host).with_context(|| {
         format!(
             "{} exports none of the weir:connector worlds (it exports: {})",

@@ -81,7 +81,13 @@ impl TaskConfig {
                 ),
                 "weir.memory.limit.bytes" => tc.memory_limit = Some(number(k, v)? as usize),
                 "weir.call.deadline.ms" => {
-                    tc.call_deadline = Some(Duration::from_millis(number(k, v)?))
+                    let ms = number(k, v)?;
+                    if !(1..=3_600_000).contains(&ms) {
+                        return Err(HostError::Config(format!(
+                            "{k} must be between 1 and 3600000 (one hour), got {ms}"
+                        )));
+                    }
+                    tc.call_deadline = Some(Duration::from_millis(ms))
                 }
                 "weir.recycle.calls" => tc.recycle_after_calls = Some(number(k, v)?.max(1)),
                 "weir.recycle.memory.bytes" => {
@@ -186,6 +192,51 @@ fn host_to_guest(roots: &[(PathBuf, String)], host: &Path) -> Option<String> {
 /// Largest HTTP response body a plugin may receive.
 const MAX_HTTP_BODY: u64 = 16 << 20;
 
+/// Headers that decide where or how a request travels: the host sets them, never a plugin
+/// (a `Host` header would reach another virtual host behind an allowed proxy).
+const HOST_OWNED_HEADERS: &[&str] = &[
+    "host",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "keep-alive",
+];
+
+/// Addresses a plugin reaches only when the allow-list names the address itself: loopback,
+/// private, link-local (cloud metadata), carrier-grade NAT, unique-local, unspecified.
+fn is_private(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            a.is_loopback()
+                || a.is_private()
+                || a.is_link_local()
+                || a.is_unspecified()
+                || a.is_broadcast()
+                || (o[0] == 100 && (o[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(a) => {
+            let s0 = a.segments()[0];
+            a.is_loopback()
+                || a.is_unspecified()
+                || (s0 & 0xfe00) == 0xfc00
+                || (s0 & 0xffc0) == 0xfe80
+                || a.to_ipv4_mapped()
+                    .is_some_and(|v4| is_private(IpAddr::V4(v4)))
+        }
+    }
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 fn allowed(allow: &[String], host: &str, port: Option<u16>) -> bool {
     let host = host.to_ascii_lowercase();
     allow.iter().any(|a| match a.rsplit_once(':') {
@@ -227,9 +278,42 @@ pub(crate) fn http_send(
             port.unwrap_or(0)
         )));
     }
+    if !is_token(&req.method) {
+        return Err(E::InvalidRequest(format!(
+            "{:?} is not an HTTP method",
+            req.method
+        )));
+    }
+    for (name, value) in &req.headers {
+        let lower = name.to_ascii_lowercase();
+        if !is_token(name) || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err(E::InvalidRequest(format!("header {name:?} is malformed")));
+        }
+        if HOST_OWNED_HEADERS.contains(&lower.as_str()) || lower.starts_with("proxy-") {
+            return Err(E::InvalidRequest(format!(
+                "header {name} is set by the host, not by a plugin"
+            )));
+        }
+    }
+    // Resolve once, check, and connect to exactly what was checked (no second lookup that
+    // could answer differently).
+    let addrs = url
+        .socket_addrs(|| None)
+        .map_err(|e| E::Failed(format!("cannot resolve {host}: {e}")))?;
+    let literal = matches!(
+        url.host(),
+        Some(url::Host::Ipv4(_)) | Some(url::Host::Ipv6(_))
+    ) || host.eq_ignore_ascii_case("localhost");
+    if !literal && let Some(a) = addrs.iter().find(|a| is_private(a.ip())) {
+        return Err(E::Denied(format!(
+            "{host} resolves to {}, a private address; allow-list the address itself to reach it",
+            a.ip()
+        )));
+    }
     let agent = ureq::AgentBuilder::new()
         .timeout(timeout)
         .redirects(0)
+        .resolver(move |_: &str| Ok(addrs.clone()))
         .build();
     let mut r = agent.request_url(&req.method, &url);
     for (k, v) in &req.headers {
@@ -286,9 +370,18 @@ impl Watch {
         let events: Arc<Mutex<VecDeque<watch::Event>>> = Arc::default();
         let sink = events.clone();
         let plugin = plugin.to_string();
-        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let handler = move |res: notify::Result<notify::Event>| {
             let Ok(ev) = res else { return };
             let push = |path: &Path, change: watch::Change| {
+                // The directory an event happened in must really be inside a grant (a path
+                // through a symlink is not).
+                let inside = path
+                    .parent()
+                    .and_then(|p| p.canonicalize().ok())
+                    .is_some_and(|p| roots.iter().any(|(root, _)| p.starts_with(root)));
+                if !inside {
+                    return;
+                }
                 let Some(path) = host_to_guest(&roots, path) else {
                     return;
                 };
@@ -321,8 +414,12 @@ impl Watch {
                     .for_each(|p| push(p, watch::Change::Modified)),
                 _ => {}
             }
-        })
-        .map_err(|e| format!("cannot start a file watcher: {e}"))?;
+        };
+        // Never follow symlinks while walking a recursive watch: one could lead out of the
+        // grant (WASI lets a plugin create relative symlinks inside a writable directory).
+        let config = notify::Config::default().with_follow_symlinks(false);
+        let watcher = <notify::RecommendedWatcher as notify::Watcher>::new(handler, config)
+            .map_err(|e| format!("cannot start a file watcher: {e}"))?;
         Ok(Watch { watcher, events })
     }
 
@@ -392,6 +489,48 @@ mod tests {
         assert!(!allowed(&allow, "127.0.0.1", Some(8081)));
         assert!(!allowed(&allow, "example.org", Some(80)));
         assert!(!allowed(&[], "example.com", Some(80)));
+    }
+
+    #[test]
+    fn requests_cannot_forge_the_request_line_or_host_owned_headers() {
+        let allow = vec!["127.0.0.1:9".to_string()];
+        let req = |method: &str, headers: Vec<(String, String)>| http::Request {
+            method: method.into(),
+            url: "http://127.0.0.1:9/x".into(),
+            headers,
+            body: None,
+        };
+        let t = Duration::from_millis(200);
+        for bad in [
+            "GET /admin HTTP/1.1\r\nHost: internal\r\n\r\nGET",
+            "",
+            "GE T",
+        ] {
+            let e = http_send(&allow, t, req(bad, vec![])).unwrap_err();
+            assert!(
+                matches!(&e, http::HttpError::InvalidRequest(m) if m.contains("not an HTTP method")),
+                "{e:?}"
+            );
+        }
+        for (name, value) in [
+            ("Host", "internal.example"),
+            ("transfer-encoding", "chunked"),
+            ("Proxy-Authorization", "x"),
+            ("x-ok", "a\r\nHost: internal"),
+            ("bad header", "x"),
+        ] {
+            let e =
+                http_send(&allow, t, req("GET", vec![(name.into(), value.into())])).unwrap_err();
+            assert!(
+                matches!(&e, http::HttpError::InvalidRequest(_)),
+                "{name}: {e:?}"
+            );
+        }
+        assert!(is_private("169.254.169.254".parse().unwrap()));
+        assert!(is_private("10.1.2.3".parse().unwrap()));
+        assert!(is_private("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(is_private("fd00::1".parse().unwrap()));
+        assert!(!is_private("93.184.216.34".parse().unwrap()));
     }
 
     #[test]

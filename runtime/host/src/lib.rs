@@ -92,6 +92,8 @@ pub enum HostError {
         found: String,
         item: String,
     },
+    #[error("plugin {plugin} could not be instantiated: {message}")]
+    Instantiate { plugin: String, message: String },
     #[error("plugin {plugin} failed in {function}: {message}")]
     Trap {
         plugin: String,
@@ -269,7 +271,7 @@ impl Plugin {
 
     /// Refuses a component built against another version of the contract, naming the
     /// version it was built against.
-    pub(crate) fn check_versions(&self, host: &Host) -> Result<(), HostError> {
+    pub fn check_versions(&self, host: &Host) -> Result<(), HostError> {
         let names = self.exports(host).into_iter().chain(self.imports(host));
         for name in names {
             if let Some(rest) = name.strip_prefix("weir:connector/")

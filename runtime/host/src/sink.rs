@@ -14,6 +14,9 @@ pub struct SinkTask {
     put: BTreeMap<(String, i32), i64>,
     /// The highest offset flushed, per topic and partition.
     flushed: BTreeMap<(String, i32), i64>,
+    /// Everything put was flushed while the policy asked for recycling: the next `put` starts
+    /// on a fresh instance.
+    recycle_due: bool,
 }
 
 impl std::fmt::Debug for SinkTask {
@@ -51,15 +54,12 @@ impl SinkTask {
             config: Vec::new(),
             put: BTreeMap::new(),
             flushed: BTreeMap::new(),
+            recycle_due: false,
         })
     }
 
     fn open(&mut self) -> Result<(), HostError> {
-        let cfg = &self.config;
-        let r = self
-            .runner
-            .call("open", |b, s| b.weir_connector_sink().call_open(s, cfg))?;
-        self.runner.plugin_result("open", r)
+        open(&mut self.runner, &self.config.clone())
     }
 
     /// The plugin's descriptor.
@@ -70,6 +70,15 @@ impl SinkTask {
 
     /// Hands the plugin one batch.
     pub fn put(&mut self, batch: &[types::Record]) -> Result<(), HostError> {
+        if self.recycle_due {
+            self.recycle_due = false;
+            let config = self.config.clone();
+            self.runner.recycle(|r| {
+                r.call("close", |b, s| b.weir_connector_sink().call_close(s))?;
+                r.reinstantiate()?;
+                open(r, &config)
+            })?;
+        }
         let r = self
             .runner
             .call("put", |b, s| b.weir_connector_sink().call_put(s, batch))?;
@@ -85,7 +94,7 @@ impl SinkTask {
     }
 
     /// Asks the plugin to make everything up to `up_to` durable. When the recycling policy
-    /// asks for it and everything put is flushed, the instance is replaced here.
+    /// asks for it and everything put is flushed, the next `put` runs on a fresh instance.
     pub fn flush(&mut self, up_to: &[types::LogPosition]) -> Result<(), HostError> {
         let r = self
             .runner
@@ -102,12 +111,7 @@ impl SinkTask {
             .put
             .iter()
             .all(|(k, o)| self.flushed.get(k).is_some_and(|f| f >= o));
-        if settled && self.runner.wants_recycle() {
-            self.runner
-                .call("close", |b, s| b.weir_connector_sink().call_close(s))?;
-            self.runner.reinstantiate()?;
-            self.open()?;
-        }
+        self.recycle_due = settled && self.runner.wants_recycle();
         Ok(())
     }
 
@@ -126,4 +130,12 @@ impl SinkTask {
     pub fn recycled(&self) -> u64 {
         self.runner.recycled
     }
+}
+
+fn open(
+    runner: &mut Runner<SinkConnector>,
+    config: &Vec<(String, String)>,
+) -> Result<(), HostError> {
+    let r = runner.call("open", |b, s| b.weir_connector_sink().call_open(s, config))?;
+    runner.plugin_result("open", r)
 }

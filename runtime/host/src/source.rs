@@ -19,6 +19,9 @@ pub struct SourceTask {
     stored: BTreeMap<Vec<u8>, Vec<u8>>,
     /// The last offset polled per source partition.
     polled: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Every polled record was acked while the policy asked for recycling: the next poll
+    /// starts on a fresh instance.
+    recycle_due: bool,
 }
 
 impl std::fmt::Debug for SourceTask {
@@ -59,20 +62,20 @@ impl SourceTask {
             config: Vec::new(),
             stored: BTreeMap::new(),
             polled: BTreeMap::new(),
+            recycle_due: false,
         })
     }
 
     fn open(&mut self) -> Result<(), HostError> {
-        let cfg = &self.config;
-        let committed: Offsets = self
-            .stored
+        let (config, committed) = (self.config.clone(), self.committed());
+        open(&mut self.runner, &config, &committed)
+    }
+
+    fn committed(&self) -> Offsets {
+        self.stored
             .iter()
             .map(|(p, o)| (p.clone(), o.clone()))
-            .collect();
-        let r = self.runner.call("open", |b, s| {
-            b.weir_connector_source().call_open(s, cfg, &committed)
-        })?;
-        self.runner.plugin_result("open", r)
+            .collect()
     }
 
     /// The plugin's descriptor.
@@ -84,6 +87,15 @@ impl SourceTask {
 
     /// Polls at most `max` records (an empty batch: nothing now).
     pub fn poll(&mut self, max: u32) -> Result<Vec<types::Record>, HostError> {
+        if self.recycle_due {
+            self.recycle_due = false;
+            let (config, committed) = (self.config.clone(), self.committed());
+            self.runner.recycle(|r| {
+                r.call("close", |b, s| b.weir_connector_source().call_close(s))?;
+                r.reinstantiate()?;
+                open(r, &config, &committed)
+            })?;
+        }
         let r = self
             .runner
             .call("poll", |b, s| b.weir_connector_source().call_poll(s, max))?;
@@ -97,8 +109,8 @@ impl SourceTask {
     }
 
     /// Tells the plugin which source offsets the log has stored. When the recycling policy
-    /// asks for it and every polled record is stored, the instance is replaced here and
-    /// reopened at the stored offsets, so nothing is read twice or skipped.
+    /// asks for it and every polled record is stored, the next `poll` runs on a fresh
+    /// instance opened at the stored offsets, so nothing is read twice or skipped.
     pub fn ack(&mut self, stored: &Offsets) -> Result<(), HostError> {
         self.runner
             .call("ack", |b, s| b.weir_connector_source().call_ack(s, stored))?;
@@ -109,12 +121,7 @@ impl SourceTask {
             .polled
             .iter()
             .all(|(p, o)| self.stored.get(p) == Some(o));
-        if settled && self.runner.wants_recycle() {
-            self.runner
-                .call("close", |b, s| b.weir_connector_source().call_close(s))?;
-            self.runner.reinstantiate()?;
-            self.open()?;
-        }
+        self.recycle_due = settled && self.runner.wants_recycle();
         Ok(())
     }
 
@@ -133,4 +140,17 @@ impl SourceTask {
     pub fn recycled(&self) -> u64 {
         self.runner.recycled
     }
+}
+
+// The generated bindings take the config as `&Vec`.
+#[allow(clippy::ptr_arg)]
+fn open(
+    runner: &mut Runner<SourceConnector>,
+    config: &Vec<(String, String)>,
+    committed: &Offsets,
+) -> Result<(), HostError> {
+    let r = runner.call("open", |b, s| {
+        b.weir_connector_source().call_open(s, config, committed)
+    })?;
+    runner.plugin_result("open", r)
 }

@@ -52,8 +52,11 @@ pub(crate) mod sink_bindings {
 
 use bindings::weir::connector::{http, log, state, types, watch};
 
-/// Largest value a plugin may keep in its state.
+/// Bounds of a task's state (see `wit/host.wit`).
+const MAX_STATE_KEY: usize = 1 << 10;
 const MAX_STATE_VALUE: usize = 1 << 20;
+const MAX_STATE_BYTES: usize = 64 << 20;
+const MAX_STATE_KEYS: usize = 100_000;
 
 /// Caps a task's linear memory; the trap message says so when a plugin goes past it.
 pub(crate) struct Limits {
@@ -94,6 +97,8 @@ impl ResourceLimiter for Limits {
 #[derive(Default)]
 struct Carry {
     kv: HashMap<String, Vec<u8>>,
+    /// Bytes of keys and values in `kv`.
+    kv_bytes: usize,
     watch: Option<Watch>,
 }
 
@@ -136,15 +141,35 @@ impl state::Host for TaskState {
     fn get(&mut self, key: String) -> Option<Vec<u8>> {
         self.carry.kv.get(&key).cloned()
     }
-    fn set(&mut self, key: String, value: Vec<u8>) {
-        if value.len() > MAX_STATE_VALUE {
-            tracing::warn!(plugin = %self.plugin, key, size = value.len(), "state value over 1 MiB refused");
-            return;
+    fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
+        if key.len() > MAX_STATE_KEY {
+            return Err(format!("state key of {} bytes is over 1 KiB", key.len()));
         }
-        self.carry.kv.insert(key, value);
+        if value.len() > MAX_STATE_VALUE {
+            return Err(format!(
+                "state value of {} bytes is over 1 MiB",
+                value.len()
+            ));
+        }
+        let kv = &mut self.carry;
+        let old = kv.kv.get(&key).map_or(0, |v| key.len() + v.len());
+        let total = kv.kv_bytes - old + key.len() + value.len();
+        if total > MAX_STATE_BYTES {
+            return Err(format!(
+                "task state would hold {total} bytes, over its 64 MiB limit"
+            ));
+        }
+        if old == 0 && !kv.kv.contains_key(&key) && kv.kv.len() >= MAX_STATE_KEYS {
+            return Err(format!("task state is full ({MAX_STATE_KEYS} keys)"));
+        }
+        kv.kv_bytes = total;
+        kv.kv.insert(key, value);
+        Ok(())
     }
     fn delete(&mut self, key: String) {
-        self.carry.kv.remove(&key);
+        if let Some(v) = self.carry.kv.remove(&key) {
+            self.carry.kv_bytes -= key.len() + v.len();
+        }
     }
 }
 
@@ -282,7 +307,11 @@ impl<W: World> Runner<W> {
             }
         };
         let deadline = tc.call_deadline.unwrap_or(host.cfg.call_deadline);
-        let deadline_ticks = (deadline.as_millis() as u64 * TICKS_PER_SECOND / 1000).max(1);
+        let deadline_ticks = (deadline.as_millis() as u64)
+            .saturating_mul(TICKS_PER_SECOND)
+            .checked_div(1000)
+            .unwrap_or(u64::MAX)
+            .max(1);
         // An HTTP call must return before the call deadline would interrupt the plugin.
         let http_timeout = deadline.mul_f64(0.8).max(Duration::from_millis(50));
         let grants = Arc::new(tc.clone());
@@ -378,6 +407,24 @@ impl<W: World> Runner<W> {
         self.poisoned
     }
 
+    /// Marks the task failed (its instance is in an unknown or unopened state).
+    pub(crate) fn poison(&mut self) {
+        self.poisoned = true;
+    }
+
+    /// Runs `steps` (close, [`Runner::reinstantiate`], open); if any fails the task is
+    /// failed, never left running on an unopened instance.
+    pub(crate) fn recycle(
+        &mut self,
+        steps: impl FnOnce(&mut Self) -> Result<(), HostError>,
+    ) -> Result<(), HostError> {
+        let result = steps(self);
+        if result.is_err() {
+            self.poison();
+        }
+        result
+    }
+
     /// Linear memory the current instance holds, in bytes.
     pub(crate) fn memory_used(&self) -> usize {
         self.store.data().limits.used
@@ -399,9 +446,8 @@ impl<W: World> Runner<W> {
     /// Replaces the instance with a fresh one; the task's state and watcher carry over. The
     /// caller opens the new instance.
     pub(crate) fn reinstantiate(&mut self) -> Result<(), HostError> {
-        let carry = std::mem::take(&mut self.store.data_mut().carry);
         let before = self.memory_used();
-        let (store, bindings) = instantiate::<W>(
+        let (mut store, bindings) = instantiate::<W>(
             &self.engine,
             &self.pre,
             &self.plugin,
@@ -409,8 +455,10 @@ impl<W: World> Runner<W> {
             self.memory_limit,
             self.deadline_ticks,
             self.http_timeout,
-            carry,
+            Carry::default(),
         )?;
+        // Only now that the new instance exists does the state move over.
+        store.data_mut().carry = std::mem::take(&mut self.store.data_mut().carry);
         self.store = store;
         self.bindings = bindings;
         self.calls = 0;
@@ -457,9 +505,9 @@ fn instantiate<W: World>(
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);
     store.set_epoch_deadline(deadline_ticks);
-    let bindings = W::instantiate(pre, &mut store).map_err(|e| HostError::Invalid {
+    let bindings = W::instantiate(pre, &mut store).map_err(|e| HostError::Instantiate {
         plugin: plugin.to_string(),
-        message: format!("cannot instantiate: {e:#}"),
+        message: format!("{e:#}"),
     })?;
     Ok((store, bindings))
 }

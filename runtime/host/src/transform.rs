@@ -66,8 +66,14 @@ impl TransformTask {
     /// (a transform holds nothing between calls but what it keeps in host state).
     pub fn apply(&mut self, batch: &[types::Record]) -> Result<Vec<types::Record>, HostError> {
         if self.runner.wants_recycle() {
-            self.runner.reinstantiate()?;
-            self.open()?;
+            let config = self.config.clone();
+            self.runner.recycle(|r| {
+                r.reinstantiate()?;
+                let out = r.call("open", |b, s| {
+                    b.weir_connector_transformer().call_open(s, &config)
+                })?;
+                r.plugin_result("open", out)
+            })?;
         }
         let r = self.runner.call("apply", |b, s| {
             b.weir_connector_transformer().call_apply(s, batch)

@@ -374,6 +374,115 @@ fn source_recycling_resumes_at_the_stored_offset() {
     assert!(s.recycled() >= 3, "recycled {} times", s.recycled());
 }
 
+/// Recycling waits until every polled record is acked: with a batch in flight the instance
+/// stays, and the fresh one resumes exactly after the stored offset.
+#[test]
+fn source_recycling_waits_for_in_flight_records() {
+    let h = host(64 << 20, Duration::from_secs(5));
+    let p = h.load(&guest("counter-source")).unwrap();
+    let tc = TaskConfig {
+        recycle_after_calls: Some(2),
+        ..TaskConfig::default()
+    };
+    let mut s = p
+        .source(&h, &cfg(&[("topic", "t"), ("count", "12")]), &vec![], &tc)
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut polls = 0;
+    loop {
+        // Two batches in flight, then an ack of the first only: no recycle may happen before
+        // the second is acked too.
+        let a = s.poll(2).unwrap();
+        let b = s.poll(2).unwrap();
+        polls += 2;
+        if a.is_empty() {
+            break;
+        }
+        let before = s.recycled();
+        s.ack(&vec![(
+            b"counter".to_vec(),
+            a.last().unwrap().source_offset.clone().unwrap(),
+        )])
+        .unwrap();
+        assert_eq!(s.recycled(), before);
+        seen.extend(a.iter().chain(&b).map(|r| text(&r.value).to_string()));
+        if let Some(last) = b.last() {
+            s.ack(&vec![(
+                b"counter".to_vec(),
+                last.source_offset.clone().unwrap(),
+            )])
+            .unwrap();
+        }
+        assert!(polls < 100, "the source never ran dry");
+    }
+    let want: Vec<String> = (0..12).map(|i| format!(r#"{{"n":{i}}}"#)).collect();
+    assert_eq!(seen, want, "nothing skipped or repeated across recycles");
+    assert!(s.recycled() >= 2, "recycled {} times", s.recycled());
+}
+
+/// A sink is recycled only once everything it was given is flushed; the file holds every
+/// record once, in order.
+#[test]
+fn sink_recycling_waits_for_a_covering_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut tc, c) = TaskConfig::from_config(&cfg(&[
+        ("weir.dirs", &format!("{}:/out", dir.path().display())),
+        ("path", "/out/r.txt"),
+    ]))
+    .unwrap();
+    tc.recycle_after_calls = Some(2);
+    let h = host(64 << 20, Duration::from_secs(5));
+    let p = h.load(&guest("file-sink")).unwrap();
+    let mut sink = p.sink(&h, &c, &tc).unwrap();
+    let positioned = |offset: i64| {
+        let mut r = rec(offset as usize, &format!("v{offset}"));
+        r.position = Some(LogPosition {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+        });
+        r
+    };
+    let at = |offset: i64| LogPosition {
+        topic: "t".into(),
+        partition: 0,
+        offset,
+    };
+    let mut want = String::new();
+    for round in 0..4i64 {
+        let (x, y) = (round * 2, round * 2 + 1);
+        sink.put(&[positioned(x)]).unwrap();
+        sink.put(&[positioned(y)]).unwrap();
+        let before = sink.recycled();
+        // A flush that does not cover the second put: the buffer must survive.
+        sink.flush(&[at(x)]).unwrap();
+        sink.put(&[]).unwrap();
+        assert_eq!(sink.recycled(), before, "recycled with records unflushed");
+        sink.flush(&[at(y)]).unwrap();
+        want.push_str(&format!("t/0/{x} k{x} v{x}\nt/0/{y} k{y} v{y}\n"));
+    }
+    sink.put(&[]).unwrap();
+    assert!(sink.recycled() >= 2, "recycled {} times", sink.recycled());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("r.txt")).unwrap(),
+        want
+    );
+}
+
+#[test]
+fn task_state_is_bounded() {
+    let h = host(64 << 20, Duration::from_secs(5));
+    let p = h.load(&guest("stateful")).unwrap();
+    let mut t = p
+        .transform(&h, &cfg(&[("fill", "true")]), &TaskConfig::default())
+        .unwrap();
+    let e = t.apply(&[rec(0, "x")]).unwrap_err();
+    assert!(
+        matches!(&e, HostError::Plugin { error: Error::Fatal(m), .. } if m.contains("over its 64 MiB limit")),
+        "{e:?}"
+    );
+}
+
 #[test]
 fn sink_world_writes_into_its_granted_directory_on_flush() {
     let dir = tempfile::tempdir().unwrap();
@@ -430,13 +539,13 @@ fn sink_world_writes_into_its_granted_directory_on_flush() {
     );
 }
 
-/// Serves `body` with status 200 to every request on a local port, until dropped.
+/// Serves `body` with status 200 to one request on a local port.
 fn http_server(body: &'static str) -> (u16, std::thread::JoinHandle<()>) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let handle = std::thread::spawn(move || {
-        for stream in listener.incoming().take(2) {
+        for stream in listener.incoming().take(1) {
             let mut s = stream.unwrap();
             let mut buf = [0u8; 4096];
             let _ = s.read(&mut buf);
@@ -508,7 +617,29 @@ fn isolation_files_and_http_with_a_healthy_neighbour() {
     );
     let e = get("").unwrap_err();
     assert!(e.to_string().contains("it allows none"), "{e}");
-    drop(server);
+    server.join().unwrap();
+
+    // A name that resolves to a loopback address is refused even when allow-listed by name
+    // (only the address itself allows it), so an allowed name cannot point at internal
+    // services. The machine's /etc/hosts maps some name besides localhost to 127.x.
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap();
+    let name = hosts
+        .lines()
+        .filter(|l| l.starts_with("127."))
+        .flat_map(|l| l.split_whitespace().skip(1))
+        .find(|n| *n != "localhost" && !n.contains("localhost"))
+        .expect("/etc/hosts names a loopback host besides localhost");
+    let (tc, c) = TaskConfig::from_config(&cfg(&[
+        ("weir.http.allow", name),
+        ("url", &format!("http://{name}:{port}/x")),
+    ]))
+    .unwrap();
+    let e = getter
+        .transform(&h, &c, &tc)
+        .unwrap()
+        .apply(&[])
+        .unwrap_err();
+    assert!(e.to_string().contains("a private address"), "{e}");
 
     healthy.join().expect("the healthy task finished its work");
 }
@@ -544,6 +675,38 @@ fn watch_reports_changes_under_a_granted_directory_only() {
         Some("removed /in/new.txt"),
         "{events:?}"
     );
+
+    // A symlink out of the grant is not followed by a recursive watch: changes behind it are
+    // never reported.
+    let outside = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.path().join("esc")).unwrap();
+    let grant2 = format!("{}:/in", root.path().display());
+    let (tc2, c2) =
+        TaskConfig::from_config(&cfg(&[("weir.dirs", &grant2), ("dir", "/in")])).unwrap();
+    let mut s2 = p.source(&h, &c2, &vec![], &tc2).unwrap();
+    std::fs::write(outside.path().join("secret.txt"), "x").unwrap();
+    std::fs::write(root.path().join("ok.txt"), "x").unwrap();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen.iter().any(|e: &String| e == "created /in/ok.txt") && Instant::now() < deadline {
+        seen.extend(
+            s2.poll(100)
+                .unwrap()
+                .iter()
+                .map(|r| text(&r.value).to_string()),
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    seen.extend(
+        s2.poll(100)
+            .unwrap()
+            .iter()
+            .map(|r| text(&r.value).to_string()),
+    );
+    assert!(seen.iter().any(|e| e == "created /in/ok.txt"), "{seen:?}");
+    assert!(!seen.iter().any(|e| e.contains("secret")), "{seen:?}");
 
     let (tc, c) = TaskConfig::from_config(&cfg(&[("weir.dirs", &grant), ("dir", "/etc")])).unwrap();
     let e = p.source(&h, &c, &vec![], &tc).unwrap_err();
@@ -651,4 +814,26 @@ fn plugins_can_be_called_from_inside_an_async_runtime() {
         matches!(&e, Err(HostError::Internal(m)) if m.contains("spawn_blocking")),
         "{e:?}"
     );
+}
+
+/// The SDK's template project builds (build.rs) and runs as its comments say.
+#[test]
+fn the_sdk_template_builds_and_runs() {
+    let h = host(64 << 20, Duration::from_secs(5));
+    let p = h.load(&guest("my-transform")).unwrap();
+    let e = p
+        .transform(&h, &[], &TaskConfig::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.ends_with("invalid config header: required"), "{e}");
+    let mut t = p
+        .transform(
+            &h,
+            &cfg(&[("header", "via"), ("value", "weir")]),
+            &TaskConfig::default(),
+        )
+        .unwrap();
+    let out = t.apply(&[rec(0, "x")]).unwrap();
+    assert_eq!(header(&out[0], "via"), "weir");
+    assert_eq!(out[0].headers.len(), 2);
 }

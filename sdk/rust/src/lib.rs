@@ -128,9 +128,10 @@ pub fn state_get(key: &str) -> Option<Vec<u8>> {
     bindings::weir::connector::state::get(key)
 }
 
-/// Stores a value (at most 1 MiB) in the task's private state.
-pub fn state_set(key: &str, value: &[u8]) {
-    bindings::weir::connector::state::set(key, value);
+/// Stores a value in the task's private state (keys up to 1 KiB, values up to 1 MiB, 64 MiB
+/// per task); the error says which bound it hit.
+pub fn state_set(key: &str, value: &[u8]) -> Result<(), String> {
+    bindings::weir::connector::state::set(key, value)
 }
 
 /// Removes a value from the task's private state.

@@ -56,7 +56,9 @@ impl Source for Counter {
         for (p, o) in stored {
             if p == b"counter" {
                 weir_sdk::log(Level::Info, &format!("acked {}", String::from_utf8_lossy(&o)));
-                weir_sdk::state_set("acked", &o);
+                if let Err(e) = weir_sdk::state_set("acked", &o) {
+                    weir_sdk::log(Level::Warn, &e);
+                }
             }
         }
     }

@@ -20,7 +20,7 @@ impl Transform for Leaky {
         std::hint::black_box(Vec::leak(vec![7u8; 1 << 20]));
         let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
         let total = weir_sdk::state_get("calls").map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]))) + 1;
-        weir_sdk::state_set("calls", &total.to_le_bytes());
+        weir_sdk::state_set("calls", &total.to_le_bytes()).map_err(Error::Fatal)?;
         for r in &mut batch {
             r.headers.push(Header { name: "instance-calls".into(), value: Some(calls.to_string().into_bytes()) });
             r.headers.push(Header { name: "task-calls".into(), value: Some(total.to_string().into_bytes()) });
