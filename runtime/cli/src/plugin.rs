@@ -199,7 +199,10 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<()> {
         call_deadline: std::time::Duration::from_millis(args.deadline_ms),
     })?;
     let plugin = host.load(&args.file)?;
-    let (tc, config) = TaskConfig::from_config(&args.config)?;
+    let (mut tc, config) = TaskConfig::from_config(&args.config)?;
+    if tc.task.is_empty() {
+        tc.task = format!("{}-0", plugin.name);
+    }
     plugin.check_versions(&host)?;
     let kind = plugin.kind(&host).with_context(|| {
         format!(

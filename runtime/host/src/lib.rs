@@ -17,6 +17,7 @@ mod cache;
 mod caps;
 mod sink;
 mod source;
+mod stdio;
 mod task;
 mod transform;
 

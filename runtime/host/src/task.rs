@@ -12,6 +12,7 @@ use wasmtime::{Engine, ResourceLimiter, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use crate::caps::{self, TaskConfig, Watch};
+use crate::stdio::LogStream;
 use crate::{Host, HostError, Plugin, Pres, TICKS_PER_SECOND};
 
 pub(crate) mod bindings {
@@ -111,6 +112,8 @@ pub(crate) struct TaskState {
     grants: Arc<TaskConfig>,
     http_timeout: Duration,
     carry: Carry,
+    /// The plugin's stderr (also in the log), to explain a trap.
+    stderr: LogStream,
 }
 
 impl WasiView for TaskState {
@@ -354,6 +357,7 @@ impl<W: World> Runner<W> {
         }
         self.calls += 1;
         self.store.set_epoch_deadline(self.deadline_ticks);
+        self.store.data().stderr.clear_tail();
         // WASI's synchronous bindings block on a runtime of their own: inside a tokio worker
         // thread that would panic, so step out of the async context first. A current-thread
         // runtime cannot be stepped out of: callers there must use `spawn_blocking`.
@@ -374,12 +378,18 @@ impl<W: World> Runner<W> {
             Err(e) => {
                 // After a trap the instance's state is unknown: this task is done.
                 self.poisoned = true;
-                let message = match e.downcast_ref::<wasmtime::Trap>() {
+                let mut message = match e.downcast_ref::<wasmtime::Trap>() {
                     Some(wasmtime::Trap::Interrupt) => {
                         "ran past its call deadline (interrupted)".to_string()
                     }
                     _ => format!("{e:#}"),
                 };
+                // What the plugin printed just before (a panic message, a Python traceback).
+                let tail = self.store.data().stderr.tail();
+                if !tail.is_empty() {
+                    message.push_str("; the plugin's stderr ended with: ");
+                    message.push_str(&tail.join(" | "));
+                }
                 tracing::error!(plugin = %self.plugin, task = %self.grants.task, function, error = %message, "plugin trapped; task failed");
                 Err(HostError::Trap {
                     plugin: self.plugin.clone(),
@@ -480,6 +490,9 @@ fn instantiate<W: World>(
     carry: Carry,
 ) -> Result<(Store<TaskState>, W), HostError> {
     let mut wasi = WasiCtx::builder();
+    let stderr = LogStream::new(plugin, &grants.task, "stderr");
+    wasi.stdout(LogStream::new(plugin, &grants.task, "stdout"));
+    wasi.stderr(stderr.clone());
     for d in &grants.dirs {
         let perms = if d.read_only {
             FsPerms::ReadOnly
@@ -501,6 +514,7 @@ fn instantiate<W: World>(
         grants: grants.clone(),
         http_timeout,
         carry,
+        stderr,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);

@@ -161,6 +161,11 @@ fn isolation_trap_loop_and_memory() {
         } => {
             assert_eq!((plugin.as_str(), function.as_str()), ("trap", "apply"));
             assert!(message.contains("unreachable"), "{message}");
+            // The panic message the plugin wrote to stderr explains the trap.
+            assert!(
+                message.contains("deliberate panic in the trap fixture"),
+                "{message}"
+            );
         }
         other => panic!("expected a trap, got {other:?}"),
     }
