@@ -224,50 +224,54 @@ pub(crate) trait World: Sized + 'static {
     fn instantiate(pre: &Self::Pre, store: &mut Store<TaskState>) -> wasmtime::Result<Self>;
 }
 
-impl World for bindings::Transform {
-    type Pre = bindings::TransformPre<TaskState>;
-    const INTERFACE: &'static str = crate::TRANSFORMER;
-    fn slot(pres: &Pres) -> &OnceLock<Self::Pre> {
-        &pres.transform
-    }
-    fn link(linker: &mut Linker<TaskState>, component: &Component) -> wasmtime::Result<Self::Pre> {
-        Self::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
-        bindings::TransformPre::new(linker.instantiate_pre(component)?)
-    }
-    fn instantiate(pre: &Self::Pre, store: &mut Store<TaskState>) -> wasmtime::Result<Self> {
-        pre.instantiate(store)
-    }
+/// Implements [`World`] for one world's generated bindings (the three differ only in names).
+macro_rules! world {
+    ($bindings:ty, $pre:ident, $interface:expr, $slot:ident) => {
+        impl World for $bindings {
+            type Pre = $pre<TaskState>;
+            const INTERFACE: &'static str = $interface;
+            fn slot(pres: &Pres) -> &OnceLock<Self::Pre> {
+                &pres.$slot
+            }
+            fn link(
+                linker: &mut Linker<TaskState>,
+                component: &Component,
+            ) -> wasmtime::Result<Self::Pre> {
+                Self::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+                $pre::new(linker.instantiate_pre(component)?)
+            }
+            fn instantiate(
+                pre: &Self::Pre,
+                store: &mut Store<TaskState>,
+            ) -> wasmtime::Result<Self> {
+                pre.instantiate(store)
+            }
+        }
+    };
 }
 
-impl World for source_bindings::SourceConnector {
-    type Pre = source_bindings::SourceConnectorPre<TaskState>;
-    const INTERFACE: &'static str = crate::SOURCE;
-    fn slot(pres: &Pres) -> &OnceLock<Self::Pre> {
-        &pres.source
-    }
-    fn link(linker: &mut Linker<TaskState>, component: &Component) -> wasmtime::Result<Self::Pre> {
-        Self::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
-        source_bindings::SourceConnectorPre::new(linker.instantiate_pre(component)?)
-    }
-    fn instantiate(pre: &Self::Pre, store: &mut Store<TaskState>) -> wasmtime::Result<Self> {
-        pre.instantiate(store)
-    }
-}
+use bindings::TransformPre;
+use sink_bindings::SinkConnectorPre;
+use source_bindings::SourceConnectorPre;
 
-impl World for sink_bindings::SinkConnector {
-    type Pre = sink_bindings::SinkConnectorPre<TaskState>;
-    const INTERFACE: &'static str = crate::SINK;
-    fn slot(pres: &Pres) -> &OnceLock<Self::Pre> {
-        &pres.sink
-    }
-    fn link(linker: &mut Linker<TaskState>, component: &Component) -> wasmtime::Result<Self::Pre> {
-        Self::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
-        sink_bindings::SinkConnectorPre::new(linker.instantiate_pre(component)?)
-    }
-    fn instantiate(pre: &Self::Pre, store: &mut Store<TaskState>) -> wasmtime::Result<Self> {
-        pre.instantiate(store)
-    }
-}
+world!(
+    bindings::Transform,
+    TransformPre,
+    crate::TRANSFORMER,
+    transform
+);
+world!(
+    source_bindings::SourceConnector,
+    SourceConnectorPre,
+    crate::SOURCE,
+    source
+);
+world!(
+    sink_bindings::SinkConnector,
+    SinkConnectorPre,
+    crate::SINK,
+    sink
+);
 
 /// A task's instance of one world: calls under a deadline, poisoning on a trap, recycling.
 pub(crate) struct Runner<W: World> {
