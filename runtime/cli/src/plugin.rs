@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use weir_host::types::{ConfigType, Header, LogPosition, PluginKind, Record};
@@ -47,6 +49,10 @@ pub struct RunArgs {
     /// Sources: stop after this many records.
     #[arg(long)]
     max_records: Option<u64>,
+    /// Sources: keep polling when a poll comes back empty (like `tail -f`), until
+    /// --max-records or SIGINT/SIGTERM; then close the source and exit 0.
+    #[arg(long)]
+    follow: bool,
     /// Sources: an offset last committed, PARTITION=OFFSET (repeatable).
     #[arg(long, value_parser = key_value)]
     committed: Vec<(String, String)>,
@@ -262,8 +268,16 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<()> {
                 .map(|(p, o)| (p.clone().into_bytes(), o.clone().into_bytes()))
                 .collect();
             let mut task = plugin.source(&host, &config, &committed, &tc)?;
+            let stop = Arc::new(AtomicBool::new(false));
+            if args.follow {
+                let flag = stop.clone();
+                tokio::spawn(async move {
+                    stop_signal().await;
+                    flag.store(true, Ordering::Relaxed);
+                });
+            }
             let mut emitted = 0u64;
-            loop {
+            while !stop.load(Ordering::Relaxed) {
                 let want = match args.max_records {
                     Some(max) if emitted >= max => break,
                     Some(max) => (max - emitted).min(batch as u64) as u32,
@@ -271,7 +285,11 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<()> {
                 };
                 let polled = task.poll(want)?;
                 if polled.is_empty() {
-                    break;
+                    if !args.follow {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    continue;
                 }
                 emitted += polled.len() as u64;
                 let mut last: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
@@ -290,6 +308,21 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn stop_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }
 
 fn kind(k: PluginKind) -> &'static str {
