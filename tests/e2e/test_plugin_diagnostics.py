@@ -78,3 +78,20 @@ def test_follow_keeps_a_source_running_until_sigterm(weir_bin, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_javascript_exception_fails_the_task_with_its_message(weir_bin, tmp_path):
+    tool = HERE.parents[1] / "examples" / "js" / "node_modules" / ".bin" / "componentize-qjs"
+    if not tool.exists():
+        pytest.fail(f"{tool} not found: examples/build-plugins installs it", pytrace=False)
+    wasm = tmp_path / "js-throws.wasm"
+    build = subprocess.run(
+        [str(tool), "--sync", "--wit", str(HERE.parents[1] / "wit"), "--world", "transform",
+         "--js", str(HERE / "plugins" / "js-throws" / "index.js"), "-o", str(wasm)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert build.returncode == 0, describe_process(build)
+    r = run_cli(weir_bin, "plugin", "run", str(wasm), input='{"key":"a","value":"b","timestamp":1}\n', timeout=180)
+    assert r.returncode == 1, describe_process(r)
+    assert "plugin js-throws failed in apply: wasm trap: wasm `unreachable` instruction executed" in r.stderr, describe_process(r)
+    assert "cannot read property 'length' of undefined" in r.stderr, describe_process(r)

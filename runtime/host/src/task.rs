@@ -382,11 +382,13 @@ impl<W: World> Runner<W> {
             Err(e) => {
                 // After a trap the instance's state is unknown: this task is done.
                 self.poisoned = true;
+                // The message says what happened; the wasm backtrace goes to the log.
                 let mut message = match e.downcast_ref::<wasmtime::Trap>() {
                     Some(wasmtime::Trap::Interrupt) => {
                         "ran past its call deadline (interrupted)".to_string()
                     }
-                    _ => format!("{e:#}"),
+                    Some(trap) => trap.to_string(),
+                    None => e.root_cause().to_string(),
                 };
                 // What the plugin printed just before (a panic message, a Python traceback).
                 let tail = self.store.data().stderr.tail();
@@ -394,7 +396,7 @@ impl<W: World> Runner<W> {
                     message.push_str("; the plugin's stderr ended with: ");
                     message.push_str(&tail.join(" | "));
                 }
-                tracing::error!(plugin = %self.plugin, task = %self.grants.task, function, error = %message, "plugin trapped; task failed");
+                tracing::error!(plugin = %self.plugin, task = %self.grants.task, function, error = %message, detail = %format!("{e:#}"), "plugin trapped; task failed");
                 Err(HostError::Trap {
                     plugin: self.plugin.clone(),
                     function: function.to_string(),
