@@ -30,6 +30,7 @@ fn main() {
             "http-get",
             "leaky",
             "old-contract",
+            "sleeper",
         ],
         &["counter-source", "file-watch"],
         &["file-sink"],

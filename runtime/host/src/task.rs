@@ -114,6 +114,60 @@ pub(crate) struct TaskState {
     carry: Carry,
     /// The plugin's stderr (also in the log), to explain a trap.
     stderr: LogStream,
+    /// When the current call's deadline passes (wall clock), for the clamped clock.
+    call_ends: std::time::Instant,
+}
+
+/// `wasi:clocks/monotonic-clock` with every subscription (a sleep, a poll timeout) clamped to
+/// what is left of the call's deadline: a plugin that sleeps for an hour wakes at its
+/// deadline and is interrupted there, instead of holding its thread (epochs only interrupt
+/// wasm code, never a host call).
+struct BoundedClocks<'a> {
+    inner: wasmtime_wasi::clocks::WasiClocksCtxView<'a>,
+    left_ns: u64,
+}
+
+struct HasBoundedClocks;
+
+impl wasmtime::component::HasData for HasBoundedClocks {
+    type Data<'a> = BoundedClocks<'a>;
+}
+
+use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
+
+impl monotonic_clock::Host for BoundedClocks<'_> {
+    fn now(&mut self) -> wasmtime::Result<u64> {
+        self.inner.now()
+    }
+    fn resolution(&mut self) -> wasmtime::Result<u64> {
+        self.inner.resolution()
+    }
+    fn subscribe_instant(
+        &mut self,
+        when: u64,
+    ) -> wasmtime::Result<wasmtime::component::Resource<wasmtime_wasi::p2::DynPollable>> {
+        let now = self.inner.now()?;
+        self.subscribe_duration(when.saturating_sub(now))
+    }
+    fn subscribe_duration(
+        &mut self,
+        duration: u64,
+    ) -> wasmtime::Result<wasmtime::component::Resource<wasmtime_wasi::p2::DynPollable>> {
+        self.inner.subscribe_duration(duration.min(self.left_ns))
+    }
+}
+
+fn bounded_clocks(t: &mut TaskState) -> BoundedClocks<'_> {
+    // A little past the deadline, so the epoch interrupt is what ends the call.
+    let left = t
+        .call_ends
+        .saturating_duration_since(std::time::Instant::now())
+        .as_nanos()
+        .saturating_add(20_000_000);
+    BoundedClocks {
+        inner: wasmtime_wasi::clocks::WasiClocksView::clocks(t),
+        left_ns: u64::try_from(left).unwrap_or(u64::MAX),
+    }
 }
 
 impl WasiView for TaskState {
@@ -280,6 +334,7 @@ pub(crate) struct Runner<W: World> {
     pre: W::Pre,
     grants: Arc<TaskConfig>,
     memory_limit: usize,
+    deadline: Duration,
     deadline_ticks: u64,
     http_timeout: Duration,
     store: Store<TaskState>,
@@ -303,6 +358,15 @@ impl<W: World> Runner<W> {
             None => {
                 let mut linker: Linker<TaskState> = Linker::new(&host.engine);
                 wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+                    .and_then(|()| {
+                        linker.allow_shadowing(true);
+                        monotonic_clock::add_to_linker::<TaskState, HasBoundedClocks>(
+                            &mut linker,
+                            bounded_clocks,
+                        )?;
+                        linker.allow_shadowing(false);
+                        Ok(())
+                    })
                     .map_err(|e| HostError::Internal(format!("{e:#}")))?;
                 let pre =
                     W::link(&mut linker, &plugin.component).map_err(|e| HostError::Invalid {
@@ -339,6 +403,7 @@ impl<W: World> Runner<W> {
             pre,
             grants,
             memory_limit,
+            deadline,
             deadline_ticks,
             http_timeout,
             store,
@@ -362,6 +427,7 @@ impl<W: World> Runner<W> {
         self.calls += 1;
         self.store.set_epoch_deadline(self.deadline_ticks);
         self.store.data().stderr.clear_tail();
+        self.store.data_mut().call_ends = std::time::Instant::now() + self.deadline;
         // WASI's synchronous bindings block on a runtime of their own: inside a tokio worker
         // thread that would panic, so step out of the async context first. A current-thread
         // runtime cannot be stepped out of: callers there must use `spawn_blocking`.
@@ -521,6 +587,7 @@ fn instantiate<W: World>(
         http_timeout,
         carry,
         stderr,
+        call_ends: std::time::Instant::now(),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);

@@ -842,3 +842,23 @@ fn the_sdk_template_builds_and_runs() {
     assert_eq!(header(&out[0], "via"), "weir");
     assert_eq!(out[0].headers.len(), 2);
 }
+
+/// A plugin blocked in a host call (an hour's sleep) is woken at its call deadline and
+/// interrupted there, not left holding its thread.
+#[test]
+fn a_sleeping_plugin_is_stopped_at_its_call_deadline() {
+    let h = host(64 << 20, Duration::from_millis(300));
+    let p = h.load(&guest("sleeper")).unwrap();
+    let mut t = p.transform(&h, &[], &TaskConfig::default()).unwrap();
+    let started = Instant::now();
+    let e = t.apply(&[rec(0, "x")]).unwrap_err();
+    assert!(
+        matches!(&e, HostError::Trap { function, message, .. } if function == "apply" && message.contains("deadline")),
+        "{e:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "slept past the deadline: {:?}",
+        started.elapsed()
+    );
+}
