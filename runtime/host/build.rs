@@ -31,6 +31,7 @@ fn main() {
             "leaky",
             "old-contract",
             "sleeper",
+            "socket",
         ],
         &["counter-source", "file-watch"],
         &["file-sink"],

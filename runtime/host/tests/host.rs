@@ -599,6 +599,27 @@ fn isolation_files_and_http_with_a_healthy_neighbour() {
         );
     }
 
+    // No capability grants sockets: a plugin cannot connect anywhere, even to a listening
+    // local port (raw TCP would bypass the HTTP allow-list).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let e = h
+        .load(&guest("socket"))
+        .unwrap()
+        .transform(&h, &cfg(&[("addr", &addr)]), &TaskConfig::default())
+        .unwrap()
+        .apply(&[])
+        .unwrap_err();
+    assert!(
+        matches!(&e, HostError::Plugin { error: Error::Retriable(m), .. } if m.starts_with("refused: ")),
+        "{e:?}"
+    );
+    assert!(
+        listener.accept().is_err(),
+        "the plugin reached the listener"
+    );
+
     let (port, server) = http_server("hello from the allowed host");
     let getter = h.load(&guest("http-get")).unwrap();
     let get = |allow: &str| {
