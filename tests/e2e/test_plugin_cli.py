@@ -62,3 +62,14 @@ def test_a_component_of_another_contract_version_is_refused_by_name(weir_bin):
         assert (
             "was built against weir:connector@0.2.0; this host implements weir:connector@0.1.0" in result.stderr
         ), describe_process(result)
+
+
+def test_plugin_run_names_a_bad_input_line_and_a_bad_runtime_key(weir_bin):
+    identity = str(guest(weir_bin, "identity"))
+    r = run_cli(weir_bin, "plugin", "run", identity, input='{"key":"a","value":"b"}\nnot json\n')
+    assert r.returncode == 1, describe_process(r)
+    assert "input line 2: not a JSON record" in r.stderr, describe_process(r)
+    assert r.stdout == "", describe_process(r)
+    r = run_cli(weir_bin, "plugin", "run", identity, "-c", "weir.dirz=/tmp:/x", input="")
+    assert r.returncode == 1, describe_process(r)
+    assert 'unknown runtime key "weir.dirz"' in r.stderr, describe_process(r)

@@ -30,7 +30,8 @@ pub struct TaskConfig {
     pub memory_limit: Option<usize>,
     /// Longest one call into the plugin may run.
     pub call_deadline: Option<Duration>,
-    /// Replace the instance after this many calls (at a point with no work in flight).
+    /// Replace the instance after this many calls that do the work (apply, poll, ack, put,
+    /// flush; not open, close or describe), at a point with no work in flight.
     pub recycle_after_calls: Option<u64>,
     /// Replace the instance once its linear memory exceeds this many bytes.
     pub recycle_above_memory: Option<usize>,
@@ -247,107 +248,123 @@ fn allowed(allow: &[String], host: &str, port: Option<u16>) -> bool {
     })
 }
 
-/// Sends one request if its host is allow-listed. Redirects are not followed (a redirect
-/// could lead to a host that is not), the plugin sees the 3xx.
-pub(crate) fn http_send(
-    allow: &[String],
-    timeout: Duration,
-    req: http::Request,
-) -> Result<http::Response, http::HttpError> {
-    use http::HttpError as E;
-    let url =
-        url::Url::parse(&req.url).map_err(|e| E::InvalidRequest(format!("{}: {e}", req.url)))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(E::InvalidRequest(format!(
-            "{}: only http and https URLs can be sent",
-            req.url
-        )));
+/// A task's HTTP client: one agent (its TLS configuration and connection pool built once per
+/// task, not per request) whose resolver answers with the addresses `send` checked.
+pub(crate) struct HttpClient {
+    agent: ureq::Agent,
+    pinned: Arc<Mutex<Vec<std::net::SocketAddr>>>,
+}
+
+impl HttpClient {
+    pub(crate) fn new(timeout: Duration) -> HttpClient {
+        let pinned: Arc<Mutex<Vec<std::net::SocketAddr>>> = Arc::default();
+        let slot = pinned.clone();
+        let agent = ureq::AgentBuilder::new()
+            .timeout(timeout)
+            .redirects(0)
+            .resolver(move |_: &str| Ok(slot.lock().unwrap_or_else(|p| p.into_inner()).clone()))
+            .build();
+        HttpClient { agent, pinned }
     }
-    let host = url
-        .host_str()
-        .ok_or_else(|| E::InvalidRequest(format!("{}: no host", req.url)))?;
-    let port = url.port_or_known_default();
-    if !allowed(allow, host, port) {
-        let list = if allow.is_empty() {
-            "it allows none".to_string()
-        } else {
-            format!("it allows {}", allow.join(", "))
-        };
-        return Err(E::Denied(format!(
-            "{host}:{} is not in this connector's weir.http.allow ({list})",
-            port.unwrap_or(0)
-        )));
-    }
-    if !is_token(&req.method) {
-        return Err(E::InvalidRequest(format!(
-            "{:?} is not an HTTP method",
-            req.method
-        )));
-    }
-    for (name, value) in &req.headers {
-        let lower = name.to_ascii_lowercase();
-        if !is_token(name) || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-            return Err(E::InvalidRequest(format!("header {name:?} is malformed")));
-        }
-        if HOST_OWNED_HEADERS.contains(&lower.as_str()) || lower.starts_with("proxy-") {
+
+    /// Sends one request if its host is allow-listed. Redirects are not followed (a
+    /// redirect could lead to a host that is not), the plugin sees the 3xx.
+    pub(crate) fn send(
+        &self,
+        allow: &[String],
+        req: http::Request,
+    ) -> Result<http::Response, http::HttpError> {
+        use http::HttpError as E;
+        let url = url::Url::parse(&req.url)
+            .map_err(|e| E::InvalidRequest(format!("{}: {e}", req.url)))?;
+        if !matches!(url.scheme(), "http" | "https") {
             return Err(E::InvalidRequest(format!(
-                "header {name} is set by the host, not by a plugin"
+                "{}: only http and https URLs can be sent",
+                req.url
             )));
         }
+        let host = url
+            .host_str()
+            .ok_or_else(|| E::InvalidRequest(format!("{}: no host", req.url)))?;
+        let port = url.port_or_known_default();
+        if !allowed(allow, host, port) {
+            let list = if allow.is_empty() {
+                "it allows none".to_string()
+            } else {
+                format!("it allows {}", allow.join(", "))
+            };
+            return Err(E::Denied(format!(
+                "{host}:{} is not in this connector's weir.http.allow ({list})",
+                port.unwrap_or(0)
+            )));
+        }
+        if !is_token(&req.method) {
+            return Err(E::InvalidRequest(format!(
+                "{:?} is not an HTTP method",
+                req.method
+            )));
+        }
+        for (name, value) in &req.headers {
+            let lower = name.to_ascii_lowercase();
+            if !is_token(name) || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                return Err(E::InvalidRequest(format!("header {name:?} is malformed")));
+            }
+            if HOST_OWNED_HEADERS.contains(&lower.as_str()) || lower.starts_with("proxy-") {
+                return Err(E::InvalidRequest(format!(
+                    "header {name} is set by the host, not by a plugin"
+                )));
+            }
+        }
+        // Resolve once, check, and connect to exactly what was checked (no second lookup that
+        // could answer differently).
+        let addrs = url
+            .socket_addrs(|| None)
+            .map_err(|e| E::Failed(format!("cannot resolve {host}: {e}")))?;
+        let literal = matches!(
+            url.host(),
+            Some(url::Host::Ipv4(_)) | Some(url::Host::Ipv6(_))
+        ) || host.eq_ignore_ascii_case("localhost");
+        if !literal && let Some(a) = addrs.iter().find(|a| is_private(a.ip())) {
+            return Err(E::Denied(format!(
+                "{host} resolves to {}, a private address; allow-list the address itself to reach it",
+                a.ip()
+            )));
+        }
+        *self.pinned.lock().unwrap_or_else(|p| p.into_inner()) = addrs;
+        let mut r = self.agent.request_url(&req.method, &url);
+        for (k, v) in &req.headers {
+            r = r.set(k, v);
+        }
+        let result = match &req.body {
+            Some(b) => r.send_bytes(b),
+            None => r.call(),
+        };
+        let resp = match result {
+            Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
+            Err(e) => return Err(E::Failed(e.to_string())),
+        };
+        let status = resp.status();
+        let headers = resp
+            .headers_names()
+            .into_iter()
+            .filter_map(|n| resp.header(&n).map(|v| (n.clone(), v.to_string())))
+            .collect();
+        let mut body = Vec::new();
+        resp.into_reader()
+            .take(MAX_HTTP_BODY + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| E::Failed(format!("reading the response: {e}")))?;
+        if body.len() as u64 > MAX_HTTP_BODY {
+            return Err(E::Failed(format!(
+                "response body is over {MAX_HTTP_BODY} bytes"
+            )));
+        }
+        Ok(http::Response {
+            status,
+            headers,
+            body,
+        })
     }
-    // Resolve once, check, and connect to exactly what was checked (no second lookup that
-    // could answer differently).
-    let addrs = url
-        .socket_addrs(|| None)
-        .map_err(|e| E::Failed(format!("cannot resolve {host}: {e}")))?;
-    let literal = matches!(
-        url.host(),
-        Some(url::Host::Ipv4(_)) | Some(url::Host::Ipv6(_))
-    ) || host.eq_ignore_ascii_case("localhost");
-    if !literal && let Some(a) = addrs.iter().find(|a| is_private(a.ip())) {
-        return Err(E::Denied(format!(
-            "{host} resolves to {}, a private address; allow-list the address itself to reach it",
-            a.ip()
-        )));
-    }
-    let agent = ureq::AgentBuilder::new()
-        .timeout(timeout)
-        .redirects(0)
-        .resolver(move |_: &str| Ok(addrs.clone()))
-        .build();
-    let mut r = agent.request_url(&req.method, &url);
-    for (k, v) in &req.headers {
-        r = r.set(k, v);
-    }
-    let result = match &req.body {
-        Some(b) => r.send_bytes(b),
-        None => r.call(),
-    };
-    let resp = match result {
-        Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
-        Err(e) => return Err(E::Failed(e.to_string())),
-    };
-    let status = resp.status();
-    let headers = resp
-        .headers_names()
-        .into_iter()
-        .filter_map(|n| resp.header(&n).map(|v| (n.clone(), v.to_string())))
-        .collect();
-    let mut body = Vec::new();
-    resp.into_reader()
-        .take(MAX_HTTP_BODY + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| E::Failed(format!("reading the response: {e}")))?;
-    if body.len() as u64 > MAX_HTTP_BODY {
-        return Err(E::Failed(format!(
-            "response body is over {MAX_HTTP_BODY} bytes"
-        )));
-    }
-    Ok(http::Response {
-        status,
-        headers,
-        body,
-    })
 }
 
 /// Most change events kept for a task between two `events` calls; older ones are dropped
@@ -469,6 +486,11 @@ mod tests {
         assert_eq!(tc.http_allow, vec!["example.com", "127.0.0.1:8080"]);
         assert_eq!(tc.recycle_after_calls, Some(100));
 
+        for ms in ["0", "3600001", "soon"] {
+            let bad = vec![("weir.call.deadline.ms".to_string(), ms.to_string())];
+            let err = TaskConfig::from_config(&bad).unwrap_err().to_string();
+            assert!(err.contains("weir.call.deadline.ms"), "{err}");
+        }
         let bad = vec![("weir.dirz".to_string(), "x".to_string())];
         let err = TaskConfig::from_config(&bad).unwrap_err().to_string();
         assert!(err.contains("unknown runtime key \"weir.dirz\""), "{err}");
@@ -506,7 +528,9 @@ mod tests {
             "",
             "GE T",
         ] {
-            let e = http_send(&allow, t, req(bad, vec![])).unwrap_err();
+            let e = HttpClient::new(t)
+                .send(&allow, req(bad, vec![]))
+                .unwrap_err();
             assert!(
                 matches!(&e, http::HttpError::InvalidRequest(m) if m.contains("not an HTTP method")),
                 "{e:?}"
@@ -519,8 +543,9 @@ mod tests {
             ("x-ok", "a\r\nHost: internal"),
             ("bad header", "x"),
         ] {
-            let e =
-                http_send(&allow, t, req("GET", vec![(name.into(), value.into())])).unwrap_err();
+            let e = HttpClient::new(t)
+                .send(&allow, req("GET", vec![(name.into(), value.into())]))
+                .unwrap_err();
             assert!(
                 matches!(&e, http::HttpError::InvalidRequest(_)),
                 "{name}: {e:?}"

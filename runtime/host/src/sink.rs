@@ -22,7 +22,7 @@ pub struct SinkTask {
 impl std::fmt::Debug for SinkTask {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SinkTask")
-            .field("plugin", &self.runner.plugin)
+            .field("plugin", &self.runner.settings.plugin)
             .field("poisoned", &self.runner.is_poisoned())
             .finish()
     }
@@ -59,7 +59,7 @@ impl SinkTask {
     }
 
     fn open(&mut self) -> Result<(), HostError> {
-        open(&mut self.runner, &self.config.clone())
+        open(&mut self.runner, &self.config)
     }
 
     /// The plugin's descriptor.
@@ -72,11 +72,11 @@ impl SinkTask {
     pub fn put(&mut self, batch: &[types::Record]) -> Result<(), HostError> {
         if self.recycle_due {
             self.recycle_due = false;
-            let config = self.config.clone();
+            let config = &self.config;
             self.runner.recycle(|r| {
                 r.call("close", |b, s| b.weir_connector_sink().call_close(s))?;
                 r.reinstantiate()?;
-                open(r, &config)
+                open(r, config)
             })?;
         }
         let r = self

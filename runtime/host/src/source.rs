@@ -27,7 +27,7 @@ pub struct SourceTask {
 impl std::fmt::Debug for SourceTask {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SourceTask")
-            .field("plugin", &self.runner.plugin)
+            .field("plugin", &self.runner.settings.plugin)
             .field("poisoned", &self.runner.is_poisoned())
             .finish()
     }
@@ -67,8 +67,8 @@ impl SourceTask {
     }
 
     fn open(&mut self) -> Result<(), HostError> {
-        let (config, committed) = (self.config.clone(), self.committed());
-        open(&mut self.runner, &config, &committed)
+        let committed = self.committed();
+        open(&mut self.runner, &self.config, &committed)
     }
 
     fn committed(&self) -> Offsets {
@@ -89,11 +89,11 @@ impl SourceTask {
     pub fn poll(&mut self, max: u32) -> Result<Vec<types::Record>, HostError> {
         if self.recycle_due {
             self.recycle_due = false;
-            let (config, committed) = (self.config.clone(), self.committed());
+            let (config, committed) = (&self.config, self.committed());
             self.runner.recycle(|r| {
                 r.call("close", |b, s| b.weir_connector_source().call_close(s))?;
                 r.reinstantiate()?;
-                open(r, &config, &committed)
+                open(r, config, &committed)
             })?;
         }
         let r = self

@@ -103,14 +103,36 @@ struct Carry {
     watch: Option<Watch>,
 }
 
+/// What a task was started with, shared by the runner and the store's state.
+pub(crate) struct Settings {
+    pub(crate) plugin: String,
+    pub(crate) grants: TaskConfig,
+    memory_limit: usize,
+    deadline: Duration,
+}
+
+impl Settings {
+    fn deadline_ticks(&self) -> u64 {
+        (self.deadline.as_millis() as u64)
+            .saturating_mul(TICKS_PER_SECOND)
+            .checked_div(1000)
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// An HTTP call must return before the call deadline would interrupt the plugin.
+    fn http_timeout(&self) -> Duration {
+        self.deadline.mul_f64(0.8).max(Duration::from_millis(50))
+    }
+}
+
 pub(crate) struct TaskState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limits: Limits,
-    plugin: String,
-    task: String,
-    grants: Arc<TaskConfig>,
-    http_timeout: Duration,
+    settings: Arc<Settings>,
+    /// The task's HTTP client, made on first use.
+    http: Option<caps::HttpClient>,
     carry: Carry,
     /// The plugin's stderr (also in the log), to explain a trap.
     stderr: LogStream,
@@ -183,7 +205,10 @@ impl types::Host for TaskState {}
 
 impl log::Host for TaskState {
     fn log(&mut self, level: log::Level, message: String) {
-        let (plugin, task) = (self.plugin.as_str(), self.task.as_str());
+        let (plugin, task) = (
+            self.settings.plugin.as_str(),
+            self.settings.grants.task.as_str(),
+        );
         match level {
             log::Level::Trace => tracing::trace!(plugin, task, "{message}"),
             log::Level::Debug => tracing::debug!(plugin, task, "{message}"),
@@ -233,13 +258,18 @@ impl state::Host for TaskState {
 impl http::Host for TaskState {
     fn send(&mut self, request: http::Request) -> Result<http::Response, http::HttpError> {
         let (method, url) = (request.method.clone(), request.url.clone());
-        let result = caps::http_send(&self.grants.http_allow, self.http_timeout, request);
+        let settings = &self.settings;
+        let client = self
+            .http
+            .get_or_insert_with(|| caps::HttpClient::new(settings.http_timeout()));
+        let result = client.send(&settings.grants.http_allow, request);
+        let plugin = &settings.plugin;
         match &result {
             Ok(r) => {
-                tracing::debug!(plugin = %self.plugin, %method, %url, status = r.status, "plugin http request")
+                tracing::debug!(%plugin, %method, %url, status = r.status, "plugin http request")
             }
             Err(e) => {
-                tracing::warn!(plugin = %self.plugin, %method, %url, error = ?e, "plugin http request failed")
+                tracing::warn!(%plugin, %method, %url, error = ?e, "plugin http request failed")
             }
         }
         result
@@ -248,9 +278,10 @@ impl http::Host for TaskState {
 
 impl watch::Host for TaskState {
     fn watch(&mut self, path: String, recursive: bool) -> Result<(), String> {
-        let host = caps::guest_to_host(&self.grants.dirs, &path)?;
+        let grants = &self.settings.grants;
+        let host = caps::guest_to_host(&grants.dirs, &path)?;
         if self.carry.watch.is_none() {
-            self.carry.watch = Some(Watch::new(&self.grants.dirs, &self.plugin)?);
+            self.carry.watch = Some(Watch::new(&grants.dirs, &self.settings.plugin)?);
         }
         self.carry
             .watch
@@ -329,18 +360,13 @@ world!(
 
 /// A task's instance of one world: calls under a deadline, poisoning on a trap, recycling.
 pub(crate) struct Runner<W: World> {
-    pub(crate) plugin: String,
+    pub(crate) settings: Arc<Settings>,
     engine: Engine,
     pre: W::Pre,
-    grants: Arc<TaskConfig>,
-    memory_limit: usize,
-    deadline: Duration,
-    deadline_ticks: u64,
-    http_timeout: Duration,
     store: Store<TaskState>,
     bindings: W,
     poisoned: bool,
-    /// Calls since this instance was created.
+    /// Work calls (not open/close/describe) since this instance was created.
     calls: u64,
     /// How many times the instance was replaced.
     pub(crate) recycled: u64,
@@ -377,35 +403,17 @@ impl<W: World> Runner<W> {
                 pre
             }
         };
-        let deadline = tc.call_deadline.unwrap_or(host.cfg.call_deadline);
-        let deadline_ticks = (deadline.as_millis() as u64)
-            .saturating_mul(TICKS_PER_SECOND)
-            .checked_div(1000)
-            .unwrap_or(u64::MAX)
-            .max(1);
-        // An HTTP call must return before the call deadline would interrupt the plugin.
-        let http_timeout = deadline.mul_f64(0.8).max(Duration::from_millis(50));
-        let grants = Arc::new(tc.clone());
-        let memory_limit = tc.memory_limit.unwrap_or(host.cfg.memory_limit);
-        let (store, bindings) = instantiate::<W>(
-            &host.engine,
-            &pre,
-            &plugin.name,
-            &grants,
-            memory_limit,
-            deadline_ticks,
-            http_timeout,
-            Carry::default(),
-        )?;
-        Ok(Runner {
+        let settings = Arc::new(Settings {
             plugin: plugin.name.clone(),
+            grants: tc.clone(),
+            memory_limit: tc.memory_limit.unwrap_or(host.cfg.memory_limit),
+            deadline: tc.call_deadline.unwrap_or(host.cfg.call_deadline),
+        });
+        let (store, bindings) = instantiate::<W>(&host.engine, &pre, &settings, Carry::default())?;
+        Ok(Runner {
+            settings,
             engine: host.engine.clone(),
             pre,
-            grants,
-            memory_limit,
-            deadline,
-            deadline_ticks,
-            http_timeout,
             store,
             bindings,
             poisoned: false,
@@ -421,13 +429,17 @@ impl<W: World> Runner<W> {
     ) -> Result<R, HostError> {
         if self.poisoned {
             return Err(HostError::Poisoned {
-                plugin: self.plugin.clone(),
+                plugin: self.settings.plugin.clone(),
             });
         }
-        self.calls += 1;
-        self.store.set_epoch_deadline(self.deadline_ticks);
+        // The recycling count is of calls that do the work, not of open/close/describe.
+        if !matches!(function, "open" | "close" | "describe") {
+            self.calls += 1;
+        }
+        self.store
+            .set_epoch_deadline(self.settings.deadline_ticks());
         self.store.data().stderr.clear_tail();
-        self.store.data_mut().call_ends = std::time::Instant::now() + self.deadline;
+        self.store.data_mut().call_ends = std::time::Instant::now() + self.settings.deadline;
         // WASI's synchronous bindings block on a runtime of their own: inside a tokio worker
         // thread that would panic, so step out of the async context first. A current-thread
         // runtime cannot be stepped out of: callers there must use `spawn_blocking`.
@@ -439,7 +451,7 @@ impl<W: World> Runner<W> {
             Ok(_) => {
                 return Err(HostError::Internal(format!(
                     "plugin {} called from a current-thread async runtime; call it from a blocking thread (spawn_blocking)",
-                    self.plugin
+                    self.settings.plugin
                 )));
             }
         };
@@ -462,9 +474,10 @@ impl<W: World> Runner<W> {
                     message.push_str("; the plugin's stderr ended with: ");
                     message.push_str(&tail.join(" | "));
                 }
-                tracing::error!(plugin = %self.plugin, task = %self.grants.task, function, error = %message, detail = %format!("{e:#}"), "plugin trapped; task failed");
+                let (plugin, task) = (&self.settings.plugin, &self.settings.grants.task);
+                tracing::error!(%plugin, %task, function, error = %message, detail = %format!("{e:#}"), "plugin trapped; task failed");
                 Err(HostError::Trap {
-                    plugin: self.plugin.clone(),
+                    plugin: plugin.clone(),
                     function: function.to_string(),
                     message,
                 })
@@ -479,7 +492,7 @@ impl<W: World> Runner<W> {
         r: Result<R, types::Error>,
     ) -> Result<R, HostError> {
         r.map_err(|error| HostError::Plugin {
-            plugin: self.plugin.clone(),
+            plugin: self.settings.plugin.clone(),
             function: function.into(),
             error,
         })
@@ -516,10 +529,12 @@ impl<W: World> Runner<W> {
     pub(crate) fn wants_recycle(&self) -> bool {
         !self.poisoned
             && (self
+                .settings
                 .grants
                 .recycle_after_calls
                 .is_some_and(|n| self.calls >= n)
                 || self
+                    .settings
                     .grants
                     .recycle_above_memory
                     .is_some_and(|m| self.memory_used() > m))
@@ -529,38 +544,27 @@ impl<W: World> Runner<W> {
     /// caller opens the new instance.
     pub(crate) fn reinstantiate(&mut self) -> Result<(), HostError> {
         let before = self.memory_used();
-        let (mut store, bindings) = instantiate::<W>(
-            &self.engine,
-            &self.pre,
-            &self.plugin,
-            &self.grants,
-            self.memory_limit,
-            self.deadline_ticks,
-            self.http_timeout,
-            Carry::default(),
-        )?;
+        let (mut store, bindings) =
+            instantiate::<W>(&self.engine, &self.pre, &self.settings, Carry::default())?;
         // Only now that the new instance exists does the state move over.
         store.data_mut().carry = std::mem::take(&mut self.store.data_mut().carry);
         self.store = store;
         self.bindings = bindings;
         self.calls = 0;
         self.recycled += 1;
-        tracing::info!(plugin = %self.plugin, task = %self.grants.task, memory_before = before, recycled = self.recycled, "plugin instance recycled");
+        let (plugin, task) = (&self.settings.plugin, &self.settings.grants.task);
+        tracing::info!(%plugin, %task, memory_before = before, recycled = self.recycled, "plugin instance recycled");
         Ok(())
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn instantiate<W: World>(
     engine: &Engine,
     pre: &W::Pre,
-    plugin: &str,
-    grants: &Arc<TaskConfig>,
-    memory_limit: usize,
-    deadline_ticks: u64,
-    http_timeout: Duration,
+    settings: &Arc<Settings>,
     carry: Carry,
 ) -> Result<(Store<TaskState>, W), HostError> {
+    let (plugin, grants) = (settings.plugin.as_str(), &settings.grants);
     let mut wasi = WasiCtx::builder();
     let stderr = LogStream::new(plugin, &grants.task, "stderr");
     wasi.stdout(LogStream::new(plugin, &grants.task, "stdout"));
@@ -578,20 +582,18 @@ fn instantiate<W: World>(
         wasi: wasi.build(),
         table: ResourceTable::new(),
         limits: Limits {
-            cap: memory_limit,
+            cap: settings.memory_limit,
             used: 0,
         },
-        plugin: plugin.to_string(),
-        task: grants.task.clone(),
-        grants: grants.clone(),
-        http_timeout,
+        settings: settings.clone(),
+        http: None,
         carry,
         stderr,
         call_ends: std::time::Instant::now(),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);
-    store.set_epoch_deadline(deadline_ticks);
+    store.set_epoch_deadline(settings.deadline_ticks());
     let bindings = W::instantiate(pre, &mut store).map_err(|e| HostError::Instantiate {
         plugin: plugin.to_string(),
         message: format!("{e:#}"),

@@ -13,7 +13,7 @@ pub struct TransformTask {
 impl std::fmt::Debug for TransformTask {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TransformTask")
-            .field("plugin", &self.runner.plugin)
+            .field("plugin", &self.runner.settings.plugin)
             .field("poisoned", &self.runner.is_poisoned())
             .finish()
     }
@@ -48,11 +48,7 @@ impl TransformTask {
     }
 
     fn open(&mut self) -> Result<(), HostError> {
-        let cfg = &self.config;
-        let r = self.runner.call("open", |b, s| {
-            b.weir_connector_transformer().call_open(s, cfg)
-        })?;
-        self.runner.plugin_result("open", r)
+        open(&mut self.runner, &self.config)
     }
 
     /// The plugin's descriptor.
@@ -66,13 +62,10 @@ impl TransformTask {
     /// (a transform holds nothing between calls but what it keeps in host state).
     pub fn apply(&mut self, batch: &[types::Record]) -> Result<Vec<types::Record>, HostError> {
         if self.runner.wants_recycle() {
-            let config = self.config.clone();
+            let config = &self.config;
             self.runner.recycle(|r| {
                 r.reinstantiate()?;
-                let out = r.call("open", |b, s| {
-                    b.weir_connector_transformer().call_open(s, &config)
-                })?;
-                r.plugin_result("open", out)
+                open(r, config)
             })?;
         }
         let r = self.runner.call("apply", |b, s| {
@@ -95,4 +88,13 @@ impl TransformTask {
     pub fn memory_used(&self) -> usize {
         self.runner.memory_used()
     }
+}
+
+// The generated bindings take the config as `&Vec`.
+#[allow(clippy::ptr_arg)]
+fn open(runner: &mut Runner<Transform>, config: &Vec<(String, String)>) -> Result<(), HostError> {
+    let r = runner.call("open", |b, s| {
+        b.weir_connector_transformer().call_open(s, config)
+    })?;
+    runner.plugin_result("open", r)
 }

@@ -883,3 +883,45 @@ fn a_sleeping_plugin_is_stopped_at_its_call_deadline() {
         started.elapsed()
     );
 }
+
+/// When the fresh instance of a recycle cannot be opened, the task fails: it never goes on
+/// with an instance that was not opened.
+#[test]
+fn a_failed_reopen_after_recycling_fails_the_task() {
+    let h = host(64 << 20, Duration::from_secs(5));
+    let p = h.load(&guest("stateful")).unwrap();
+    let tc = TaskConfig {
+        recycle_after_calls: Some(1),
+        ..TaskConfig::default()
+    };
+    let mut t = p.transform(&h, &cfg(&[("once", "true")]), &tc).unwrap();
+    assert_eq!(t.apply(&[rec(0, "x")]).unwrap().len(), 1);
+    let e = t.apply(&[rec(1, "y")]).unwrap_err();
+    assert!(
+        matches!(&e, HostError::Plugin { function, error: Error::Fatal(m), .. } if function == "open" && m == "opened twice"),
+        "{e:?}"
+    );
+    assert!(t.is_poisoned());
+    assert!(matches!(t.apply(&[]), Err(HostError::Poisoned { .. })));
+}
+
+/// A memory cap below what the component needs to start is an instantiation error that says
+/// so, not "invalid component".
+#[test]
+fn a_memory_cap_below_the_initial_memory_is_an_instantiation_error() {
+    let h = host(64 << 10, Duration::from_secs(5));
+    let e = h
+        .load(&guest("identity"))
+        .unwrap()
+        .transform(&h, &[], &TaskConfig::default())
+        .unwrap_err();
+    assert!(
+        matches!(&e, HostError::Instantiate { message, .. } if message.contains("memory limit exceeded")),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .starts_with("plugin identity could not be instantiated: "),
+        "{e}"
+    );
+}

@@ -11,6 +11,13 @@ impl Transform for Counter {
         weir_sdk::descriptor("stateful", "0.1.0", PluginKind::Transform, "Numbers records with host state")
     }
     fn open(config: Vec<(String, String)>) -> Result<Self, Error> {
+        // `once=true`: refuses a second open in the same task (state survives recycling).
+        if weir_sdk::config_get(&config, "once") == Some("true") {
+            if weir_sdk::state_get("opened").is_some() {
+                return Err(Error::Fatal("opened twice".into()));
+            }
+            weir_sdk::state_set("opened", b"1").map_err(Error::Fatal)?;
+        }
         Ok(Counter { fill: weir_sdk::config_get(&config, "fill") == Some("true") })
     }
     fn apply(&mut self, mut batch: Vec<Record>) -> Result<Vec<Record>, Error> {
