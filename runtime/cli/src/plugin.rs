@@ -170,24 +170,41 @@ fn cache_dir() -> Option<PathBuf> {
     Some(base.join("weir").join("compiled"))
 }
 
-fn read_records(args: &RunArgs) -> anyhow::Result<Vec<Record>> {
-    let reader: Box<dyn BufRead> = match &args.input {
-        Some(p) => Box::new(std::io::BufReader::new(
-            std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?,
-        )),
-        None => Box::new(std::io::stdin().lock()),
-    };
-    let mut out = Vec::new();
-    for (n, line) in reader.lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let r: JsonRecord = serde_json::from_str(&line)
-            .with_context(|| format!("input line {}: not a JSON record", n + 1))?;
-        out.push(r.into_record());
+/// Input records, read a batch at a time (a large file is never held whole).
+struct RecordReader {
+    lines: std::iter::Enumerate<std::io::Lines<Box<dyn BufRead>>>,
+}
+
+impl RecordReader {
+    fn open(args: &RunArgs) -> anyhow::Result<RecordReader> {
+        let reader: Box<dyn BufRead> = match &args.input {
+            Some(p) => Box::new(std::io::BufReader::new(
+                std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?,
+            )),
+            None => Box::new(std::io::stdin().lock()),
+        };
+        Ok(RecordReader {
+            lines: reader.lines().enumerate(),
+        })
     }
-    Ok(out)
+
+    /// Up to `n` records; empty at the end of the input.
+    fn next_batch(&mut self, n: usize) -> anyhow::Result<Vec<Record>> {
+        let mut out = Vec::with_capacity(n.min(4096));
+        while out.len() < n {
+            let Some((i, line)) = self.lines.next() else {
+                break;
+            };
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let r: JsonRecord = serde_json::from_str(&line)
+                .with_context(|| format!("input line {}: not a JSON record", i + 1))?;
+            out.push(r.into_record());
+        }
+        Ok(out)
+    }
 }
 
 fn print_records(out: &mut impl Write, batch: Vec<Record>) -> anyhow::Result<()> {
@@ -222,18 +239,28 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<()> {
     let batch = args.batch.max(1) as usize;
     match kind {
         PluginKind::Transform => {
-            let records = read_records(&args)?;
+            let mut input = RecordReader::open(&args)?;
             let mut task = plugin.transform(&host, &config, &tc)?;
-            for chunk in records.chunks(batch) {
-                print_records(&mut out, task.apply(chunk)?)?;
+            loop {
+                let chunk = input.next_batch(batch)?;
+                if chunk.is_empty() {
+                    break;
+                }
+                print_records(&mut out, task.apply(&chunk)?)?;
             }
         }
         PluginKind::Sink => {
-            let records = read_records(&args)?;
+            let mut input = RecordReader::open(&args)?;
             let mut task = plugin.sink(&host, &config, &tc)?;
             let mut up_to: BTreeMap<(String, i32), i64> = BTreeMap::new();
-            for chunk in records.chunks(batch) {
-                task.put(chunk)?;
+            let mut count = 0usize;
+            loop {
+                let chunk = input.next_batch(batch)?;
+                if chunk.is_empty() {
+                    break;
+                }
+                count += chunk.len();
+                task.put(&chunk)?;
                 for p in chunk.iter().filter_map(|r| r.position.as_ref()) {
                     let e = up_to
                         .entry((p.topic.clone(), p.partition))
@@ -252,8 +279,7 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<()> {
             task.flush(&positions)?;
             task.close()?;
             eprintln!(
-                "put {} records, flushed up to {}",
-                records.len(),
+                "put {count} records, flushed up to {}",
                 positions
                     .iter()
                     .map(|p| format!("{}/{}/{}", p.topic, p.partition, p.offset))
