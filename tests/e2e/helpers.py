@@ -102,6 +102,7 @@ class Record:
     headers: tuple  # ((name: str, value: bytes | None), ...) in wire order
     timestamp: int  # milliseconds since the epoch
     create_time: bool  # True when the timestamp type is CreateTime
+    log_append_time: bool = False  # True when the timestamp type is LogAppendTime
 
 
 # ---------------------------------------------------------------------------
@@ -148,11 +149,34 @@ def create_topic(
 
 def describe_topic_config(bootstrap: str, topic: str, timeout: float = 20.0) -> dict:
     """DescribeConfigs for a topic, as {name: value}."""
-    admin = ck_admin(bootstrap)
-    resource = ConfigResource(ResourceType.TOPIC, topic)
-    futures = admin.describe_configs([resource], request_timeout=timeout)
-    entries = futures[resource].result(timeout=timeout)
+    entries = ck_describe_configs(bootstrap, ResourceType.TOPIC, topic, timeout=timeout)
     return {name: entry.value for name, entry in entries.items()}
+
+
+def ck_describe_configs(bootstrap: str, restype: ResourceType, name: str, timeout: float = 20.0) -> dict:
+    """DescribeConfigs for one resource (a topic, or a broker by its id), as
+    {name: confluent_kafka.admin.ConfigEntry}; entry.source is the int of a
+    ConfigSource. Raises KafkaException on a broker error."""
+    admin = ck_admin(bootstrap)
+    resource = ConfigResource(restype, name)
+    futures = admin.describe_configs([resource], request_timeout=timeout)
+    return futures[resource].result(timeout=timeout)
+
+
+def ck_alter_configs(bootstrap: str, restype: ResourceType, name: str, changes: dict, timeout: float = 20.0) -> None:
+    """IncrementalAlterConfigs of one resource; `changes` maps a config name
+    to a value to SET, or to None to DELETE it. Raises KafkaException (its
+    args[0] the KafkaError) when the broker refuses."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry
+
+    entries = [
+        ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET if value is not None else AlterConfigOpType.DELETE)
+        for key, value in changes.items()
+    ]
+    admin = ck_admin(bootstrap)  # keep the handle alive until the result is in
+    resource = ConfigResource(restype, name, incremental_configs=entries)
+    futures = admin.incremental_alter_configs([resource], request_timeout=timeout)
+    futures[resource].result(timeout=timeout)
 
 
 def list_topic_names(bootstrap: str, timeout: float = 10.0) -> set:
@@ -267,6 +291,7 @@ def _ck_record(msg) -> Record:
         headers=headers,
         timestamp=ts,
         create_time=ts_type == ck.TIMESTAMP_CREATE_TIME,
+        log_append_time=ts_type == ck.TIMESTAMP_LOG_APPEND_TIME,
     )
 
 
@@ -472,6 +497,7 @@ def kp_consume_partition(
                         headers=tuple(msg.headers or ()),
                         timestamp=msg.timestamp,
                         create_time=msg.timestamp_type == 0,
+                        log_append_time=msg.timestamp_type == 1,
                     )
                 )
                 next_offset = msg.offset + 1

@@ -1,5 +1,5 @@
-//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs,
-//! DescribeCluster.
+//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DeleteRecords,
+//! DescribeLogDirs, DescribeCluster. Configs are in `configs.rs`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -12,12 +12,9 @@ use kafka_protocol::messages::create_topics_response::{
 };
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
-};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use weir_log::{LogError, TOPIC_KEYS, TopicConfig};
+use weir_log::{LogError, TopicInfo};
 
 use crate::Shared;
 use crate::errors::{NONE, c, code};
@@ -25,22 +22,6 @@ use crate::frame::encode_response;
 
 fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
-}
-
-const RESOURCE_TOPIC: i8 = 2;
-const RESOURCE_BROKER: i8 = 4;
-const SOURCE_DYNAMIC_TOPIC: i8 = 1;
-const SOURCE_STATIC_BROKER: i8 = 4;
-const SOURCE_DEFAULT: i8 = 5;
-
-fn config_type(key: &str) -> i8 {
-    match key {
-        "cleanup.policy" => 7,
-        "message.timestamp.type" => 2,
-        "index.interval.bytes" | "max.message.bytes" => 3,
-        "auto.create.topics.enable" => 1,
-        _ => 5,
-    }
 }
 
 pub(crate) fn create_topics(
@@ -114,7 +95,14 @@ pub(crate) fn create_topics(
                 .map_err(|e| (code(&e), e.to_string()))?;
             if req.validate_only {
                 if version >= 5 {
-                    fill_result(&mut r, &effective, &configs, partitions);
+                    let info = TopicInfo {
+                        name: name.clone(),
+                        id: uuid::Uuid::nil(),
+                        partitions: partitions as u32,
+                        overrides: configs.clone(),
+                        config: Arc::new(effective),
+                    };
+                    fill_result(shared, &mut r, &info);
                 }
                 return Ok(());
             }
@@ -126,7 +114,7 @@ pub(crate) fn create_topics(
                 r.topic_id = info.id;
             }
             if version >= 5 {
-                fill_result(&mut r, &info.config, &configs, partitions);
+                fill_result(shared, &mut r, &info);
             }
             Ok(())
         })();
@@ -140,26 +128,19 @@ pub(crate) fn create_topics(
     encode_response(corr, version, &resp)
 }
 
-fn fill_result(
-    r: &mut CreatableTopicResult,
-    config: &TopicConfig,
-    overrides: &BTreeMap<String, String>,
-    partitions: i32,
-) {
-    r.num_partitions = partitions;
+/// The configs a created topic ends up with, as DescribeConfigs would report them.
+fn fill_result(shared: &Shared, r: &mut CreatableTopicResult, info: &TopicInfo) {
+    r.num_partitions = info.partitions as i32;
     r.replication_factor = 1;
     r.configs = Some(
-        TOPIC_KEYS
-            .iter()
-            .map(|k| {
+        crate::configs::topic_entries(shared, info)
+            .into_iter()
+            .map(|e| {
                 let mut c = CreatableTopicConfigs::default();
-                c.name = s(*k);
-                c.value = config.get(k).map(s);
-                c.config_source = if overrides.contains_key(*k) {
-                    SOURCE_DYNAMIC_TOPIC
-                } else {
-                    SOURCE_DEFAULT
-                };
+                c.name = s(e.name);
+                c.value = Some(s(e.value));
+                c.read_only = e.read_only;
+                c.config_source = e.source;
                 c
             })
             .collect(),
@@ -253,94 +234,16 @@ pub(crate) fn create_partitions(
     encode_response(corr, version, &resp)
 }
 
-pub(crate) fn describe_configs(
-    shared: &Arc<Shared>,
-    req: DescribeConfigsRequest,
-    version: i16,
-    corr: i32,
-) -> Result<Bytes, String> {
-    let mut resp = DescribeConfigsResponse::default();
-    for res in req.resources {
-        let mut r = DescribeConfigsResult::default();
-        r.resource_type = res.resource_type;
-        r.resource_name = res.resource_name.clone();
-        let wanted = |k: &str| {
-            res.configuration_keys
-                .as_ref()
-                .is_none_or(|keys| keys.is_empty() || keys.iter().any(|x| x.as_str() == k))
-        };
-        let entry = |k: &str, v: String, source: i8| {
-            let mut e = DescribeConfigsResourceResult::default();
-            e.name = s(k);
-            e.value = Some(s(v));
-            e.config_source = source;
-            if version >= 3 {
-                e.config_type = config_type(k);
-            }
-            e
-        };
-        match res.resource_type {
-            RESOURCE_TOPIC => match shared.storage.topic(res.resource_name.as_str()) {
-                Some(info) => {
-                    for k in TOPIC_KEYS.iter().filter(|k| wanted(k)) {
-                        let source = if info.overrides.contains_key(*k) {
-                            SOURCE_DYNAMIC_TOPIC
-                        } else {
-                            SOURCE_DEFAULT
-                        };
-                        r.configs
-                            .push(entry(k, info.config.get(k).unwrap_or_default(), source));
-                    }
-                }
-                None => {
-                    r.error_code = c(ResponseError::UnknownTopicOrPartition);
-                    r.error_message =
-                        Some(s(format!("unknown topic {}", res.resource_name.as_str())));
-                }
-            },
-            RESOURCE_BROKER => {
-                let d = shared.storage.defaults();
-                let broker = [
-                    ("node.id", shared.cfg.node_id.to_string()),
-                    ("num.partitions", shared.cfg.num_partitions.to_string()),
-                    (
-                        "auto.create.topics.enable",
-                        shared.cfg.auto_create_topics.to_string(),
-                    ),
-                    (
-                        "socket.request.max.bytes",
-                        shared.cfg.max_request_bytes.to_string(),
-                    ),
-                    ("log.retention.ms", d.retention_ms.to_string()),
-                    ("log.retention.bytes", d.retention_bytes.to_string()),
-                    ("log.segment.bytes", d.segment_bytes.to_string()),
-                    (
-                        "log.cleanup.policy",
-                        d.get("cleanup.policy").unwrap_or_default(),
-                    ),
-                    ("message.max.bytes", d.max_message_bytes.to_string()),
-                ];
-                for (k, v) in broker.into_iter().filter(|(k, _)| wanted(k)) {
-                    r.configs.push(entry(k, v, SOURCE_STATIC_BROKER));
-                }
-            }
-            other => {
-                r.error_code = c(ResponseError::InvalidRequest);
-                r.error_message = Some(s(format!("resource type {other} is not supported")));
-            }
-        }
-        resp.results.push(r);
-    }
-    encode_response(corr, version, &resp)
-}
-
 pub(crate) fn describe_cluster(
     shared: &Arc<Shared>,
-    _req: DescribeClusterRequest,
+    req: DescribeClusterRequest,
     version: i16,
     corr: i32,
 ) -> Result<Bytes, String> {
     let mut resp = DescribeClusterResponse::default();
+    if req.include_cluster_authorized_operations {
+        resp.cluster_authorized_operations = crate::acl::CLUSTER_OPERATIONS;
+    }
     resp.cluster_id = s(shared.cfg.cluster_id.clone());
     resp.controller_id = BrokerId(shared.cfg.node_id);
     let mut b = DescribeClusterBroker::default();
@@ -348,205 +251,6 @@ pub(crate) fn describe_cluster(
     b.host = s(shared.advertised.0.clone());
     b.port = i32::from(shared.advertised.1);
     resp.brokers = vec![b];
-    encode_response(corr, version, &resp)
-}
-
-/// New overrides after applying (op, key, value) changes; ops as IncrementalAlterConfigs:
-/// 0 set, 1 delete, 2 append (to a list), 3 subtract (from a list).
-fn apply_ops(
-    current: &BTreeMap<String, String>,
-    defaults: &TopicConfig,
-    ops: &[(i8, String, Option<String>)],
-) -> Result<BTreeMap<String, String>, (i16, String)> {
-    let mut next = current.clone();
-    for (op, key, value) in ops {
-        if !TOPIC_KEYS.contains(&key.as_str()) {
-            return Err((
-                c(ResponseError::InvalidConfig),
-                format!("unknown topic config {key}"),
-            ));
-        }
-        let list = |m: &BTreeMap<String, String>| -> Vec<String> {
-            m.get(key)
-                .cloned()
-                .or_else(|| defaults.get(key))
-                .unwrap_or_default()
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
-        };
-        match op {
-            0 => {
-                next.insert(key.clone(), value.clone().unwrap_or_default());
-            }
-            1 => {
-                next.remove(key);
-            }
-            2 | 3 if key == "cleanup.policy" => {
-                let mut items = list(&next);
-                for v in value
-                    .as_deref()
-                    .unwrap_or("")
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                {
-                    if *op == 2 && !items.iter().any(|i| i == v) {
-                        items.push(v.to_string());
-                    }
-                    if *op == 3 {
-                        items.retain(|i| i != v);
-                    }
-                }
-                next.insert(key.clone(), items.join(","));
-            }
-            2 | 3 => {
-                return Err((
-                    c(ResponseError::InvalidConfig),
-                    format!("{key} is not a list config"),
-                ));
-            }
-            other => {
-                return Err((
-                    c(ResponseError::InvalidRequest),
-                    format!("unknown config operation {other}"),
-                ));
-            }
-        }
-    }
-    Ok(next)
-}
-
-fn alter_topic(
-    shared: &Shared,
-    name: &str,
-    ops: &[(i8, String, Option<String>)],
-    incremental: bool,
-    validate_only: bool,
-) -> Result<(), (i16, String)> {
-    let Some(info) = shared.storage.topic(name) else {
-        return Err((
-            c(ResponseError::UnknownTopicOrPartition),
-            format!("unknown topic {name}"),
-        ));
-    };
-    // The legacy AlterConfigs replaces the whole set of overrides.
-    let base = if incremental {
-        info.overrides.clone()
-    } else {
-        BTreeMap::new()
-    };
-    let defaults = shared.storage.defaults();
-    let next = apply_ops(&base, &defaults, ops)?;
-    defaults
-        .with_overrides(&next)
-        .map_err(|e| (code(&e), e.to_string()))?;
-    if !validate_only {
-        shared
-            .storage
-            .alter_topic_config(name, next)
-            .map_err(|e| (code(&e), e.to_string()))?;
-    }
-    Ok(())
-}
-
-fn alter_result(r: Result<(), (i16, String)>) -> (i16, Option<StrBytes>) {
-    match r {
-        Ok(()) => (NONE, None),
-        Err((e, m)) => (e, Some(s(m))),
-    }
-}
-
-/// One AlterConfigs or IncrementalAlterConfigs resource: only topics can be altered.
-fn alter_resource(
-    shared: &Shared,
-    resource_type: i8,
-    name: &str,
-    ops: &[(i8, String, Option<String>)],
-    incremental: bool,
-    validate_only: bool,
-) -> (i16, Option<StrBytes>) {
-    let outcome = if resource_type == RESOURCE_TOPIC {
-        alter_topic(shared, name, ops, incremental, validate_only)
-    } else {
-        Err((
-            c(ResponseError::InvalidRequest),
-            "only topic configs can be altered".to_string(),
-        ))
-    };
-    alter_result(outcome)
-}
-
-pub(crate) fn alter_configs(
-    shared: &Arc<Shared>,
-    req: AlterConfigsRequest,
-    version: i16,
-    corr: i32,
-) -> Result<Bytes, String> {
-    let mut resp = AlterConfigsResponse::default();
-    for res in req.resources {
-        let mut r = alter_configs_response::AlterConfigsResourceResponse::default();
-        // The legacy API only sets keys (and replaces the whole set of overrides).
-        let ops: Vec<_> = res
-            .configs
-            .iter()
-            .map(|c| {
-                (
-                    0i8,
-                    c.name.to_string(),
-                    c.value.as_ref().map(|v| v.to_string()),
-                )
-            })
-            .collect();
-        (r.error_code, r.error_message) = alter_resource(
-            shared,
-            res.resource_type,
-            res.resource_name.as_str(),
-            &ops,
-            false,
-            req.validate_only,
-        );
-        r.resource_type = res.resource_type;
-        r.resource_name = res.resource_name;
-        resp.responses.push(r);
-    }
-    encode_response(corr, version, &resp)
-}
-
-pub(crate) fn incremental_alter_configs(
-    shared: &Arc<Shared>,
-    req: IncrementalAlterConfigsRequest,
-    version: i16,
-    corr: i32,
-) -> Result<Bytes, String> {
-    let mut resp = IncrementalAlterConfigsResponse::default();
-    for res in req.resources {
-        let mut r = incremental_alter_configs_response::AlterConfigsResourceResponse::default();
-        let ops: Vec<_> = res
-            .configs
-            .iter()
-            .map(|c| {
-                (
-                    c.config_operation,
-                    c.name.to_string(),
-                    c.value.as_ref().map(|v| v.to_string()),
-                )
-            })
-            .collect();
-        (r.error_code, r.error_message) = alter_resource(
-            shared,
-            res.resource_type,
-            res.resource_name.as_str(),
-            &ops,
-            true,
-            req.validate_only,
-        );
-        r.resource_type = res.resource_type;
-        r.resource_name = res.resource_name;
-        resp.responses.push(r);
-    }
     encode_response(corr, version, &resp)
 }
 

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use crate::frame::{self, DecodeError, Request, encode_response};
-use crate::{Shared, admin, fetch, group_api, metadata, produce, versions};
+use crate::{Shared, admin, configs, fetch, group_api, metadata, produce, versions};
 
 /// A response being prepared: `Ok(None)` means "send nothing" (acks=0), `Err` closes the
 /// connection.
@@ -160,7 +160,7 @@ fn dispatch(shared: &Arc<Shared>, req: Request, peer: SocketAddr) -> Reply {
         RequestKind::CreateTopics(r) => ready(admin::create_topics(shared, r, v, corr)),
         RequestKind::DeleteTopics(r) => ready(admin::delete_topics(shared, r, v, corr)),
         RequestKind::CreatePartitions(r) => ready(admin::create_partitions(shared, r, v, corr)),
-        RequestKind::DescribeConfigs(r) => ready(admin::describe_configs(shared, r, v, corr)),
+        RequestKind::DescribeConfigs(r) => ready(configs::describe_configs(shared, r, v, corr)),
         RequestKind::DescribeCluster(r) => ready(admin::describe_cluster(shared, r, v, corr)),
         RequestKind::FindCoordinator(r) => group_api::find_coordinator(shared, r, v, corr),
 
@@ -195,10 +195,10 @@ fn dispatch(shared: &Arc<Shared>, req: Request, peer: SocketAddr) -> Reply {
 
         RequestKind::InitProducerId(r) => group_api::init_producer_id(shared, r, v, corr),
 
-        RequestKind::AlterConfigs(r) => ready(admin::alter_configs(shared, r, v, corr)),
+        RequestKind::AlterConfigs(r) => ready(configs::alter_configs(shared, r, v, corr)),
 
         RequestKind::IncrementalAlterConfigs(r) => {
-            ready(admin::incremental_alter_configs(shared, r, v, corr))
+            ready(configs::incremental_alter_configs(shared, r, v, corr))
         }
 
         RequestKind::DeleteRecords(r) => ready(admin::delete_records(shared, r, v, corr)),

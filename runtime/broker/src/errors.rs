@@ -1,7 +1,7 @@
 //! Mapping storage errors to Kafka error codes.
 
 use kafka_protocol::ResponseError;
-use weir_log::LogError;
+use weir_log::{LogError, RejectKind};
 
 pub fn code(e: &LogError) -> i16 {
     let r = match e {
@@ -9,7 +9,15 @@ pub fn code(e: &LogError) -> i16 {
         LogError::TopicExists(_) => ResponseError::TopicAlreadyExists,
         LogError::InvalidTopic { .. } => ResponseError::InvalidTopicException,
         LogError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
-        LogError::InvalidConfig { .. } => ResponseError::InvalidConfig,
+        LogError::InvalidConfig { .. } | LogError::UnknownConfig(_) => ResponseError::InvalidConfig,
+        LogError::RecordsRejected {
+            kind: RejectKind::InvalidRecord,
+            ..
+        } => ResponseError::InvalidRecord,
+        LogError::RecordsRejected {
+            kind: RejectKind::InvalidTimestamp,
+            ..
+        } => ResponseError::InvalidTimestamp,
         LogError::CorruptBatch(_) => ResponseError::CorruptMessage,
         LogError::InvalidRecord(_) => ResponseError::InvalidRecord,
         LogError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,

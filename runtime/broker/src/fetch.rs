@@ -68,10 +68,12 @@ fn read_once(shared: &Shared, req: &FetchRequest, version: i16) -> (FetchRespons
             let has_log_start = version >= 5;
             pd.aborted_transactions = Some(Vec::new());
             pd.records = Some(Default::default());
-            let room = max_total.saturating_sub(total);
-            // Past the response limit, partitions get no data; the first one always gets a batch.
-            let limit = (p.partition_max_bytes.max(0) as usize).min(room);
-            let result = if limit == 0 && total > 0 {
+            // KIP-74: until some partition has returned data, the first batch may exceed both
+            // limits so that the consumer always makes progress; after that, every batch must
+            // fit in what is left of the response and in its partition's limit.
+            let limit = (p.partition_max_bytes.max(0) as usize).min(max_total - total);
+            let min_one = total == 0;
+            let result = if limit == 0 && !min_one {
                 shared
                     .storage
                     .offsets(&name, p.partition)
@@ -79,7 +81,7 @@ fn read_once(shared: &Shared, req: &FetchRequest, version: i16) -> (FetchRespons
             } else {
                 shared
                     .storage
-                    .read(&name, p.partition, p.fetch_offset, limit.max(1))
+                    .read(&name, p.partition, p.fetch_offset, limit, min_one)
                     .map(|r| (Some(r.records), r.high_watermark, r.log_start_offset))
             };
             match result {
@@ -90,7 +92,7 @@ fn read_once(shared: &Shared, req: &FetchRequest, version: i16) -> (FetchRespons
                         pd.log_start_offset = start;
                     }
                     if let Some(records) = records {
-                        total += records.len();
+                        total = (total + records.len()).min(max_total);
                         pd.records = Some(records);
                     }
                 }

@@ -181,6 +181,7 @@ pub(crate) fn sync_group(
         req.group_id.0.as_str(),
         req.generation_id,
         req.member_id.as_str(),
+        req.group_instance_id.as_ref().map(|i| i.as_str()),
         assignments,
     );
     Box::pin(async move {
@@ -207,6 +208,7 @@ pub(crate) fn heartbeat(
         req.group_id.0.as_str(),
         req.generation_id,
         req.member_id.as_str(),
+        req.group_instance_id.as_ref().map(|i| i.as_str()),
     );
     ready(encode_response(corr, version, &resp))
 }
@@ -263,6 +265,7 @@ pub(crate) fn offset_commit(
         &group,
         req.generation_id_or_member_epoch,
         req.member_id.as_str(),
+        req.group_instance_id.as_ref().map(|i| i.as_str()),
     );
     let now = weir_log::now_ms();
     let mut resp = OffsetCommitResponse::default();
@@ -421,6 +424,9 @@ pub(crate) fn describe_groups(
     for gid in req.groups {
         let mut d = DescribedGroup::default();
         d.group_id = gid.clone();
+        if version >= 3 && req.include_authorized_operations {
+            d.authorized_operations = crate::acl::GROUP_OPERATIONS;
+        }
         let found = shared.groups.with_group(gid.0.as_str(), |g| {
             d.group_state = s(g.state.name());
             d.protocol_type = s(g.protocol_type.clone());

@@ -191,6 +191,16 @@ impl Group {
         }
     }
 
+    /// KIP-345: a request naming a static instance whose identity has passed to a newer member
+    /// (one that joined with the same `group.instance.id`) comes from the old, fenced member.
+    pub fn is_fenced(&self, instance_id: Option<&str>, member_id: &str) -> bool {
+        instance_id.is_some_and(|iid| {
+            self.members
+                .values()
+                .any(|m| m.instance_id.as_deref() == Some(iid) && m.id != member_id)
+        })
+    }
+
     /// Topics the members subscribe to (consumer protocol), for OffsetDelete.
     pub fn subscribed_topics(&self) -> Vec<String> {
         use kafka_protocol::messages::ConsumerProtocolSubscription;
@@ -284,7 +294,7 @@ impl Coordinator {
         let mut records = 0usize;
         let mut next = storage.offsets(OFFSETS_TOPIC, 0)?.log_start;
         loop {
-            let r = storage.read(OFFSETS_TOPIC, 0, next, 1 << 20)?;
+            let r = storage.read(OFFSETS_TOPIC, 0, next, 1 << 20, true)?;
             if r.records.is_empty() {
                 break;
             }
@@ -454,6 +464,7 @@ impl Coordinator {
             });
             if quiet && let Some(mut m) = old.as_ref().and_then(|o| group.members.remove(o)) {
                 tracing::info!(group = %group.id, old = %m.id, new = %id, "static member rejoined; no rebalance");
+                fence_pending(&mut m);
                 m.id = id.clone();
                 m.last_heartbeat = now;
                 m.session_timeout = session;
@@ -498,9 +509,8 @@ impl Coordinator {
             }
             if let Some(old) = old {
                 if let Some(mut m) = group.members.remove(&old) {
-                    if let Some(j) = m.awaiting_join.take() {
-                        let _ = j.send(JoinResult::error(code::FENCED_INSTANCE_ID, &old));
-                    }
+                    tracing::info!(group = %group.id, old = %old, new = %id, "static member replaced by a new instance; the old one is fenced");
+                    fence_pending(&mut m);
                     if group.leader.as_deref() == Some(old.as_str()) {
                         group.leader = Some(id.clone());
                     }
@@ -514,6 +524,9 @@ impl Coordinator {
                 reply(tx, JoinResult::error(code::MEMBER_ID_REQUIRED, &id));
                 return rx;
             }
+        } else if group.is_fenced(instance_id.as_deref(), &id) {
+            reply(tx, JoinResult::error(code::FENCED_INSTANCE_ID, &id));
+            return rx;
         } else if !group.members.contains_key(&id) && !group.pending.remove(&id) {
             reply(tx, JoinResult::error(code::UNKNOWN_MEMBER_ID, &id));
             return rx;
@@ -681,6 +694,7 @@ impl Coordinator {
         group_id: &str,
         generation: i32,
         member_id: &str,
+        instance_id: Option<&str>,
         assignments: Vec<(String, Bytes)>,
     ) -> oneshot::Receiver<SyncResult> {
         let (tx, rx) = oneshot::channel();
@@ -698,6 +712,10 @@ impl Coordinator {
             let _ = tx.send(err(code::UNKNOWN_MEMBER_ID));
             return rx;
         };
+        if group.is_fenced(instance_id, member_id) {
+            let _ = tx.send(err(code::FENCED_INSTANCE_ID));
+            return rx;
+        }
         if !group.members.contains_key(member_id) {
             let _ = tx.send(err(code::UNKNOWN_MEMBER_ID));
             return rx;
@@ -752,13 +770,22 @@ impl Coordinator {
     }
 
     /// Heartbeat.
-    pub fn heartbeat(&self, group_id: &str, generation: i32, member_id: &str) -> i16 {
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> i16 {
         let Ok(mut inner) = self.inner.lock() else {
             return code::COORDINATOR_NOT_AVAILABLE;
         };
         let Some(group) = inner.groups.get_mut(group_id) else {
             return code::UNKNOWN_MEMBER_ID;
         };
+        if group.is_fenced(instance_id, member_id) {
+            return code::FENCED_INSTANCE_ID;
+        }
         let Some(m) = group.members.get_mut(member_id) else {
             return code::UNKNOWN_MEMBER_ID;
         };
@@ -784,6 +811,10 @@ impl Coordinator {
         let now = Instant::now();
         let mut codes = Vec::new();
         for (mid, iid) in members {
+            if !mid.is_empty() && group.is_fenced(iid.as_deref(), &mid) {
+                codes.push(code::FENCED_INSTANCE_ID);
+                continue;
+            }
             let id = if mid.is_empty() {
                 iid.as_ref().and_then(|i| {
                     group
@@ -803,7 +834,10 @@ impl Coordinator {
                 None => codes.push(code::UNKNOWN_MEMBER_ID),
             }
         }
-        self.after_membership_change(group, now);
+        // Only a member that really left changes the group (a fenced or unknown one does not).
+        if codes.contains(&code::NONE) {
+            self.after_membership_change(group, now);
+        }
         let top = if codes.len() == 1 {
             codes[0]
         } else {
@@ -869,7 +903,13 @@ impl Coordinator {
 
     /// Validates a commit's member and generation. `generation == -1` with no member is a
     /// standalone commit, allowed only while the group has no members.
-    pub fn check_commit(&self, group_id: &str, generation: i32, member_id: &str) -> i16 {
+    pub fn check_commit(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> i16 {
         let Ok(inner) = self.inner.lock() else {
             return code::COORDINATOR_NOT_AVAILABLE;
         };
@@ -886,6 +926,9 @@ impl Coordinator {
             } else {
                 code::UNKNOWN_MEMBER_ID
             };
+        }
+        if group.is_fenced(instance_id, member_id) {
+            return code::FENCED_INSTANCE_ID;
         }
         if !group.members.contains_key(member_id) {
             return code::UNKNOWN_MEMBER_ID;
@@ -1037,6 +1080,21 @@ impl Coordinator {
             }
         }
         Ok((code::NONE, codes))
+    }
+}
+
+/// Answers a replaced static member's pending JoinGroup and SyncGroup with FENCED_INSTANCE_ID.
+fn fence_pending(m: &mut Member) {
+    if let Some(j) = m.awaiting_join.take() {
+        let _ = j.send(JoinResult::error(code::FENCED_INSTANCE_ID, &m.id));
+    }
+    if let Some(s) = m.awaiting_sync.take() {
+        let _ = s.send(SyncResult {
+            error: code::FENCED_INSTANCE_ID,
+            protocol_type: String::new(),
+            protocol: String::new(),
+            assignment: Bytes::new(),
+        });
     }
 }
 

@@ -8,8 +8,10 @@
 //!
 //! Use [`Broker::bind`] then [`Broker::serve`] with a shutdown signal.
 
+mod acl;
 mod admin;
 pub mod alloc;
+mod configs;
 mod conn;
 mod errors;
 mod fetch;
@@ -52,8 +54,6 @@ pub struct BrokerConfig {
     pub cluster_id: String,
     /// How often retention and compaction run.
     pub maintenance_interval: Duration,
-    /// Fsync dirty partitions this often, if set (`log.flush.interval.ms`).
-    pub flush_interval: Option<Duration>,
     /// Consumer group coordinator settings.
     pub group: groups::GroupConfig,
 }
@@ -69,7 +69,6 @@ impl Default for BrokerConfig {
             max_request_bytes: 100 * 1024 * 1024,
             cluster_id: "weir-cluster".into(),
             maintenance_interval: Duration::from_secs(300),
-            flush_interval: None,
             group: groups::GroupConfig::default(),
         }
     }
@@ -175,6 +174,9 @@ impl Broker {
     }
 }
 
+/// How often partitions are checked against their topic's `flush.ms`.
+const FLUSH_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Retention/compaction and the interval flusher, on blocking threads.
 fn spawn_background(
     shared: Arc<Shared>,
@@ -183,11 +185,8 @@ fn spawn_background(
     tokio::spawn(async move {
         let mut maintain = tokio::time::interval(shared.cfg.maintenance_interval);
         maintain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let flush_every = shared
-            .cfg
-            .flush_interval
-            .unwrap_or(Duration::from_secs(3600));
-        let mut flush = tokio::time::interval(flush_every);
+        // Topics' `flush.ms` is checked this often (Kafka's log.flush.scheduler.interval.ms).
+        let mut flush = tokio::time::interval(FLUSH_CHECK_INTERVAL);
         let mut group_tick = tokio::time::interval(Duration::from_millis(100));
         group_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -202,9 +201,9 @@ fn spawn_background(
                         Err(e) => tracing::error!(error = %e, "maintenance task failed"),
                     }
                 }
-                _ = flush.tick(), if shared.cfg.flush_interval.is_some() => {
+                _ = flush.tick() => {
                     let storage = shared.storage.clone();
-                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || storage.flush_all()).await {
+                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || storage.flush_due(weir_log::now_ms())).await {
                         tracing::error!(error = %e, "interval flush failed");
                     }
                 }

@@ -20,6 +20,7 @@ pub(crate) fn topic_response(
     shared: &Shared,
     info: &TopicInfo,
     version: i16,
+    with_operations: bool,
 ) -> MetadataResponseTopic {
     let node = BrokerId(shared.cfg.node_id);
     let mut t = MetadataResponseTopic::default();
@@ -27,6 +28,9 @@ pub(crate) fn topic_response(
     t.is_internal = info.name == crate::groups::OFFSETS_TOPIC;
     if version >= 10 {
         t.topic_id = info.id;
+    }
+    if version >= 8 && with_operations {
+        t.topic_authorized_operations = crate::acl::TOPIC_OPERATIONS;
     }
     t.partitions = (0..info.partitions as i32)
         .map(|p| {
@@ -101,6 +105,10 @@ pub(crate) fn handle(
     if version >= 1 {
         r.controller_id = BrokerId(shared.cfg.node_id);
     }
+    if (8..=10).contains(&version) && req.include_cluster_authorized_operations {
+        r.cluster_authorized_operations = crate::acl::CLUSTER_OPERATIONS;
+    }
+    let ops = version >= 8 && req.include_topic_authorized_operations;
     // v0 used an empty list to mean "all topics"; later versions use null.
     let all = match &req.topics {
         None => true,
@@ -111,7 +119,7 @@ pub(crate) fn handle(
             .storage
             .topics()
             .iter()
-            .map(|t| topic_response(shared, t, version))
+            .map(|t| topic_response(shared, t, version, ops))
             .collect();
     } else {
         let allow = version < 4 || req.allow_auto_topic_creation;
@@ -124,7 +132,7 @@ pub(crate) fn handle(
                     .into_iter()
                     .find(|i| i.id == t.topic_id)
                 {
-                    Some(info) => r.topics.push(topic_response(shared, &info, version)),
+                    Some(info) => r.topics.push(topic_response(shared, &info, version, ops)),
                     None => {
                         let mut e = MetadataResponseTopic::default();
                         e.topic_id = t.topic_id;
@@ -136,7 +144,7 @@ pub(crate) fn handle(
             }
             let name = t.name.map(|n| n.0.to_string()).unwrap_or_default();
             match get_or_create(shared, &name, allow) {
-                Ok(info) => r.topics.push(topic_response(shared, &info, version)),
+                Ok(info) => r.topics.push(topic_response(shared, &info, version, ops)),
                 Err(e) => r.topics.push(error_topic(&name, code(&e))),
             }
         }

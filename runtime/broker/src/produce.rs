@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use crate::Shared;
@@ -50,6 +52,9 @@ pub(crate) fn handle(shared: &Arc<Shared>, req: ProduceRequest, version: i16, co
                     Ok(info) => {
                         appended_any = true;
                         pr.base_offset = info.base_offset;
+                        if version >= 2 {
+                            pr.log_append_time_ms = info.log_append_time_ms;
+                        }
                         if version >= 5 {
                             pr.log_start_offset = info.log_start_offset;
                         }
@@ -72,6 +77,17 @@ pub(crate) fn handle(shared: &Arc<Shared>, req: ProduceRequest, version: i16, co
                         pr.error_code = code(&e);
                         if version >= 8 {
                             pr.error_message = Some(e.to_string().into());
+                            if let weir_log::LogError::RecordsRejected { records, .. } = &e {
+                                pr.record_errors = records
+                                    .iter()
+                                    .map(|(i, m)| {
+                                        let mut r = BatchIndexAndErrorMessage::default();
+                                        r.batch_index = *i;
+                                        r.batch_index_error_message = Some(m.clone().into());
+                                        r
+                                    })
+                                    .collect();
+                            }
                         }
                     }
                 }

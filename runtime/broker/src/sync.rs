@@ -43,12 +43,22 @@ impl Syncer {
                         *e = (*e).max(r.up_to);
                     }
                     let mut failed: HashMap<(String, i32), String> = HashMap::new();
+                    let started = std::time::Instant::now();
+                    let partitions = targets.len();
                     for ((topic, partition), up_to) in targets {
                         if let Err(e) = storage.sync_to(&topic, partition, up_to) {
                             tracing::error!(topic = %topic, partition, error = %e, "fsync failed");
                             failed.insert((topic, partition), e.to_string());
                         }
                     }
+                    // One line per round at debug level: how many produces one fsync round
+                    // served and how long it took (RUST_LOG=weir_broker::sync=debug).
+                    tracing::debug!(
+                        requests = batch.len(),
+                        partitions,
+                        fsync_us = started.elapsed().as_micros() as u64,
+                        "group commit round"
+                    );
                     woken.notify_waiters();
                     for r in batch {
                         let result = match failed.get(&(r.topic, r.partition)) {

@@ -34,7 +34,6 @@ async fn start(
             dir: dir.to_path_buf(),
             defaults: TopicConfig::default(),
             flush: FlushMode::None,
-            flush_messages: None,
         }) {
             Ok(s) => break s,
             Err(e) if tries < 50 => {
@@ -354,6 +353,91 @@ async fn a_static_leader_that_rejoins_keeps_its_assignment_without_a_rebalance()
     // The old identity is gone.
     let old = sync(&c, first.generation_id, &first.member_id, None).await;
     assert_eq!(old.error_code, 25);
+    stop.send(true).unwrap();
+    h.await.unwrap().unwrap();
+}
+
+async fn heartbeat_static(c: &Client, generation: i32, member_id: &str, instance: &str) -> i16 {
+    use kafka_protocol::messages::{GroupId, HeartbeatRequest};
+    let mut req = HeartbeatRequest::default();
+    req.group_id = GroupId(StrBytes::from_static_str("sg"));
+    req.generation_id = generation;
+    req.member_id = StrBytes::from_string(member_id.into());
+    req.group_instance_id = Some(StrBytes::from_string(instance.into()));
+    c.send(req).await.unwrap().error_code
+}
+
+#[tokio::test]
+async fn a_static_member_replaced_by_a_newer_instance_is_fenced_everywhere() {
+    use kafka_protocol::messages::{
+        GroupId, LeaveGroupRequest, OffsetCommitRequest, SyncGroupRequest,
+        leave_group_request::MemberIdentity,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, stop, h) = start(dir.path()).await;
+    let c = connect(&addr).await;
+    c.create_topic("t", 2, &BTreeMap::new()).await.unwrap();
+    let first = join_static(&c, "", "s1").await;
+    assert_eq!(first.error_code, 0);
+    let a = sync(
+        &c,
+        first.generation_id,
+        &first.member_id,
+        Some(Bytes::new()),
+    )
+    .await;
+    assert_eq!(a.error_code, 0);
+    // A second process starts with the same group.instance.id: it takes the identity over.
+    let second = join_static(&c, "", "s1").await;
+    assert_eq!(second.error_code, 0);
+    assert_ne!(second.member_id, first.member_id);
+    let gen_ = second.generation_id;
+    const FENCED: i16 = 82;
+    // Every request of the old member that names the instance is fenced (KIP-345), so it
+    // stops instead of rejoining and displacing the new one.
+    assert_eq!(
+        heartbeat_static(&c, gen_, &first.member_id, "s1").await,
+        FENCED
+    );
+    assert_eq!(
+        join_static(&c, &first.member_id, "s1").await.error_code,
+        FENCED
+    );
+    let mut req = SyncGroupRequest::default();
+    req.group_id = GroupId(StrBytes::from_static_str("sg"));
+    req.generation_id = gen_;
+    req.member_id = first.member_id.clone();
+    req.group_instance_id = Some(StrBytes::from_static_str("s1"));
+    assert_eq!(c.send(req).await.unwrap().error_code, FENCED);
+    let mut req = OffsetCommitRequest::default();
+    req.group_id = GroupId(StrBytes::from_static_str("sg"));
+    req.generation_id_or_member_epoch = gen_;
+    req.member_id = first.member_id.clone();
+    req.group_instance_id = Some(StrBytes::from_static_str("s1"));
+    let mut t =
+        kafka_protocol::messages::offset_commit_request::OffsetCommitRequestTopic::default();
+    t.name = TopicName(StrBytes::from_static_str("t"));
+    let mut p =
+        kafka_protocol::messages::offset_commit_request::OffsetCommitRequestPartition::default();
+    p.partition_index = 0;
+    p.committed_offset = 1;
+    t.partitions = vec![p];
+    req.topics = vec![t];
+    let r = c.send(req).await.unwrap();
+    assert_eq!(r.topics[0].partitions[0].error_code, FENCED);
+    let mut req = LeaveGroupRequest::default();
+    req.group_id = GroupId(StrBytes::from_static_str("sg"));
+    let mut m = MemberIdentity::default();
+    m.member_id = first.member_id.clone();
+    m.group_instance_id = Some(StrBytes::from_static_str("s1"));
+    req.members = vec![m];
+    let r = c.send(req).await.unwrap();
+    assert_eq!(r.members[0].error_code, FENCED);
+    // The new member is untouched by all of that.
+    assert_eq!(heartbeat_static(&c, gen_, &second.member_id, "s1").await, 0);
+    let d = c.describe_group("sg").await.unwrap();
+    assert_eq!(d.members.len(), 1);
+    assert_eq!(d.members[0].member_id, second.member_id.as_str());
     stop.send(true).unwrap();
     h.await.unwrap().unwrap();
 }

@@ -66,9 +66,11 @@ pub struct LogSection {
     /// `none` (the OS writes back; survives a process crash) or `batch` (every produce waits for
     /// an fsync shared with concurrent produces; survives power loss).
     pub flush: weir_log::FlushMode,
-    /// Fsync a partition once this many messages are unflushed.
+    /// Fsync a partition once this many messages are unflushed (the default of every topic's
+    /// `flush.messages`, Kafka's `log.flush.interval.messages`).
     pub flush_messages: Option<u64>,
-    /// Fsync every partition this often (milliseconds).
+    /// Fsync a partition whose oldest unflushed data is this old, in milliseconds (the default
+    /// of every topic's `flush.ms`, Kafka's `log.flush.interval.ms`).
     pub flush_ms: Option<u64>,
     /// How often retention and compaction run (milliseconds).
     pub retention_check_interval_ms: u64,

@@ -161,6 +161,14 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         retention_ms: cfg.log.retention_ms,
         retention_bytes: cfg.log.retention_bytes,
         segment_bytes: cfg.log.segment_bytes,
+        flush_messages: cfg
+            .log
+            .flush_messages
+            .map_or(i64::MAX, |n| n.clamp(1, i64::MAX as u64) as i64),
+        flush_ms: cfg
+            .log
+            .flush_ms
+            .map_or(i64::MAX, |n| n.min(i64::MAX as u64) as i64),
         ..Default::default()
     };
     let dir = cfg.log.dir.clone();
@@ -169,7 +177,6 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             dir,
             defaults,
             flush: cfg.log.flush,
-            flush_messages: cfg.log.flush_messages,
         })
     })
     .await?
@@ -184,7 +191,6 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         max_request_bytes: cfg.broker.max_request_bytes,
         cluster_id,
         maintenance_interval: Duration::from_millis(cfg.log.retention_check_interval_ms.max(10)),
-        flush_interval: cfg.log.flush_ms.map(Duration::from_millis),
         group: weir_broker::groups::GroupConfig {
             initial_rebalance_delay: Duration::from_millis(
                 cfg.broker.group_initial_rebalance_delay_ms,

@@ -103,6 +103,11 @@ impl BatchHeader {
         self.attributes & 0x10 != 0
     }
 
+    /// Whether the timestamps are the broker's append time (attribute bit 3).
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes & 0x08 != 0
+    }
+
     /// Whether the batch holds control records (transaction markers).
     pub fn is_control(&self) -> bool {
         self.attributes & 0x20 != 0
@@ -141,6 +146,40 @@ pub fn validate(batch: &[u8]) -> Result<BatchHeader, LogError> {
         )));
     }
     Ok(h)
+}
+
+/// A copy of `batch` whose records section is `section`, compressed with codec id `codec`: the
+/// header is kept (offsets, timestamps, producer id, epoch and sequence), with the codec bits,
+/// the batch length and the CRC updated.
+pub fn with_records_section(
+    batch: &[u8],
+    header: &BatchHeader,
+    codec: i16,
+    section: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + section.len());
+    out.extend_from_slice(&batch[..HEADER_LEN]);
+    out.extend_from_slice(section);
+    let attributes = (header.attributes & !0x07) | (codec & 0x07);
+    out[21..23].copy_from_slice(&attributes.to_be_bytes());
+    let length = (out.len() - LOG_OVERHEAD) as i32;
+    out[8..12].copy_from_slice(&length.to_be_bytes());
+    refresh_crc(&mut out);
+    out
+}
+
+/// Marks a batch as LogAppendTime stamped at `now_ms`: the timestamp type bit is set and the max
+/// timestamp, which consumers then give every record, becomes `now_ms`.
+pub fn stamp_log_append_time(batch: &mut [u8], now_ms: i64) {
+    let attributes = be_i16(batch, 21) | 0x08;
+    batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+    batch[35..43].copy_from_slice(&now_ms.to_be_bytes());
+    refresh_crc(batch);
+}
+
+fn refresh_crc(batch: &mut [u8]) {
+    let crc = crc32c::crc32c(&batch[CRC_START..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Splits a buffer holding zero or more concatenated batches into whole batches, validating
@@ -187,11 +226,19 @@ pub fn whole_prefix(buf: &[u8], check_crc: bool) -> usize {
 }
 
 /// Decodes every record of one batch (decompressing if needed).
+/// In a LogAppendTime batch every record's timestamp is the batch's max timestamp (the append
+/// time), as consumers read it.
 pub fn decode_records(batch: &[u8]) -> Result<Vec<Record>, LogError> {
     let mut b = Bytes::copy_from_slice(batch);
-    RecordBatchDecoder::decode(&mut b)
+    let mut records = RecordBatchDecoder::decode(&mut b)
         .map(|set| set.records)
-        .map_err(|e| LogError::CorruptBatch(format!("cannot decode records: {e}")))
+        .map_err(|e| LogError::CorruptBatch(format!("cannot decode records: {e}")))?;
+    if let Some(h) = BatchHeader::parse(batch).filter(BatchHeader::is_log_append_time) {
+        for r in &mut records {
+            r.timestamp = h.max_timestamp;
+        }
+    }
+    Ok(records)
 }
 
 /// Encodes records (which keep their offsets) into v2 batches with the given compression

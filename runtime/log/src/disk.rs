@@ -3,6 +3,7 @@
 //! ```text
 //! <dir>/.lock                      held (flock) while a broker uses the directory
 //! <dir>/.clean-shutdown            present only between a clean close and the next open
+//! <dir>/broker-config.json         dynamic broker-level defaults (AlterConfigs on the broker)
 //! <dir>/topics/<topic>/topic.json  id, partition count, config overrides
 //! <dir>/topics/<topic>/<p>/        segments: <base offset>.log / .index / .timeindex
 //! ```
@@ -16,16 +17,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::partition::Partition;
 use crate::{
-    AppendInfo, LogError, MaintenanceReport, PartitionOffsets, ReadResult, Storage, TopicConfig,
-    TopicInfo, now_ms, validate_topic_name,
+    AppendInfo, BrokerOverrides, LogError, MaintenanceReport, PartitionOffsets, ReadResult,
+    Storage, TopicConfig, TopicInfo, now_ms, validate_topic_name,
 };
 
 /// When appended data is forced to stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FlushMode {
-    /// Leave it to the OS (plus `flush_messages` / `flush_ms` if set). Survives a process crash,
-    /// not a power loss.
+    /// Leave it to the OS (plus the topics' `flush.messages` / `flush.ms`). Survives a process
+    /// crash, not a power loss.
     #[default]
     None,
     /// Every produce waits for an fsync; concurrent produces share one (group commit).
@@ -36,11 +37,9 @@ pub enum FlushMode {
 #[derive(Debug, Clone)]
 pub struct LogOptions {
     pub dir: PathBuf,
-    /// Defaults every topic inherits.
+    /// Defaults every topic inherits (before dynamic broker-level overrides).
     pub defaults: TopicConfig,
     pub flush: FlushMode,
-    /// Fsync once this many messages are unflushed in a partition (`log.flush.interval.messages`).
-    pub flush_messages: Option<u64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -57,7 +56,7 @@ struct Topic {
     dir: PathBuf,
     id: uuid::Uuid,
     /// (overrides, effective config), replaced together by AlterConfigs.
-    config: RwLock<(BTreeMap<String, String>, TopicConfig)>,
+    config: RwLock<(BTreeMap<String, String>, Arc<TopicConfig>)>,
     partitions: RwLock<Vec<Arc<Partition>>>,
 }
 
@@ -65,6 +64,9 @@ struct Topic {
 #[derive(Debug)]
 pub struct DiskStorage {
     opts: LogOptions,
+    static_defaults: Arc<TopicConfig>,
+    /// Dynamic broker-level overrides and the defaults they give (static + overrides).
+    broker: RwLock<(BrokerOverrides, Arc<TopicConfig>)>,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     _lock: File,
 }
@@ -85,10 +87,15 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LogError> {
 }
 
 impl Topic {
-    fn cfg(&self) -> TopicConfig {
-        self.config.read().map(|c| c.1).unwrap_or_default()
+    fn cfg(&self) -> Arc<TopicConfig> {
+        self.config
+            .read()
+            .map(|c| c.1.clone())
+            .unwrap_or_else(|e| e.into_inner().1.clone())
     }
 }
+
+const BROKER_CONFIG_FILE: &str = "broker-config.json";
 
 impl DiskStorage {
     /// Opens the data directory, running crash recovery if the last shutdown was not clean.
@@ -109,6 +116,18 @@ impl DiskStorage {
         }
         let recover = !clean;
         let started = std::time::Instant::now();
+        let broker_overrides: BrokerOverrides =
+            match std::fs::read(opts.dir.join(BROKER_CONFIG_FILE)) {
+                Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+                    LogError::Corrupt(format!(
+                        "{}: {e}",
+                        opts.dir.join(BROKER_CONFIG_FILE).display()
+                    ))
+                })?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => BrokerOverrides::default(),
+                Err(e) => return Err(e.into()),
+            };
+        let defaults = broker_overrides.apply(&opts.defaults)?;
         let mut topics = HashMap::new();
         let now = now_ms();
         for entry in std::fs::read_dir(opts.dir.join("topics"))? {
@@ -129,7 +148,7 @@ impl DiskStorage {
                 }
                 Err(e) => return Err(e.into()),
             };
-            let config = opts.defaults.with_overrides(&meta.configs)?;
+            let config = Arc::new(defaults.with_overrides(&meta.configs)?);
             let mut parts = Vec::new();
             for p in 0..meta.partitions {
                 parts.push(Arc::new(Partition::open(
@@ -158,6 +177,8 @@ impl DiskStorage {
             "log opened"
         );
         Ok(DiskStorage {
+            static_defaults: Arc::new(opts.defaults.clone()),
+            broker: RwLock::new((broker_overrides, Arc::new(defaults))),
             opts,
             topics: RwLock::new(topics),
             _lock: lock,
@@ -192,8 +213,15 @@ impl DiskStorage {
             id: t.id,
             partitions: t.partitions.read().map(|p| p.len() as u32).unwrap_or(0),
             overrides: t.config.read().map(|c| c.0.clone()).unwrap_or_default(),
-            config: t.config.read().map(|c| c.1).unwrap_or_default(),
+            config: t.cfg(),
         }
+    }
+
+    fn current_defaults(&self) -> Arc<TopicConfig> {
+        self.broker
+            .read()
+            .map(|b| b.1.clone())
+            .unwrap_or_else(|e| e.into_inner().1.clone())
     }
 
     fn all_partitions(&self) -> Vec<(Arc<Topic>, Arc<Partition>)> {
@@ -238,7 +266,7 @@ impl Storage for DiskStorage {
                 "{partitions} (must be 1..=10000)"
             )));
         }
-        let config = self.opts.defaults.with_overrides(&overrides)?;
+        let config = Arc::new(self.current_defaults().with_overrides(&overrides)?);
         let mut topics = self.topics.write().map_err(poisoned)?;
         if topics.contains_key(name) {
             return Err(LogError::TopicExists(name.to_string()));
@@ -343,8 +371,42 @@ impl Storage for DiskStorage {
         self.topic_arc(name).ok().map(|t| Self::info(&t))
     }
 
-    fn defaults(&self) -> TopicConfig {
-        self.opts.defaults
+    fn defaults(&self) -> Arc<TopicConfig> {
+        self.current_defaults()
+    }
+
+    fn static_defaults(&self) -> Arc<TopicConfig> {
+        self.static_defaults.clone()
+    }
+
+    fn broker_overrides(&self) -> BrokerOverrides {
+        self.broker.read().map(|b| b.0.clone()).unwrap_or_default()
+    }
+
+    fn alter_broker_overrides(&self, overrides: BrokerOverrides) -> Result<(), LogError> {
+        let defaults = Arc::new(overrides.apply(&self.static_defaults)?);
+        // Hold the lock across the write so that two alterations cannot interleave.
+        let mut broker = self.broker.write().map_err(poisoned)?;
+        write_atomic(
+            &self.opts.dir.join(BROKER_CONFIG_FILE),
+            &serde_json::to_vec_pretty(&overrides).map_err(std::io::Error::other)?,
+        )?;
+        let topics: Vec<Arc<Topic>> = self
+            .topics
+            .read()
+            .map_err(poisoned)?
+            .values()
+            .cloned()
+            .collect();
+        for t in topics {
+            let mut c = t.config.write().map_err(poisoned)?;
+            // Each key was validated on its own when set, so a new default cannot make a
+            // topic's overrides invalid.
+            c.1 = Arc::new(defaults.with_overrides(&c.0)?);
+        }
+        *broker = (overrides, defaults);
+        tracing::info!("dynamic broker configs altered");
+        Ok(())
     }
 
     fn alter_topic_config(
@@ -353,7 +415,7 @@ impl Storage for DiskStorage {
         overrides: BTreeMap<String, String>,
     ) -> Result<TopicInfo, LogError> {
         let t = self.topic_arc(name)?;
-        let config = self.opts.defaults.with_overrides(&overrides)?;
+        let config = Arc::new(self.current_defaults().with_overrides(&overrides)?);
         let parts = t.partitions.read().map_err(poisoned)?.len() as u32;
         let meta = TopicMeta {
             id: t.id,
@@ -392,7 +454,7 @@ impl Storage for DiskStorage {
 
     fn append(&self, topic: &str, partition: i32, records: &[u8]) -> Result<AppendInfo, LogError> {
         let (t, p) = self.partition(topic, partition)?;
-        let mut info = p.append(records, &t.cfg(), self.opts.flush_messages, now_ms())?;
+        let mut info = p.append(records, &t.cfg(), now_ms(), (topic, partition))?;
         info.needs_sync |= self.opts.flush == FlushMode::Batch;
         Ok(info)
     }
@@ -403,10 +465,11 @@ impl Storage for DiskStorage {
         partition: i32,
         offset: i64,
         max_bytes: usize,
+        min_one: bool,
     ) -> Result<ReadResult, LogError> {
         self.partition(topic, partition)?
             .1
-            .read(offset, max_bytes, self.durable_only())
+            .read(offset, max_bytes, min_one, self.durable_only())
     }
 
     fn offsets(&self, topic: &str, partition: i32) -> Result<PartitionOffsets, LogError> {
@@ -433,11 +496,12 @@ impl Storage for DiskStorage {
         self.partition(topic, partition)?.1.sync_to(up_to)
     }
 
-    fn flush_all(&self) -> Result<(), LogError> {
-        for (_, p) in self.all_partitions() {
-            p.flush()?;
+    fn flush_due(&self, now_ms: i64) -> Result<usize, LogError> {
+        let mut flushed = 0;
+        for (t, p) in self.all_partitions() {
+            flushed += usize::from(p.flush_if_due(&t.cfg(), now_ms)?);
         }
-        Ok(())
+        Ok(flushed)
     }
 
     fn maintain(&self, now_ms: i64) -> Result<MaintenanceReport, LogError> {

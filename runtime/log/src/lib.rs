@@ -17,6 +17,7 @@
 //!   [`Storage::sync_to`] returns only after they are on stable storage.
 
 pub mod batch;
+mod codec;
 pub mod config;
 mod disk;
 mod memory;
@@ -25,12 +26,17 @@ mod producers;
 mod segment;
 #[doc(hidden)]
 pub mod testing;
+mod validate;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
-pub use config::{CleanupPolicy, TOPIC_KEYS, TopicConfig};
+pub use config::{
+    BrokerOverrides, CleanupPolicy, CompressionType, ConfigDef, ConfigType, TOPIC_CONFIGS,
+    TimestampType, TopicConfig, topic_config, topic_config_for_broker_key,
+};
 pub use disk::{DiskStorage, FlushMode, LogOptions};
 pub use memory::MemoryStorage;
 
@@ -45,12 +51,27 @@ pub enum LogError {
     InvalidTopic { name: String, reason: String },
     #[error("invalid partition count: {0}")]
     InvalidPartitions(String),
-    #[error("invalid value for config {key}: {reason}")]
-    InvalidConfig { key: String, reason: String },
+    #[error("Invalid value {value} for configuration {key}: {reason}")]
+    InvalidConfig {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("Unknown topic config name: {0}")]
+    UnknownConfig(String),
     #[error("corrupt record batch: {0}")]
     CorruptBatch(String),
     #[error("invalid record: {0}")]
     InvalidRecord(String),
+    /// Records of a batch broke a topic rule (a null key on a compacted topic, a timestamp out
+    /// of bounds): nothing of the request's partition was appended.
+    #[error("{message}")]
+    RecordsRejected {
+        kind: RejectKind,
+        message: String,
+        /// (index of the record in its batch, why).
+        records: Vec<(i32, String)>,
+    },
     #[error("record batch magic {0} is not supported (only v2 batches are)")]
     UnsupportedMagic(i8),
     #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
@@ -71,8 +92,17 @@ pub enum LogError {
     Io(#[from] std::io::Error),
 }
 
+/// Why records were rejected, for the error code the broker answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectKind {
+    /// INVALID_RECORD: e.g. a record without a key on a compacted topic.
+    InvalidRecord,
+    /// INVALID_TIMESTAMP: a CreateTime timestamp outside the topic's bounds.
+    InvalidTimestamp,
+}
+
 /// A topic as the storage engine knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TopicInfo {
     pub name: String,
     pub id: uuid::Uuid,
@@ -80,7 +110,7 @@ pub struct TopicInfo {
     /// Keys set explicitly for this topic.
     pub overrides: BTreeMap<String, String>,
     /// Effective configuration (defaults plus overrides).
-    pub config: TopicConfig,
+    pub config: Arc<TopicConfig>,
 }
 
 /// What an append did.
@@ -94,6 +124,8 @@ pub struct AppendInfo {
     /// An idempotent producer's retry of a batch already in the log: nothing was appended and
     /// the offsets are those of the original.
     pub duplicate: bool,
+    /// The time the batches were stamped with on a LogAppendTime topic, else -1.
+    pub log_append_time_ms: i64,
 }
 
 /// First and one-past-last offsets of a partition.
@@ -121,7 +153,7 @@ pub struct MaintenanceReport {
 /// The storage engine's interface. All methods are blocking; callers on an async runtime run
 /// the slow ones ([`Storage::sync_to`], [`Storage::maintain`]) on a blocking thread.
 pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
-    /// Creates a topic. `overrides` are validated against [`TOPIC_KEYS`].
+    /// Creates a topic. `overrides` are validated against [`TOPIC_CONFIGS`].
     fn create_topic(
         &self,
         name: &str,
@@ -136,8 +168,15 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     fn topics(&self) -> Vec<TopicInfo>;
     /// One topic.
     fn topic(&self, name: &str) -> Option<TopicInfo>;
-    /// Broker-wide defaults that topics inherit.
-    fn defaults(&self) -> TopicConfig;
+    /// Broker-wide defaults that topics inherit: the static ones with the dynamic overrides.
+    fn defaults(&self) -> Arc<TopicConfig>;
+    /// The defaults the engine was opened with (from the broker's configuration file).
+    fn static_defaults(&self) -> Arc<TopicConfig>;
+    /// The dynamic broker-level overrides of the defaults.
+    fn broker_overrides(&self) -> BrokerOverrides;
+    /// Replaces the dynamic overrides (validated, persisted); every topic without its own value
+    /// for a key follows the new default at once.
+    fn alter_broker_overrides(&self, overrides: BrokerOverrides) -> Result<(), LogError>;
     /// Replaces a topic's config overrides (validated; persisted).
     fn alter_topic_config(
         &self,
@@ -151,13 +190,16 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     fn log_dir(&self) -> (String, Vec<(String, i32, u64)>);
     /// Validates and appends the record batches in `records`, assigning offsets.
     fn append(&self, topic: &str, partition: i32, records: &[u8]) -> Result<AppendInfo, LogError>;
-    /// Reads whole batches from `offset`.
+    /// Reads whole batches from `offset`, at most `max_bytes` of them. With `min_one`, the first
+    /// batch is returned even when it alone is larger (KIP-74: a fetch always makes progress);
+    /// without it, a first batch that does not fit gives an empty read.
     fn read(
         &self,
         topic: &str,
         partition: i32,
         offset: i64,
         max_bytes: usize,
+        min_one: bool,
     ) -> Result<ReadResult, LogError>;
     /// Log start and end offsets.
     fn offsets(&self, topic: &str, partition: i32) -> Result<PartitionOffsets, LogError>;
@@ -171,8 +213,9 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Option<(i64, i64)>, LogError>;
     /// Blocks until every record before `up_to` is on stable storage (group commit).
     fn sync_to(&self, topic: &str, partition: i32, up_to: i64) -> Result<(), LogError>;
-    /// Fsyncs partitions with unflushed data (the `flush.ms` policy).
-    fn flush_all(&self) -> Result<(), LogError>;
+    /// Fsyncs partitions whose oldest unflushed data is older than their topic's `flush.ms`.
+    /// Returns how many were fsynced.
+    fn flush_due(&self, now_ms: i64) -> Result<usize, LogError>;
     /// Runs retention and compaction once.
     fn maintain(&self, now_ms: i64) -> Result<MaintenanceReport, LogError>;
     /// Flushes everything and marks a clean shutdown.

@@ -3,14 +3,15 @@
 //! batch as a segment; compaction and durability are no-ops.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::batch::{self, BatchHeader};
+use crate::validate;
 use crate::{
-    AppendInfo, LogError, MaintenanceReport, PartitionOffsets, ReadResult, Storage, TopicConfig,
-    TopicInfo, validate_topic_name,
+    AppendInfo, BrokerOverrides, LogError, MaintenanceReport, PartitionOffsets, ReadResult,
+    Storage, TopicConfig, TopicInfo, validate_topic_name,
 };
 
 #[derive(Debug, Default)]
@@ -30,7 +31,9 @@ struct MemTopic {
 /// The in-memory storage engine.
 #[derive(Debug, Default)]
 pub struct MemoryStorage {
-    defaults: TopicConfig,
+    static_defaults: Arc<TopicConfig>,
+    /// Dynamic broker-level overrides and the defaults they give.
+    broker: RwLock<(BrokerOverrides, Arc<TopicConfig>)>,
     topics: RwLock<HashMap<String, MemTopic>>,
 }
 
@@ -40,10 +43,19 @@ fn poisoned<T>(_: T) -> LogError {
 
 impl MemoryStorage {
     pub fn new(defaults: TopicConfig) -> Self {
+        let defaults = Arc::new(defaults);
         MemoryStorage {
-            defaults,
+            static_defaults: defaults.clone(),
+            broker: RwLock::new((BrokerOverrides::default(), defaults)),
             topics: RwLock::default(),
         }
+    }
+
+    fn current_defaults(&self) -> Arc<TopicConfig> {
+        self.broker
+            .read()
+            .map(|b| b.1.clone())
+            .unwrap_or_else(|e| e.into_inner().1.clone())
     }
 
     fn with_partition<R>(
@@ -78,7 +90,7 @@ impl Storage for MemoryStorage {
                 "{partitions} (must be 1..=10000)"
             )));
         }
-        let config = self.defaults.with_overrides(&overrides)?;
+        let config = Arc::new(self.current_defaults().with_overrides(&overrides)?);
         let mut topics = self.topics.write().map_err(poisoned)?;
         if topics.contains_key(name) {
             return Err(LogError::TopicExists(name.to_string()));
@@ -144,8 +156,27 @@ impl Storage for MemoryStorage {
         self.topics.read().ok()?.get(name).map(|t| t.info.clone())
     }
 
-    fn defaults(&self) -> TopicConfig {
-        self.defaults
+    fn defaults(&self) -> Arc<TopicConfig> {
+        self.current_defaults()
+    }
+
+    fn static_defaults(&self) -> Arc<TopicConfig> {
+        self.static_defaults.clone()
+    }
+
+    fn broker_overrides(&self) -> BrokerOverrides {
+        self.broker.read().map(|b| b.0.clone()).unwrap_or_default()
+    }
+
+    fn alter_broker_overrides(&self, overrides: BrokerOverrides) -> Result<(), LogError> {
+        let defaults = Arc::new(overrides.apply(&self.static_defaults)?);
+        let mut broker = self.broker.write().map_err(poisoned)?;
+        let mut topics = self.topics.write().map_err(poisoned)?;
+        for t in topics.values_mut() {
+            t.info.config = Arc::new(defaults.with_overrides(&t.info.overrides)?);
+        }
+        *broker = (overrides, defaults);
+        Ok(())
     }
 
     fn alter_topic_config(
@@ -153,7 +184,7 @@ impl Storage for MemoryStorage {
         name: &str,
         overrides: BTreeMap<String, String>,
     ) -> Result<TopicInfo, LogError> {
-        let config = self.defaults.with_overrides(&overrides)?;
+        let config = Arc::new(self.current_defaults().with_overrides(&overrides)?);
         let mut topics = self.topics.write().map_err(poisoned)?;
         let t = topics
             .get_mut(name)
@@ -199,26 +230,14 @@ impl Storage for MemoryStorage {
     }
 
     fn append(&self, topic: &str, partition: i32, records: &[u8]) -> Result<AppendInfo, LogError> {
-        let batches = batch::split_validated(records)?;
-        if batches.is_empty() {
-            return Err(LogError::InvalidRecord(
-                "no record batch in the request".into(),
-            ));
-        }
         self.with_partition(topic, partition, |info, p| {
-            for (h, _) in &batches {
-                if h.total_len() as u64 > info.config.max_message_bytes {
-                    return Err(LogError::MessageTooLarge {
-                        size: h.total_len(),
-                        max: info.config.max_message_bytes,
-                    });
-                }
-            }
+            let prepared =
+                validate::prepare(records, &info.config, crate::now_ms(), (topic, partition))?;
             let base_offset = p.next;
-            for (mut h, range) in batches {
-                let mut b = BytesMut::with_capacity(range.len());
+            for (mut h, bytes) in prepared.batches {
+                let mut b = BytesMut::with_capacity(bytes.len());
                 b.put_i64(p.next);
-                b.extend_from_slice(&records[range.start + 8..range.end]);
+                b.extend_from_slice(&bytes[8..]);
                 h.base_offset = p.next;
                 p.next += i64::from(h.last_offset_delta) + 1;
                 p.batches.push((h, b.freeze()));
@@ -229,6 +248,7 @@ impl Storage for MemoryStorage {
                 log_start_offset: p.log_start,
                 needs_sync: false,
                 duplicate: false,
+                log_append_time_ms: prepared.log_append_time_ms,
             })
         })
     }
@@ -239,6 +259,7 @@ impl Storage for MemoryStorage {
         partition: i32,
         offset: i64,
         max_bytes: usize,
+        min_one: bool,
     ) -> Result<ReadResult, LogError> {
         self.with_partition(topic, partition, |_, p| {
             if offset < p.log_start || offset > p.next {
@@ -251,7 +272,7 @@ impl Storage for MemoryStorage {
             let start = p.batches.partition_point(|(h, _)| h.last_offset() < offset);
             let mut out = BytesMut::new();
             for (_, b) in &p.batches[start..] {
-                if !out.is_empty() && out.len() + b.len() > max_bytes {
+                if (!out.is_empty() || !min_one) && out.len() + b.len() > max_bytes {
                     break;
                 }
                 out.extend_from_slice(b);
@@ -304,8 +325,8 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
-    fn flush_all(&self) -> Result<(), LogError> {
-        Ok(())
+    fn flush_due(&self, _now_ms: i64) -> Result<usize, LogError> {
+        Ok(0)
     }
 
     fn maintain(&self, now: i64) -> Result<MaintenanceReport, LogError> {

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use crate::batch::{self, BatchHeader};
 use crate::producers::{ProducerStates, Verdict};
 use crate::segment::{self, Segment};
+use crate::validate;
 use crate::{AppendInfo, LogError, PartitionOffsets, ReadResult, TopicConfig};
 
 /// A closed segment as compaction sees it: base offset, file, size, max timestamp.
@@ -37,9 +38,13 @@ struct Inner {
     segments: BTreeMap<i64, Segment>,
     log_start: i64,
     unflushed_messages: u64,
+    /// When the oldest unflushed append happened (for `flush.ms`).
+    unflushed_since_ms: i64,
     /// Files of rolled segments not yet fsynced (the active one is synced by `sync_to` too).
     rolled_unsynced: Vec<Arc<File>>,
     producers: ProducerStates,
+    /// Where the last compaction pass left the log.
+    cleaner: CleanerCheckpoint,
 }
 
 impl Inner {
@@ -53,6 +58,21 @@ impl Inner {
     fn next_offset(&self) -> i64 {
         self.active().next_offset
     }
+}
+
+/// Bytes of one time index entry, the larger of the two index entries: `segment.index.bytes`
+/// bounds it.
+const TIME_INDEX_ENTRY: u64 = 12;
+
+/// How old the active segment may get before it rolls: `segment.ms` less this segment's share
+/// of `segment.jitter.ms` (spread by base offset, so partitions do not all roll at once).
+fn roll_after_ms(seg: &Segment, config: &TopicConfig) -> i64 {
+    let jitter = config.segment_jitter_ms.min(config.segment_ms);
+    if jitter <= 0 {
+        return config.segment_ms;
+    }
+    let spread = (seg.base_offset as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 1;
+    config.segment_ms - (spread % jitter as u64) as i64
 }
 
 fn lock_err<T>(_: T) -> LogError {
@@ -136,8 +156,10 @@ impl Partition {
             segments,
             log_start,
             unflushed_messages: 0,
+            unflushed_since_ms: 0,
             rolled_unsynced: Vec::new(),
             producers,
+            cleaner: CleanerCheckpoint::read(dir)?,
         };
         let next = inner.next_offset();
         if recover {
@@ -163,44 +185,28 @@ impl Partition {
         })
     }
 
-    /// Validates and appends the batches in `records`. Returns the offsets assigned.
+    /// Validates and appends the batches in `records` (checked and transformed by the topic's
+    /// config first, see [`crate::validate`]). Returns the offsets assigned.
     pub fn append(
         &self,
         records: &[u8],
         config: &TopicConfig,
-        flush_messages: Option<u64>,
         now_ms: i64,
+        tp: (&str, i32),
     ) -> Result<AppendInfo, LogError> {
-        let batches = batch::split_validated(records)?;
-        if batches.is_empty() {
-            return Err(LogError::InvalidRecord(
-                "no record batch in the request".into(),
-            ));
-        }
-        let mut parts: Vec<(BatchHeader, &[u8])> = Vec::with_capacity(batches.len());
-        let mut count = 0u64;
-        for (h, range) in batches {
-            if h.total_len() as u64 > config.max_message_bytes {
-                return Err(LogError::MessageTooLarge {
-                    size: h.total_len(),
-                    max: config.max_message_bytes,
-                });
-            }
-            if h.is_transactional() || h.is_control() {
-                return Err(LogError::InvalidRecord(
-                    "transactional batches are not supported".into(),
-                ));
-            }
-            count += h.record_count as u64;
-            parts.push((h, &records[range]));
-        }
-        let total: u64 = parts.iter().map(|(_, b)| b.len() as u64).sum();
+        let prepared = validate::prepare(records, config, now_ms, tp)?;
+        let parts = prepared.parts();
+        let count = prepared.records;
+        let total = prepared.bytes();
 
         let mut inner = self.inner.write().map_err(lock_err)?;
         let active = inner.active();
         let too_big = active.size > 0 && active.size + total > config.segment_bytes;
-        let too_old = active.size > 0 && now_ms - active.created_ms >= config.segment_ms;
-        if too_big || too_old || active.size + total > u64::from(u32::MAX) {
+        let too_old =
+            active.size > 0 && now_ms - active.created_ms >= roll_after_ms(active, config);
+        let index_full = active.size > 0
+            && (active.index_entries() as u64 + 1) * TIME_INDEX_ENTRY > config.segment_index_bytes;
+        if too_big || too_old || index_full || active.size + total > u64::from(u32::MAX) {
             self.roll(&mut inner, now_ms)?;
         }
         if let [(h, _)] = parts.as_slice()
@@ -216,6 +222,7 @@ impl Partition {
                 log_start_offset: inner.log_start,
                 needs_sync: false,
                 duplicate: true,
+                log_append_time_ms: prepared.log_append_time_ms,
             });
         }
         for (h, _) in &parts {
@@ -249,14 +256,18 @@ impl Partition {
         for ((h, _), base) in parts.iter().zip(&bases) {
             inner.producers.record(h, *base);
         }
+        if inner.unflushed_messages == 0 {
+            inner.unflushed_since_ms = now_ms;
+        }
         inner.unflushed_messages += count;
-        let needs_sync = flush_messages.is_some_and(|n| inner.unflushed_messages >= n);
+        let needs_sync = inner.unflushed_messages >= config.flush_messages.max(1) as u64;
         Ok(AppendInfo {
             base_offset,
             last_offset: next - 1,
             log_start_offset: log_start,
             needs_sync,
             duplicate: false,
+            log_append_time_ms: prepared.log_append_time_ms,
         })
     }
 
@@ -295,6 +306,19 @@ impl Partition {
         Ok(())
     }
 
+    /// Fsyncs the partition if its oldest unflushed data is older than `flush.ms`.
+    pub fn flush_if_due(&self, config: &TopicConfig, now_ms: i64) -> Result<bool, LogError> {
+        let due = {
+            let inner = self.inner.read().map_err(lock_err)?;
+            inner.unflushed_messages > 0
+                && now_ms.saturating_sub(inner.unflushed_since_ms) >= config.flush_ms
+        };
+        if due {
+            self.flush()?;
+        }
+        Ok(due)
+    }
+
     /// Fsyncs everything written so far.
     pub fn flush(&self) -> Result<(), LogError> {
         let end = self.offsets(false)?.log_end;
@@ -310,12 +334,13 @@ impl Partition {
         }
     }
 
-    /// Reads whole batches from `offset`, at most `max_bytes` (but at least one batch). With
-    /// `durable_only`, nothing past the fsynced offset is returned.
+    /// Reads whole batches from `offset`, at most `max_bytes` (but at least one batch with
+    /// `min_one`). With `durable_only`, nothing past the fsynced offset is returned.
     pub fn read(
         &self,
         offset: i64,
         max_bytes: usize,
+        min_one: bool,
         durable_only: bool,
     ) -> Result<ReadResult, LogError> {
         let inner = self.inner.read().map_err(lock_err)?;
@@ -344,7 +369,7 @@ impl Partition {
                         None => usize::MAX,
                     };
                     if limit > 0 {
-                        records = seg.read_at(pos, max_bytes.min(limit), limit)?;
+                        records = seg.read_at(pos, max_bytes.min(limit), min_one, limit)?;
                     }
                     break;
                 }
@@ -488,27 +513,61 @@ impl Partition {
             return Ok(0);
         }
         // Snapshot the closed segments eligible for cleaning and the newest offset per key
-        // across the whole log (active segment included).
-        let (closed, all): (Vec<ClosedSegment>, Vec<(Arc<File>, u64)>) = {
+        // across the whole log (active segment included), and decide whether the log is dirty
+        // enough: compact when the share of closed bytes not compacted since the last pass
+        // reaches `min.cleanable.dirty.ratio`, or when uncompacted data is older than
+        // `max.compaction.lag.ms` (Kafka's log cleaner rules, at segment granularity).
+        let (closed, all, clean_up_to): (Vec<ClosedSegment>, Vec<(Arc<File>, u64)>, i64) = {
             let inner = self.inner.read().map_err(lock_err)?;
             let n = inner.segments.len();
-            let closed = inner
+            let closed: Vec<ClosedSegment> = inner
                 .segments
                 .values()
                 .take(n.saturating_sub(1))
                 .take_while(|s| now_ms - s.max_timestamp >= config.min_compaction_lag_ms)
                 .map(|s| (s.base_offset, s.file.clone(), s.size, s.max_timestamp))
                 .collect();
+            let Some(&(last_base, ..)) = closed.last() else {
+                return Ok(0);
+            };
+            let clean_up_to = inner.segments[&last_base].next_offset;
+            let first_dirty = inner.cleaner.first_dirty;
+            // KIP-534: a log whose kept tombstones have outlived delete.retention.ms is
+            // cleaned again even when nothing new is dirty.
+            let tombstones_due = inner.cleaner.tombstone_horizon.is_some_and(|h| now_ms > h);
+            let clean_bytes: u64 = inner
+                .segments
+                .values()
+                .take(n - 1)
+                .filter(|s| s.next_offset <= first_dirty)
+                .map(|s| s.size)
+                .sum();
+            let dirty: Vec<&Segment> = closed
+                .iter()
+                .map(|(b, ..)| &inner.segments[b])
+                .filter(|s| s.next_offset > first_dirty)
+                .collect();
+            let dirty_bytes: u64 = dirty.iter().map(|s| s.size).sum();
+            if dirty_bytes == 0 && !tombstones_due {
+                return Ok(0);
+            }
+            let ratio = dirty_bytes as f64 / (clean_bytes + dirty_bytes).max(1) as f64;
+            let overdue = match dirty.first() {
+                Some(s) => s
+                    .first_batch_timestamp()?
+                    .is_some_and(|ts| now_ms.saturating_sub(ts) > config.max_compaction_lag_ms),
+                None => false,
+            };
+            if ratio < config.min_cleanable_dirty_ratio && !overdue && !tombstones_due {
+                return Ok(0);
+            }
             let all = inner
                 .segments
                 .values()
                 .map(|s| (s.file.clone(), s.size))
                 .collect();
-            (closed, all)
+            (closed, all, clean_up_to)
         };
-        if closed.is_empty() {
-            return Ok(0);
-        }
         let mut latest: std::collections::HashMap<Bytes, i64> = std::collections::HashMap::new();
         let mut decode_err = None;
         for (file, size) in &all {
@@ -533,9 +592,21 @@ impl Partition {
             return Err(e);
         }
         let mut removed = 0usize;
+        let mut horizon: Option<i64> = None;
         for (base, file, size, _) in closed {
-            removed += self.clean_segment(base, &file, size, &latest, config, now_ms)?;
+            let (n, h) = self.clean_segment(base, &file, size, &latest, config, now_ms)?;
+            removed += n;
+            horizon = match (horizon, h) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
         }
+        let checkpoint = CleanerCheckpoint {
+            first_dirty: clean_up_to,
+            tombstone_horizon: horizon,
+        };
+        checkpoint.write(&self.dir)?;
+        self.inner.write().map_err(lock_err)?.cleaner = checkpoint;
         Ok(removed)
     }
 
@@ -547,9 +618,11 @@ impl Partition {
         latest: &std::collections::HashMap<Bytes, i64>,
         config: &TopicConfig,
         now_ms: i64,
-    ) -> Result<usize, LogError> {
+    ) -> Result<(usize, Option<i64>), LogError> {
         let mut out: Vec<u8> = Vec::with_capacity(size as usize);
         let mut removed = 0usize;
+        // When the earliest tombstone kept now may be dropped (its delete horizon).
+        let mut horizon: Option<i64> = None;
         let mut err = None;
         segment::scan(file, 0, size, false, |_, _, bytes| {
             if err.is_some() {
@@ -575,15 +648,25 @@ impl Partition {
                     }
                 })
                 .collect();
+            for r in keep.iter().filter(|r| r.key.is_some() && r.value.is_none()) {
+                let h = r.timestamp.saturating_add(config.delete_retention_ms);
+                horizon = Some(horizon.map_or(h, |x| x.min(h)));
+            }
             removed += n - keep.len();
             if keep.len() == n {
                 out.extend_from_slice(bytes);
             } else if !keep.is_empty() {
-                let codec = BatchHeader::parse(bytes)
-                    .map(|h| h.compression())
-                    .unwrap_or(0);
+                let header = BatchHeader::parse(bytes);
+                let codec = header.map(|h| h.compression()).unwrap_or(0);
                 match batch::encode_records(&keep, codec) {
-                    Ok(b) => out.extend_from_slice(&b),
+                    Ok(b) => {
+                        let start = out.len();
+                        out.extend_from_slice(&b);
+                        // The encoder writes CreateTime batches: keep a LogAppendTime stamp.
+                        if let Some(h) = header.filter(BatchHeader::is_log_append_time) {
+                            batch::stamp_log_append_time(&mut out[start..], h.max_timestamp);
+                        }
+                    }
                     Err(e) => err = Some(e),
                 }
             }
@@ -592,7 +675,7 @@ impl Partition {
             return Err(e);
         }
         if removed == 0 {
-            return Ok(0);
+            return Ok((0, horizon));
         }
         // Write the cleaned segment beside the old one, then swap: the rename of the .log file
         // is the commit point (see `finish_interrupted_compaction`).
@@ -604,7 +687,7 @@ impl Partition {
         let mut inner = self.inner.write().map_err(lock_err)?;
         if !inner.segments.contains_key(&base) {
             let _ = std::fs::remove_file(&cleaned_log);
-            return Ok(0);
+            return Ok((0, horizon));
         }
         // Old indexes would point into the old file: remove them first, so that a crash right
         // after the rename finds no index and rebuilds it from the cleaned log.
@@ -626,7 +709,7 @@ impl Partition {
         seg.persist_indexes()?;
         inner.segments.insert(base, seg);
         tracing::info!(dir = %self.dir.display(), base_offset = base, removed, "compacted segment");
-        Ok(removed)
+        Ok((removed, horizon))
     }
 
     /// Writes indexes of every segment (on clean shutdown) and fsyncs.
@@ -667,6 +750,40 @@ fn finish_interrupted_compaction(dir: &Path, _bases: &[i64]) -> io::Result<()> {
 }
 
 const LOG_START_FILE: &str = "log-start-offset";
+/// Where the last compaction pass ended (Kafka's cleaner-offset-checkpoint, per partition).
+const CLEANER_CHECKPOINT_FILE: &str = "cleaner-checkpoint";
+
+/// What the last compaction pass left: offsets below `first_dirty` are compacted, and the
+/// earliest tombstone it kept may be dropped after `tombstone_horizon` (record time + the
+/// topic's delete.retention.ms). Persisted as `<first_dirty> [<horizon>]`.
+#[derive(Debug, Clone, Copy, Default)]
+struct CleanerCheckpoint {
+    first_dirty: i64,
+    tombstone_horizon: Option<i64>,
+}
+
+impl CleanerCheckpoint {
+    fn read(dir: &Path) -> Result<CleanerCheckpoint, LogError> {
+        let text = match std::fs::read_to_string(dir.join(CLEANER_CHECKPOINT_FILE)) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut parts = text.split_whitespace().map(|p| p.parse::<i64>().ok());
+        Ok(CleanerCheckpoint {
+            first_dirty: parts.next().flatten().unwrap_or(0),
+            tombstone_horizon: parts.next().flatten(),
+        })
+    }
+
+    fn write(&self, dir: &Path) -> Result<(), LogError> {
+        let text = match self.tombstone_horizon {
+            Some(h) => format!("{} {h}", self.first_dirty),
+            None => self.first_dirty.to_string(),
+        };
+        write_file_atomic(dir, CLEANER_CHECKPOINT_FILE, &text)
+    }
+}
 
 fn read_log_start(dir: &Path) -> Result<Option<i64>, LogError> {
     match std::fs::read_to_string(dir.join(LOG_START_FILE)) {
@@ -676,11 +793,15 @@ fn read_log_start(dir: &Path) -> Result<Option<i64>, LogError> {
     }
 }
 
-/// Persists the log start offset (written beside the segments, replaced atomically).
 fn write_log_start(dir: &Path, offset: i64) -> Result<(), LogError> {
-    let tmp = dir.join(format!("{LOG_START_FILE}.tmp"));
-    std::fs::write(&tmp, offset.to_string())?;
+    write_file_atomic(dir, LOG_START_FILE, &offset.to_string())
+}
+
+/// Writes a small file beside the segments, replaced atomically.
+fn write_file_atomic(dir: &Path, name: &str, text: &str) -> Result<(), LogError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    std::fs::write(&tmp, text)?;
     File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, dir.join(LOG_START_FILE))?;
+    std::fs::rename(&tmp, dir.join(name))?;
     Ok(())
 }

@@ -236,6 +236,22 @@ impl Segment {
     }
 
     /// Records a batch just written at `pos` in the in-memory indexes.
+    /// The max timestamp of the first batch (Kafka's estimate of a segment's earliest data, for
+    /// `max.compaction.lag.ms`), or `None` when the segment is empty.
+    pub fn first_batch_timestamp(&self) -> io::Result<Option<i64>> {
+        if self.size < HEADER_LEN as u64 {
+            return Ok(None);
+        }
+        let mut h = [0u8; HEADER_LEN];
+        self.file.read_exact_at(&mut h, 0)?;
+        Ok(BatchHeader::parse(&h).map(|b| b.max_timestamp))
+    }
+
+    /// Entries in the offset index (the time index has as many).
+    pub fn index_entries(&self) -> usize {
+        self.index.len()
+    }
+
     fn note_batch(&mut self, h: &BatchHeader, pos: u64, index_interval: u64) {
         let len = h.total_len() as u64;
         self.max_timestamp = self.max_timestamp.max(h.max_timestamp);
@@ -389,16 +405,26 @@ impl Segment {
         Ok(None)
     }
 
-    /// Reads whole batches starting at `pos`: up to `max_bytes`, but always the first batch
-    /// whole (so a consumer can make progress past a batch larger than its fetch size).
-    /// Never reads more than `hard_limit` bytes.
-    pub fn read_at(&self, pos: u64, max_bytes: usize, hard_limit: usize) -> io::Result<Bytes> {
+    /// Reads whole batches starting at `pos`: up to `max_bytes`, and with `min_one` always the
+    /// first batch whole (so a consumer can make progress past a batch larger than its fetch
+    /// size); without it, nothing when the first batch does not fit. Never reads more than
+    /// `hard_limit` bytes.
+    pub fn read_at(
+        &self,
+        pos: u64,
+        max_bytes: usize,
+        min_one: bool,
+        hard_limit: usize,
+    ) -> io::Result<Bytes> {
         if pos >= self.size {
             return Ok(Bytes::new());
         }
         let mut h = [0u8; HEADER_LEN];
         self.file.read_exact_at(&mut h, pos)?;
         let first = BatchHeader::parse(&h).map(|b| b.total_len()).unwrap_or(0);
+        if !min_one && first > max_bytes {
+            return Ok(Bytes::new());
+        }
         let avail = ((self.size - pos) as usize).min(hard_limit);
         let want = max_bytes.max(first).min(avail);
         let mut buf = BytesMut::zeroed(want);

@@ -12,7 +12,6 @@ fn open(dir: &Path) -> DiskStorage {
         dir: dir.to_path_buf(),
         defaults: TopicConfig::default(),
         flush: FlushMode::None,
-        flush_messages: None,
     })
     .unwrap()
 }
@@ -32,7 +31,7 @@ fn read_all(s: &dyn Storage, topic: &str, p: i32, from: i64) -> Vec<Rec> {
     let mut out = Vec::new();
     let mut next = from;
     loop {
-        let r = s.read(topic, p, next, 1000).unwrap();
+        let r = s.read(topic, p, next, 1000, true).unwrap();
         if r.records.is_empty() {
             break;
         }
@@ -92,11 +91,11 @@ fn append_read_reopen_and_roll() {
     let mid = read_all(&s, "t", 1, 4);
     assert_eq!(mid.first().unwrap().0, 4);
     assert!(matches!(
-        s.read("t", 1, 151, 100),
+        s.read("t", 1, 151, 100, true),
         Err(LogError::OffsetOutOfRange { .. })
     ));
     assert!(matches!(
-        s.read("t", 2, 0, 100),
+        s.read("t", 2, 0, 100, true),
         Err(LogError::UnknownTopicOrPartition(_))
     ));
     s.close().unwrap();
@@ -212,7 +211,7 @@ fn retention_by_time_and_size() {
     assert!(o.log_start > 0 && o.log_start <= fresh.base_offset, "{o:?}");
     assert_eq!(o.log_end, fresh.last_offset + 1);
     assert!(matches!(
-        s.read("old", 0, 0, 100),
+        s.read("old", 0, 0, 100, true),
         Err(LogError::OffsetOutOfRange { .. })
     ));
     let (size, _) = s.partition_stats("big", 0).unwrap();
@@ -326,7 +325,6 @@ fn group_commit_sync() {
             dir: dir.path().to_path_buf(),
             defaults: TopicConfig::default(),
             flush: FlushMode::Batch,
-            flush_messages: None,
         })
         .unwrap(),
     );
@@ -453,7 +451,6 @@ fn batch_mode_shows_readers_only_fsynced_records() {
         dir: dir.path().to_path_buf(),
         defaults: TopicConfig::default(),
         flush: FlushMode::Batch,
-        flush_messages: None,
     })
     .unwrap();
     s.create_topic("t", 1, BTreeMap::new()).unwrap();
@@ -464,8 +461,37 @@ fn batch_mode_shows_readers_only_fsynced_records() {
     // The second batch is written but not yet durable: invisible.
     assert_eq!(s.offsets("t", 0).unwrap().log_end, 3);
     assert_eq!(read_all(&s, "t", 0, 0).len(), 3);
-    assert!(s.read("t", 0, 3, 1000).unwrap().records.is_empty());
+    assert!(s.read("t", 0, 3, 1000, true).unwrap().records.is_empty());
     s.sync_to("t", 0, b.last_offset + 1).unwrap();
     assert_eq!(s.offsets("t", 0).unwrap().log_end, 5);
     assert_eq!(read_all(&s, "t", 0, 0).len(), 5);
+}
+
+#[test]
+fn read_returns_an_oversized_first_batch_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = open(dir.path());
+    let memory = MemoryStorage::new(TopicConfig::default());
+    for s in [&disk as &dyn Storage, &memory] {
+        s.create_topic("t", 1, BTreeMap::new()).unwrap();
+        let big = value_batch(20, "big", 1_000);
+        let small = value_batch(1, "s", 2_000);
+        s.append("t", 0, &big).unwrap();
+        s.append("t", 0, &small).unwrap();
+        let limit = big.len() - 1;
+        // A fetch's first partition: the batch comes back whole although it is too large.
+        let r = s.read("t", 0, 0, limit, true).unwrap();
+        assert_eq!(r.records.len(), big.len());
+        // A later partition: what does not fit is not sent.
+        let r = s.read("t", 0, 0, limit, false).unwrap();
+        assert!(r.records.is_empty());
+        assert_eq!(r.high_watermark, 21);
+        // Whole batches only: room for the first but not the second gives just the first.
+        let r = s
+            .read("t", 0, 0, big.len() + small.len() - 1, false)
+            .unwrap();
+        assert_eq!(r.records.len(), big.len());
+        let r = s.read("t", 0, 0, big.len() + small.len(), false).unwrap();
+        assert_eq!(r.records.len(), big.len() + small.len());
+    }
 }
