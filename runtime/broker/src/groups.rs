@@ -466,6 +466,10 @@ impl Coordinator {
                 tracing::info!(group = %group.id, old = %m.id, new = %id, "static member rejoined; no rebalance");
                 fence_pending(&mut m);
                 m.id = id.clone();
+                // The member is now the new process: report its client id and host (Kafka
+                // keeps the old ones, which misleads whoever debugs the group).
+                m.client_id = client_id.to_string();
+                m.client_host = client_host.to_string();
                 m.last_heartbeat = now;
                 m.session_timeout = session;
                 m.rebalance_timeout = rebalance;

@@ -22,6 +22,8 @@ use crate::{AppendInfo, LogError, PartitionOffsets, ReadResult, TopicConfig};
 
 /// A closed segment as compaction sees it: base offset, file, size, max timestamp.
 type ClosedSegment = (i64, Arc<File>, u64, i64);
+/// A segment's file and its size.
+type SegmentFile = (Arc<File>, u64);
 
 #[derive(Debug)]
 pub(crate) struct Partition {
@@ -517,7 +519,7 @@ impl Partition {
         // enough: compact when the share of closed bytes not compacted since the last pass
         // reaches `min.cleanable.dirty.ratio`, or when uncompacted data is older than
         // `max.compaction.lag.ms` (Kafka's log cleaner rules, at segment granularity).
-        let (closed, all, clean_up_to): (Vec<ClosedSegment>, Vec<(Arc<File>, u64)>, i64) = {
+        let (closed, all, clean_up_to): (Vec<ClosedSegment>, Vec<SegmentFile>, i64) = {
             let inner = self.inner.read().map_err(lock_err)?;
             let n = inner.segments.len();
             let closed: Vec<ClosedSegment> = inner
