@@ -178,7 +178,10 @@ def check_fetch_limits(parts: list, max_bytes: int, partition_max_bytes: int) ->
 
 
 @pytest.mark.timeout(120)
-def test_raw_fetch_respects_max_bytes_across_partitions(broker):
+def test_raw_fetch_respects_max_bytes_across_partitions(start_broker):
+    # The broker's own cap (fetch.max.bytes, 1 MiB by default) raised out of the way: this
+    # test is about the client's limits.
+    broker = start_broker(env={"WEIR_BROKER__FETCH_MAX_BYTES": str(64 << 20)})
     topic = "kip74-raw"
     create_topic(broker.bootstrap, topic, BIG_PARTITIONS)
     produce_big_batches(broker.bootstrap, topic)
@@ -202,6 +205,27 @@ def test_raw_fetch_respects_max_bytes_across_partitions(broker):
         assert [p.partition for p in parts] == [p for p, _ in positions], f"{what}: partitions answered {sizes}"
         check_fetch_limits(parts, max_bytes, partition_max)
         assert [p.partition for p in parts if p.records] == with_data, f"{what}: record bytes per partition {sizes}"
+
+
+@pytest.mark.timeout(120)
+def test_broker_fetch_max_bytes_caps_every_response(start_broker):
+    """The broker's own fetch.max.bytes (Weir's default 1 MiB, Kafka's 55 MiB)
+    caps a response whatever the client asks for, with the same KIP-74 rule:
+    only the first batch may exceed it. Raised in the broker's config, the
+    same fetch gets every partition."""
+    positions = [(0, 0), (1, 0), (2, 0)]
+    for env, cap, with_data in [({}, 1 << 20, [0]), ({"WEIR_BROKER__FETCH_MAX_BYTES": str(64 << 20)}, 64 << 20, [0, 1, 2])]:
+        b = start_broker(env=env, name=f"cap{cap}")
+        assert broker_entry(b.bootstrap, "fetch.max.bytes")[0] == str(cap)
+        topic = "fetch-cap"
+        create_topic(b.bootstrap, topic, BIG_PARTITIONS)
+        produce_big_batches(b.bootstrap, topic)
+        parts = fetch("127.0.0.1", b.port, [(topic, p, o) for p, o in positions],
+                      max_bytes=64 << 20, partition_max_bytes=1 << 20)  # fmt: skip
+        sizes = [(p.partition, len(p.records)) for p in parts]
+        check_fetch_limits(parts, min(cap, 64 << 20), 1 << 20)
+        assert [p.partition for p in parts if p.records] == with_data, f"cap {cap}: record bytes per partition {sizes}"
+        b.stop()
 
 
 # ---------------------------------------------------------------------------

@@ -155,6 +155,12 @@ fn read_only_broker_entries(
             "one broker, one replica",
         ),
         (
+            "fetch.max.bytes",
+            cfg.fetch_max_bytes.to_string(),
+            ConfigType::Int,
+            "the most record bytes one fetch response carries",
+        ),
+        (
             "group.initial.rebalance.delay.ms",
             cfg.group.initial_rebalance_delay.as_millis().to_string(),
             ConfigType::Int,

@@ -45,11 +45,14 @@ pub(crate) fn handle(shared: Arc<Shared>, req: FetchRequest, version: i16, corr:
 fn read_once(shared: &Shared, req: &FetchRequest, version: i16) -> (FetchResponse, usize, bool) {
     let mut resp = FetchResponse::default();
     resp.session_id = 0;
-    let max_total = if req.max_bytes > 0 {
+    // The client's limit, capped by the broker's (but never below what the client waits for).
+    let asked = if req.max_bytes > 0 {
         req.max_bytes as usize
     } else {
-        50 * 1024 * 1024
+        usize::MAX
     };
+    let cap = shared.cfg.fetch_max_bytes.max(req.min_bytes.max(0) as usize);
+    let max_total = asked.min(cap);
     let mut total = 0usize;
     let mut errored = false;
     for t in &req.topics {

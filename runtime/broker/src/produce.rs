@@ -28,7 +28,7 @@ pub(crate) fn handle(shared: &Arc<Shared>, req: ProduceRequest, version: i16, co
     let mut syncs: Vec<PendingSync> = Vec::new();
     let bad_acks = !(-1..=1).contains(&acks);
     let transactional = req.transactional_id.is_some();
-    let mut appended_any = false;
+    let mut appended_any = false; // with records readers can see already
     for (ti, topic) in req.topic_data.into_iter().enumerate() {
         let name = topic.name.0.to_string();
         let mut tr = TopicProduceResponse::default();
@@ -50,7 +50,8 @@ pub(crate) fn handle(shared: &Arc<Shared>, req: ProduceRequest, version: i16, co
                 let records = p.records.unwrap_or_default();
                 match shared.storage.append(&name, p.index, &records) {
                     Ok(info) => {
-                        appended_any = true;
+                        // Records readers cannot see before the fsync wake them from there.
+                        appended_any |= info.visible;
                         pr.base_offset = info.base_offset;
                         if version >= 2 {
                             pr.log_append_time_ms = info.log_append_time_ms;

@@ -32,6 +32,10 @@ pub struct BrokerSection {
     pub num_partitions: u32,
     /// Largest request accepted, in bytes.
     pub max_request_bytes: usize,
+    /// Most record bytes one fetch response carries, whatever the client asks for (Kafka's
+    /// `fetch.max.bytes`; 1 MiB by default, where Kafka has 55 MiB: local consumers read
+    /// faster from smaller responses; raise it for consumers with a long round trip).
+    pub fetch_max_bytes: usize,
     /// Wait after the first member joins an empty group before completing its first
     /// rebalance, so members starting together share one generation (milliseconds).
     pub group_initial_rebalance_delay_ms: u64,
@@ -50,6 +54,7 @@ impl Default for BrokerSection {
             auto_create_topics: true,
             num_partitions: 1,
             max_request_bytes: 100 * 1024 * 1024,
+            fetch_max_bytes: weir_broker::DEFAULT_FETCH_MAX_BYTES,
             group_initial_rebalance_delay_ms: 300,
             group_min_session_timeout_ms: 1000,
             group_max_session_timeout_ms: 1_800_000,

@@ -169,6 +169,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             .log
             .flush_ms
             .map_or(i64::MAX, |n| n.min(i64::MAX as u64) as i64),
+        // Every produce waits for an fsync in batch mode: preallocated segments make each one a
+        // single data write (no file size to write; see ARCHITECTURE.md).
+        preallocate: cfg.log.flush == weir_log::FlushMode::Batch,
         ..Default::default()
     };
     let dir = cfg.log.dir.clone();
@@ -189,6 +192,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         auto_create_topics: cfg.broker.auto_create_topics,
         num_partitions: cfg.broker.num_partitions.max(1),
         max_request_bytes: cfg.broker.max_request_bytes,
+        fetch_max_bytes: cfg.broker.fetch_max_bytes.max(1024),
         cluster_id,
         maintenance_interval: Duration::from_millis(cfg.log.retention_check_interval_ms.max(10)),
         group: weir_broker::groups::GroupConfig {

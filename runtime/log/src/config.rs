@@ -161,7 +161,8 @@ pub struct TopicConfig {
     pub min_compaction_lag_ms: i64,
     /// `min.insync.replicas`: replication; reported only (the one broker is the whole ISR).
     pub min_insync_replicas: i32,
-    /// `preallocate`: reported only (segment files grow as they are written).
+    /// `preallocate`: allocate the active segment ahead of writes (in 8 MiB steps), so that an
+    /// fsync writes data only, never the file's size.
     pub preallocate: bool,
     /// `remote.storage.enable`: tiered storage is not available, so only `false` is accepted.
     pub remote_storage_enable: bool,
@@ -610,8 +611,8 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         "preallocate",
         Boolean,
         ["log.preallocate"],
-        false,
-        "accepted and reported; segment files grow as they are written",
+        true,
+        "allocate the active segment ahead of writes (8 MiB steps): an fsync then writes data only",
         |c, v| c.preallocate = boolean(v)?,
         |c| yes_no(c.preallocate)
     ),

@@ -456,6 +456,7 @@ impl Storage for DiskStorage {
         let (t, p) = self.partition(topic, partition)?;
         let mut info = p.append(records, &t.cfg(), now_ms(), (topic, partition))?;
         info.needs_sync |= self.opts.flush == FlushMode::Batch;
+        info.visible = !self.durable_only();
         Ok(info)
     }
 

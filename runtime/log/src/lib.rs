@@ -121,6 +121,9 @@ pub struct AppendInfo {
     pub log_start_offset: i64,
     /// The flush policy asks the caller to wait for [`Storage::sync_to`] before acknowledging.
     pub needs_sync: bool,
+    /// Readers can see the records now; `false` when they become visible only once fsynced
+    /// (flush = batch), so that waking waiting readers before then is wasted work.
+    pub visible: bool,
     /// An idempotent producer's retry of a batch already in the log: nothing was appended and
     /// the offsets are those of the original.
     pub duplicate: bool,

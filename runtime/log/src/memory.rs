@@ -247,6 +247,7 @@ impl Storage for MemoryStorage {
                 last_offset: p.next - 1,
                 log_start_offset: p.log_start,
                 needs_sync: false,
+                visible: true,
                 duplicate: false,
                 log_append_time_ms: prepared.log_append_time_ms,
             })

@@ -60,7 +60,18 @@ impl Inner {
     fn next_offset(&self) -> i64 {
         self.active().next_offset
     }
+    fn active_mut(&mut self) -> &mut Segment {
+        // Invariant: a partition always has at least one segment.
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("partition has an active segment")
+    }
 }
+
+/// How far ahead of the data the active segment is allocated when the topic asks for
+/// `preallocate` (Kafka allocates the whole segment at once; steps keep idle partitions small).
+const PREALLOCATE_CHUNK: u64 = 8 << 20;
 
 /// Bytes of one time index entry, the larger of the two index entries: `segment.index.bytes`
 /// bounds it.
@@ -223,6 +234,7 @@ impl Partition {
                 last_offset,
                 log_start_offset: inner.log_start,
                 needs_sync: false,
+                visible: true,
                 duplicate: true,
                 log_append_time_ms: prepared.log_append_time_ms,
             });
@@ -250,6 +262,9 @@ impl Partition {
         if active.size == 0 {
             active.created_ms = now_ms;
         }
+        if config.preallocate {
+            active.reserve(active.size + total, config.segment_bytes.min(PREALLOCATE_CHUNK));
+        }
         if let Err(e) = active.append(&parts, &bases, config.index_interval_bytes) {
             // Drop whatever part of the write landed; the next append overwrites from `size`.
             let _ = active.file.set_len(active.size);
@@ -268,6 +283,7 @@ impl Partition {
             last_offset: next - 1,
             log_start_offset: log_start,
             needs_sync,
+            visible: true,
             duplicate: false,
             log_append_time_ms: prepared.log_append_time_ms,
         })
@@ -275,9 +291,12 @@ impl Partition {
 
     fn roll(&self, inner: &mut Inner, now_ms: i64) -> Result<(), LogError> {
         let next = inner.next_offset();
-        let active = inner.active();
+        let active = inner.active_mut();
+        // A closed segment is exactly its data: give back what was preallocated first.
+        active.trim()?;
         active.persist_indexes()?;
-        inner.rolled_unsynced.push(active.file.clone());
+        let file = active.file.clone();
+        inner.rolled_unsynced.push(file);
         let seg = Segment::create(&self.dir, next, now_ms)?;
         tracing::debug!(dir = %self.dir.display(), base_offset = next, "rolled segment");
         inner.segments.insert(next, seg);
@@ -717,7 +736,8 @@ impl Partition {
     /// Writes indexes of every segment (on clean shutdown) and fsyncs.
     pub fn close(&self) -> Result<(), LogError> {
         self.flush()?;
-        let inner = self.inner.read().map_err(lock_err)?;
+        let mut inner = self.inner.write().map_err(lock_err)?;
+        inner.active_mut().trim()?;
         for seg in inner.segments.values() {
             seg.persist_indexes()?;
             seg.sync_all()?;

@@ -47,6 +47,10 @@ pub(crate) struct Segment {
     bytes_since_index: u64,
     /// Rewritten by compaction, so offsets may have holes.
     compacted: bool,
+    /// Bytes allocated on disk ahead of `size` (preallocation); the file is this long.
+    allocated: u64,
+    /// Preallocation failed once (no space, or the filesystem cannot): do not try again.
+    no_prealloc: bool,
 }
 
 fn open_rw(path: &Path) -> io::Result<File> {
@@ -139,6 +143,8 @@ impl Segment {
             time_index: Vec::new(),
             bytes_since_index: 0,
             compacted: false,
+            allocated: 0,
+            no_prealloc: false,
         })
     }
 
@@ -175,6 +181,8 @@ impl Segment {
             time_index: Vec::new(),
             bytes_since_index: 0,
             compacted,
+            allocated: file_len,
+            no_prealloc: false,
         };
         if !recover && seg.load_indexes(file_len)? {
             // Walk the tail after the last index entry to learn the end offset and max timestamp.
@@ -199,8 +207,13 @@ impl Segment {
         }
         seg.rebuild(file_len, recover, index_interval)?;
         let cut = file_len - seg.size;
+        seg.allocated = seg.size;
         if cut > 0 {
-            tracing::warn!(segment = %path.display(), cut_bytes = cut, valid_bytes = seg.size, "truncating torn or corrupt tail");
+            if all_zero(&seg.file, seg.size, file_len)? {
+                tracing::info!(segment = %path.display(), bytes = cut, valid_bytes = seg.size, "dropping preallocated space after the last batch");
+            } else {
+                tracing::warn!(segment = %path.display(), cut_bytes = cut, valid_bytes = seg.size, "truncating torn or corrupt tail");
+            }
             seg.file.set_len(seg.size)?;
         }
         seg.persist_indexes()?;
@@ -245,6 +258,38 @@ impl Segment {
         let mut h = [0u8; HEADER_LEN];
         self.file.read_exact_at(&mut h, 0)?;
         Ok(BatchHeader::parse(&h).map(|b| b.max_timestamp))
+    }
+
+    /// Allocates the file ahead of writes so that `end` bytes fit, in steps of `chunk`: an
+    /// append then writes only data, and an fdatasync needs no metadata write for the file's
+    /// size or blocks (one disk write instead of two on ext4). The file is longer than `size`
+    /// until [`Segment::trim`]; readers never look past `size`, and recovery cuts the zeros.
+    pub fn reserve(&mut self, end: u64, chunk: u64) {
+        if chunk == 0 || end <= self.allocated || self.no_prealloc {
+            return;
+        }
+        let target = end.max(self.allocated + chunk);
+        match rustix::fs::fallocate(
+            &*self.file,
+            rustix::fs::FallocateFlags::empty(),
+            self.allocated,
+            target - self.allocated,
+        ) {
+            Ok(()) => self.allocated = target,
+            Err(e) => {
+                tracing::debug!(segment = %self.log_path().display(), error = %e, "cannot preallocate; the file grows as it is written");
+                self.no_prealloc = true;
+            }
+        }
+    }
+
+    /// Gives back what was allocated past the data (when the segment rolls or closes).
+    pub fn trim(&mut self) -> io::Result<()> {
+        if self.allocated > self.size {
+            self.file.set_len(self.size)?;
+        }
+        self.allocated = self.size;
+        Ok(())
     }
 
     /// Entries in the offset index (the time index has as many).
@@ -489,6 +534,21 @@ impl Segment {
         }
         Ok(())
     }
+}
+
+/// Whether the bytes of `file` in `from..to` are all zero (preallocated, never written).
+fn all_zero(file: &File, from: u64, to: u64) -> io::Result<bool> {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut pos = from;
+    while pos < to {
+        let n = ((to - pos) as usize).min(buf.len());
+        file.read_exact_at(&mut buf[..n], pos)?;
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        pos += n as u64;
+    }
+    Ok(true)
 }
 
 /// Writes every slice at `pos`, looping over partial writes.

@@ -495,3 +495,44 @@ fn read_returns_an_oversized_first_batch_only_when_asked() {
         assert_eq!(r.records.len(), big.len() + small.len());
     }
 }
+
+#[test]
+fn preallocated_segments_hold_only_data_after_a_roll_a_close_or_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg0 = dir.path().join("topics/t/0/00000000000000000000.log");
+    let len = |p: &Path| std::fs::metadata(p).unwrap().len();
+    let expected: Vec<Rec>;
+    {
+        let s = open(dir.path());
+        s.create_topic("t", 1, cfg(&[("preallocate", "true"), ("segment.bytes", "16384")]))
+            .unwrap();
+        for i in 0..100 {
+            s.append("t", 0, &value_batch(20, &format!("b{i}"), 1_000 + i))
+                .unwrap();
+        }
+        expected = read_all(&s, "t", 0, 0);
+        assert_eq!(expected.len(), 2000);
+        // The rolled first segment was trimmed to its data when it closed; the active one is
+        // allocated ahead of its data.
+        let (_, segments) = s.partition_stats("t", 0).unwrap();
+        assert!(segments > 1, "{segments} segments");
+        assert!(len(&seg0) <= 16384, "first segment is {} bytes", len(&seg0));
+        let active = std::fs::read_dir(seg0.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .max()
+            .unwrap();
+        assert_eq!(len(&active), 16384, "the active segment is allocated ahead");
+        // No close(): a crash, with the active segment still allocated ahead.
+    }
+    let s = open(dir.path());
+    assert_eq!(read_all(&s, "t", 0, 0), expected, "nothing lost or invented");
+    let info = s.append("t", 0, &value_batch(1, "after", 5_000)).unwrap();
+    assert_eq!(info.base_offset, 2000);
+    s.close().unwrap();
+    drop(s);
+    // After a clean close every segment file is exactly its data: reopening needs no rebuild.
+    let s = open(dir.path());
+    assert_eq!(read_all(&s, "t", 0, 0).len(), 2001);
+}
