@@ -51,7 +51,10 @@ fn read_once(shared: &Shared, req: &FetchRequest, version: i16) -> (FetchRespons
     } else {
         usize::MAX
     };
-    let cap = shared.cfg.fetch_max_bytes.max(req.min_bytes.max(0) as usize);
+    let cap = shared
+        .cfg
+        .fetch_max_bytes
+        .max(req.min_bytes.max(0) as usize);
     let max_total = asked.min(cap);
     let mut total = 0usize;
     let mut errored = false;

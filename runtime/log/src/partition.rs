@@ -263,7 +263,10 @@ impl Partition {
             active.created_ms = now_ms;
         }
         if config.preallocate {
-            active.reserve(active.size + total, config.segment_bytes.min(PREALLOCATE_CHUNK));
+            active.reserve(
+                active.size + total,
+                config.segment_bytes.min(PREALLOCATE_CHUNK),
+            );
         }
         if let Err(e) = active.append(&parts, &bases, config.index_interval_bytes) {
             // Drop whatever part of the write landed; the next append overwrites from `size`.

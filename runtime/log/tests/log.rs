@@ -504,8 +504,12 @@ fn preallocated_segments_hold_only_data_after_a_roll_a_close_or_a_crash() {
     let expected: Vec<Rec>;
     {
         let s = open(dir.path());
-        s.create_topic("t", 1, cfg(&[("preallocate", "true"), ("segment.bytes", "16384")]))
-            .unwrap();
+        s.create_topic(
+            "t",
+            1,
+            cfg(&[("preallocate", "true"), ("segment.bytes", "16384")]),
+        )
+        .unwrap();
         for i in 0..100 {
             s.append("t", 0, &value_batch(20, &format!("b{i}"), 1_000 + i))
                 .unwrap();
@@ -527,7 +531,11 @@ fn preallocated_segments_hold_only_data_after_a_roll_a_close_or_a_crash() {
         // No close(): a crash, with the active segment still allocated ahead.
     }
     let s = open(dir.path());
-    assert_eq!(read_all(&s, "t", 0, 0), expected, "nothing lost or invented");
+    assert_eq!(
+        read_all(&s, "t", 0, 0),
+        expected,
+        "nothing lost or invented"
+    );
     let info = s.append("t", 0, &value_batch(1, "after", 5_000)).unwrap();
     assert_eq!(info.base_offset, 2000);
     s.close().unwrap();
