@@ -10,7 +10,7 @@ fn main() {
         PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let guests = manifest.join("tests/guests");
-    for p in ["tests/guests", "../../sdk/rust", "../../wit"] {
+    for p in ["tests/guests", "../../sdk/rust", "../../wit", "../batch"] {
         println!("cargo:rerun-if-changed={}", manifest.join(p).display());
     }
     let target_dir = out.join("guests");
@@ -32,6 +32,9 @@ fn main() {
             "old-contract",
             "sleeper",
             "socket",
+            "filter",
+            "add-header",
+            "corrupt",
         ],
         &["counter-source", "file-watch"],
         &["file-sink"],

@@ -1,11 +1,11 @@
-//! `weir-sdk`: write Weir plugins in Rust.
+//! `weir-sdk`: write Weir plugins in Rust, against `weir:connector@0.2.0`.
 //!
 //! Enable exactly one world with a feature (`transform`, `source` or `sink`), implement its
-//! trait ([`Transform`], [`Source`], [`Sink`]), export it with the matching macro, and build
-//! for `wasm32-wasip2` as a `cdylib`. A transform:
+//! trait ([`Transform`], [`Source`], [`Sink`]), export it with the matching macro, and build for
+//! `wasm32-wasip2` as a `cdylib`. A transform that upper-cases values:
 //!
 //! ```ignore
-//! use weir_sdk::{Descriptor, Error, PluginKind, Record, Transform};
+//! use weir_sdk::{Descriptor, Error, PluginKind, RecordRef, Transform, Verdict};
 //!
 //! struct Upper;
 //!
@@ -13,34 +13,35 @@
 //!     fn describe() -> Descriptor {
 //!         weir_sdk::descriptor("upper", "0.1.0", PluginKind::Transform, "Upper-cases values")
 //!     }
-//!     fn open(_config: Vec<(String, String)>) -> Result<Self, Error> {
+//!     fn open(_config: weir_sdk::Config) -> Result<Self, Error> {
 //!         Ok(Upper)
 //!     }
-//!     fn apply(&mut self, mut batch: Vec<Record>) -> Result<Vec<Record>, Error> {
-//!         for r in &mut batch {
-//!             if let Some(v) = &mut r.value {
-//!                 v.make_ascii_uppercase();
-//!             }
-//!         }
-//!         Ok(batch)
+//!     fn transform(&mut self, r: &RecordRef<'_>) -> Result<Verdict, Error> {
+//!         Ok(match r.value() {
+//!             Some(v) => Verdict::Value(Some(v.to_ascii_uppercase())),
+//!             None => Verdict::Keep,
+//!         })
 //!     }
 //! }
 //!
 //! weir_sdk::export_transform!(Upper);
 //! ```
 //!
-//! Sources get the offsets last committed for their source partitions in `open`, return
-//! batches from `poll` (each record naming its source partition and offset), and are told in
-//! `ack` what the log has stored. Sinks get batches in `put` and must make everything up to the
-//! given positions durable in `flush`, after which the runtime commits them.
+//! Records cross the boundary in batches, one buffer per batch (`wit/BATCH.md`): a plugin
+//! reads them through zero-copy [`RecordRef`] views and writes them with a [`BatchBuilder`].
+//! A transform either decides per record ([`Transform::transform`]: keep, drop, or change) and
+//! lets the SDK answer `passthrough` (all kept, nothing copied back), `select` (some dropped)
+//! or a new batch, or works on the whole batch in [`Transform::apply`] (the [`output`]
+//! helpers: [`output::keep_if`], [`output::add_header`], [`output::map_values`]).
+//!
+//! Sources get the offsets last committed for their source partitions in `open` and push
+//! records into the batch `poll` fills; `ack` tells them what the log stored. Sinks are opened
+//! with the positions the runtime committed, get batches in `put`, and return from `flush` the
+//! positions that are durable (only those are committed).
 //!
 //! Capabilities beyond logs and state are granted by the connector's configuration: files
 //! through `std::fs` under preopened directories, [`watch`] for change events there, and
 //! [`http::send`] to allow-listed hosts.
-//!
-//! Batches cross the boundary whole: `apply` gets and returns a `Vec`, never one record at a
-//! time. Records may be dropped, changed or multiplied. Return [`Error::BadRecord`] to have
-//! the runtime dead-letter one record, [`Error::Retriable`] to be called again later.
 
 /// The contract's types and the host's capabilities (imports only; shared by every world).
 #[doc(hidden)]
@@ -52,159 +53,177 @@ pub mod bindings {
     });
 }
 
-#[cfg(feature = "transform")]
-#[doc(hidden)]
-pub mod transform_bindings {
-    wit_bindgen::generate!({
-        path: "../../wit",
-        world: "transform",
-        with: {
-            "weir:connector/types@0.1.0": crate::bindings::weir::connector::types,
-            "weir:connector/log@0.1.0": crate::bindings::weir::connector::log,
-            "weir:connector/state@0.1.0": crate::bindings::weir::connector::state,
-            "weir:connector/http@0.1.0": crate::bindings::weir::connector::http,
-            "weir:connector/watch@0.1.0": crate::bindings::weir::connector::watch,
-        },
-        pub_export_macro: true,
-        default_bindings_module: "weir_sdk::transform_bindings",
-        export_macro_name: "export_transform_world",
-    });
+macro_rules! world_bindings {
+    ($feature:literal, $module:ident, $world:literal, $bindings:literal, $macro_name:literal) => {
+        #[cfg(feature = $feature)]
+        #[doc(hidden)]
+        pub mod $module {
+            wit_bindgen::generate!({
+                path: "../../wit",
+                world: $world,
+                with: {
+                    "weir:connector/types@0.2.0": crate::bindings::weir::connector::types,
+                    "weir:connector/log@0.2.0": crate::bindings::weir::connector::log,
+                    "weir:connector/state@0.2.0": crate::bindings::weir::connector::state,
+                    "weir:connector/http@0.2.0": crate::bindings::weir::connector::http,
+                    "weir:connector/watch@0.2.0": crate::bindings::weir::connector::watch,
+                },
+                pub_export_macro: true,
+                default_bindings_module: $bindings,
+                export_macro_name: $macro_name,
+            });
+        }
+    };
 }
 
-#[cfg(feature = "source")]
-#[doc(hidden)]
-pub mod source_bindings {
-    wit_bindgen::generate!({
-        path: "../../wit",
-        world: "source-connector",
-        with: {
-            "weir:connector/types@0.1.0": crate::bindings::weir::connector::types,
-            "weir:connector/log@0.1.0": crate::bindings::weir::connector::log,
-            "weir:connector/state@0.1.0": crate::bindings::weir::connector::state,
-            "weir:connector/http@0.1.0": crate::bindings::weir::connector::http,
-            "weir:connector/watch@0.1.0": crate::bindings::weir::connector::watch,
-        },
-        pub_export_macro: true,
-        default_bindings_module: "weir_sdk::source_bindings",
-        export_macro_name: "export_source_world",
-    });
-}
+world_bindings!(
+    "transform",
+    transform_bindings,
+    "transform",
+    "weir_sdk::transform_bindings",
+    "export_transform_world"
+);
+world_bindings!(
+    "source",
+    source_bindings,
+    "source-connector",
+    "weir_sdk::source_bindings",
+    "export_source_world"
+);
+world_bindings!(
+    "sink",
+    sink_bindings,
+    "sink-connector",
+    "weir_sdk::sink_bindings",
+    "export_sink_world"
+);
 
-#[cfg(feature = "sink")]
-#[doc(hidden)]
-pub mod sink_bindings {
-    wit_bindgen::generate!({
-        path: "../../wit",
-        world: "sink-connector",
-        with: {
-            "weir:connector/types@0.1.0": crate::bindings::weir::connector::types,
-            "weir:connector/log@0.1.0": crate::bindings::weir::connector::log,
-            "weir:connector/state@0.1.0": crate::bindings::weir::connector::state,
-            "weir:connector/http@0.1.0": crate::bindings::weir::connector::http,
-            "weir:connector/watch@0.1.0": crate::bindings::weir::connector::watch,
-        },
-        pub_export_macro: true,
-        default_bindings_module: "weir_sdk::sink_bindings",
-        export_macro_name: "export_sink_world",
-    });
-}
+mod host;
+pub mod output;
 
 pub use bindings::weir::connector::log::Level;
 pub use bindings::weir::connector::types::{
-    BadRecord, ConfigError, ConfigKey, ConfigType, Descriptor, Error, Header, LogPosition, PluginKind, Record,
+    BadRecord, ConfigError, ConfigKey, ConfigType, Descriptor, Error, LogPosition, Output,
+    PluginKind,
 };
 pub use bindings::weir::connector::watch::{Change, Event};
+pub use host::*;
+pub use weir_batch::{Batch, BatchBuilder, Header, RecordData, RecordRef};
 
+/// A connector's configuration, as key/value strings.
+pub type Config = Vec<(String, String)>;
 /// Source partition -> source offset pairs, as opaque bytes.
 pub type Offsets = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// Logs into the host's tracing span for this connector task.
-pub fn log(level: Level, message: &str) {
-    bindings::weir::connector::log::log(level, message);
+/// What [`Transform::transform`] does with one record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Keep it unchanged.
+    Keep,
+    /// Drop it.
+    Drop,
+    /// Keep it with this value.
+    Value(Option<Vec<u8>>),
+    /// Keep it with these headers added after its own.
+    AddHeaders(Vec<(String, Option<Vec<u8>>)>),
+    /// Replace it with these records (none, one or several).
+    Records(Vec<OwnedRecord>),
 }
 
-/// Reads a value from the task's private state (it survives instance recycling).
-pub fn state_get(key: &str) -> Option<Vec<u8>> {
-    bindings::weir::connector::state::get(key)
+/// A record with owned fields, to create records or replace one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OwnedRecord {
+    pub timestamp: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    pub topic: String,
+    pub partition: Option<i32>,
+    pub offset: Option<i64>,
+    pub source_partition: Option<Vec<u8>>,
+    pub source_offset: Option<Vec<u8>>,
 }
 
-/// Stores a value in the task's private state (keys up to 1 KiB, values up to 1 MiB, 64 MiB
-/// per task); the error says which bound it hit.
-pub fn state_set(key: &str, value: &[u8]) -> Result<(), String> {
-    bindings::weir::connector::state::set(key, value)
-}
-
-/// Removes a value from the task's private state.
-pub fn state_delete(key: &str) {
-    bindings::weir::connector::state::delete(key);
-}
-
-/// Outgoing HTTP to the hosts the connector's `weir.http.allow` names.
-pub mod http {
-    pub use crate::bindings::weir::connector::http::{HttpError, Request, Response, send};
-
-    /// A GET request with no headers.
-    pub fn get(url: &str) -> Result<Response, HttpError> {
-        send(&Request { method: "GET".into(), url: url.into(), headers: Vec::new(), body: None })
+impl OwnedRecord {
+    /// A copy of a record of a batch.
+    pub fn from_ref(r: &RecordRef<'_>) -> OwnedRecord {
+        OwnedRecord {
+            timestamp: r.timestamp(),
+            key: r.key().map(<[u8]>::to_vec),
+            value: r.value().map(<[u8]>::to_vec),
+            headers: r
+                .headers()
+                .map(|h| (h.name.to_string(), h.value.map(<[u8]>::to_vec)))
+                .collect(),
+            topic: r.topic().to_string(),
+            partition: r.partition(),
+            offset: r.offset(),
+            source_partition: r.source_partition().map(<[u8]>::to_vec),
+            source_offset: r.source_offset().map(<[u8]>::to_vec),
+        }
     }
-}
 
-/// Starts watching `path` (under a directory the connector grants) for changes.
-pub fn watch(path: &str, recursive: bool) -> Result<(), String> {
-    bindings::weir::connector::watch::watch(path, recursive)
-}
-
-/// The change events since the last call, oldest first, at most `max`.
-pub fn watch_events(max: u32) -> Vec<Event> {
-    bindings::weir::connector::watch::events(max)
-}
-
-/// A descriptor with no configuration keys.
-pub fn descriptor(name: &str, version: &str, kind: PluginKind, description: &str) -> Descriptor {
-    Descriptor { name: name.into(), version: version.into(), kind, description: description.into(), config: Vec::new() }
-}
-
-/// A configuration key's definition.
-pub fn config_key(name: &str, type_: ConfigType, required: bool, default_value: Option<&str>, documentation: &str) -> ConfigKey {
-    ConfigKey {
-        name: name.into(),
-        type_,
-        default_value: default_value.map(Into::into),
-        documentation: documentation.into(),
-        required,
-        secret: false,
+    /// Appends it to a batch.
+    pub fn push_to(&self, b: &mut BatchBuilder) {
+        let headers: Vec<(&str, Option<&[u8]>)> = self
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_deref()))
+            .collect();
+        b.push(&RecordData {
+            timestamp: self.timestamp,
+            key: self.key.as_deref(),
+            value: self.value.as_deref(),
+            headers: &headers,
+            topic: &self.topic,
+            partition: self.partition,
+            offset: self.offset,
+            source_partition: self.source_partition.as_deref(),
+            source_offset: self.source_offset.as_deref(),
+        });
     }
-}
-
-/// The value of `key` in a plugin's configuration.
-pub fn config_get<'a>(config: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    config.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
-}
-
-/// The value of a required key, or the `invalid-config` error the runtime expects.
-pub fn config_required<'a>(config: &'a [(String, String)], key: &str) -> Result<&'a str, Error> {
-    config_get(config, key).ok_or_else(|| Error::InvalidConfig(ConfigError { key: key.into(), message: "required".into() }))
 }
 
 /// A transform plugin. One value lives per task, created by `open`.
 pub trait Transform: Sized + 'static {
     /// Name, version, kind and configuration definition.
     fn describe() -> Descriptor;
-    /// Validates the configuration and builds the task's state.
-    fn open(config: Vec<(String, String)>) -> Result<Self, Error>;
-    /// Transforms one batch.
-    fn apply(&mut self, batch: Vec<Record>) -> Result<Vec<Record>, Error>;
+    /// Checks a configuration beyond what the descriptor declares (the host has already
+    /// checked required keys, unknown keys and types).
+    fn validate(_config: &Config) -> Vec<ConfigError> {
+        Vec::new()
+    }
+    /// Builds the task's state from its configuration.
+    fn open(config: Config) -> Result<Self, Error>;
+    /// One record; the default [`Transform::apply`] calls it for each. Keeps every record
+    /// unless overridden.
+    fn transform(&mut self, _record: &RecordRef<'_>) -> Result<Verdict, Error> {
+        Ok(Verdict::Keep)
+    }
+    /// One batch. The default asks [`Transform::transform`] about each record and answers
+    /// `passthrough`, `select` or a new batch, whichever costs least.
+    fn apply(&mut self, batch: &Batch<'_>) -> Result<Output, Error> {
+        output::per_record(batch, |r| self.transform(r))
+    }
 }
 
 /// A source plugin. One value lives per task, created by `open`.
 pub trait Source: Sized + 'static {
-    /// Name, version, kind and configuration definition.
     fn describe() -> Descriptor;
-    /// Validates the configuration; `committed` holds the offset last stored for each source
-    /// partition, where reading resumes.
-    fn open(config: Vec<(String, String)>, committed: Offsets) -> Result<Self, Error>;
-    /// At most `max` records; an empty batch when there is nothing now.
-    fn poll(&mut self, max: u32) -> Result<Vec<Record>, Error>;
+    fn validate(_config: &Config) -> Vec<ConfigError> {
+        Vec::new()
+    }
+    /// Splits the connector's work into at most `max_tasks` task configurations (one task
+    /// unless overridden).
+    fn task_configs(config: Config, _max_tasks: u32) -> Result<Vec<Config>, Error> {
+        Ok(vec![config])
+    }
+    /// `committed` holds the offset last stored for each source partition, where reading
+    /// resumes.
+    fn open(config: Config, committed: Offsets) -> Result<Self, Error>;
+    /// Pushes at most `max` records into `out` (none: nothing now). Each record names its
+    /// source partition and source offset.
+    fn poll(&mut self, max: u32, out: &mut BatchBuilder) -> Result<(), Error>;
     /// The log has stored records up to these source offsets.
     fn ack(&mut self, _stored: Offsets) {}
     /// The task is stopping.
@@ -213,16 +232,35 @@ pub trait Source: Sized + 'static {
 
 /// A sink plugin. One value lives per task, created by `open`.
 pub trait Sink: Sized + 'static {
-    /// Name, version, kind and configuration definition.
     fn describe() -> Descriptor;
-    /// Validates the configuration and connects.
-    fn open(config: Vec<(String, String)>) -> Result<Self, Error>;
+    fn validate(_config: &Config) -> Vec<ConfigError> {
+        Vec::new()
+    }
+    fn task_configs(config: Config, _max_tasks: u32) -> Result<Vec<Config>, Error> {
+        Ok(vec![config])
+    }
+    /// `committed`: per topic partition, the last position the runtime committed; output
+    /// written past it before a crash is to be dropped or overwritten.
+    fn open(config: Config, committed: Vec<LogPosition>) -> Result<Self, Error>;
     /// Takes one batch (it may buffer).
-    fn put(&mut self, batch: Vec<Record>) -> Result<(), Error>;
-    /// Makes everything up to these positions durable.
-    fn flush(&mut self, up_to: Vec<LogPosition>) -> Result<(), Error>;
+    fn put(&mut self, batch: &Batch<'_>) -> Result<(), Error>;
+    /// Makes everything up to these positions durable, and returns the positions that are
+    /// durable now (the runtime commits exactly those).
+    fn flush(&mut self, up_to: Vec<LogPosition>) -> Result<Vec<LogPosition>, Error>;
     /// The task is stopping.
     fn close(&mut self) {}
+}
+
+/// Parses a batch the host sent; a bad one is the host's bug, reported as fatal.
+#[doc(hidden)]
+pub fn __parse(input: &[u8]) -> Result<Batch<'_>, Error> {
+    Batch::parse(input).map_err(|e| Error::Fatal(format!("the host sent an invalid batch: {e}")))
+}
+
+/// A finished batch, or a fatal error when it could not be (over 4 GiB).
+#[doc(hidden)]
+pub fn __finish(b: BatchBuilder) -> Result<Vec<u8>, Error> {
+    b.finish().map_err(|e| Error::Fatal(e.to_string()))
 }
 
 /// The per-task value of an exported plugin.
@@ -261,13 +299,18 @@ macro_rules! export_transform {
                 <$t as $crate::Transform>::describe()
             }
 
-            fn open(config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>) -> ::std::result::Result<(), $crate::Error> {
+            fn validate(config: $crate::Config) -> ::std::vec::Vec<$crate::ConfigError> {
+                <$t as $crate::Transform>::validate(&config)
+            }
+
+            fn open(config: $crate::Config) -> ::std::result::Result<(), $crate::Error> {
                 __weir_set(<$t as $crate::Transform>::open(config)?);
                 ::std::result::Result::Ok(())
             }
 
-            fn apply(batch: ::std::vec::Vec<$crate::Record>) -> ::std::result::Result<::std::vec::Vec<$crate::Record>, $crate::Error> {
-                __weir_with(|t| <$t as $crate::Transform>::apply(t, batch))
+            fn apply(input: ::std::vec::Vec<u8>) -> ::std::result::Result<$crate::Output, $crate::Error> {
+                let batch = $crate::__parse(&input)?;
+                __weir_with(|t| <$t as $crate::Transform>::apply(t, &batch))
             }
         }
 
@@ -288,13 +331,25 @@ macro_rules! export_source {
                 <$t as $crate::Source>::describe()
             }
 
-            fn open(config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>, committed: $crate::Offsets) -> ::std::result::Result<(), $crate::Error> {
+            fn validate(config: $crate::Config) -> ::std::vec::Vec<$crate::ConfigError> {
+                <$t as $crate::Source>::validate(&config)
+            }
+
+            fn task_configs(config: $crate::Config, max_tasks: u32) -> ::std::result::Result<::std::vec::Vec<$crate::Config>, $crate::Error> {
+                <$t as $crate::Source>::task_configs(config, max_tasks)
+            }
+
+            fn open(config: $crate::Config, committed: $crate::Offsets) -> ::std::result::Result<(), $crate::Error> {
                 __weir_set(<$t as $crate::Source>::open(config, committed)?);
                 ::std::result::Result::Ok(())
             }
 
-            fn poll(max: u32) -> ::std::result::Result<::std::vec::Vec<$crate::Record>, $crate::Error> {
-                __weir_with(|t| <$t as $crate::Source>::poll(t, max))
+            fn poll(max: u32) -> ::std::result::Result<::std::vec::Vec<u8>, $crate::Error> {
+                __weir_with(|t| {
+                    let mut out = $crate::BatchBuilder::new();
+                    <$t as $crate::Source>::poll(t, max, &mut out)?;
+                    $crate::__finish(out)
+                })
             }
 
             fn ack(stored: $crate::Offsets) {
@@ -329,16 +384,25 @@ macro_rules! export_sink {
                 <$t as $crate::Sink>::describe()
             }
 
-            fn open(config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>) -> ::std::result::Result<(), $crate::Error> {
-                __weir_set(<$t as $crate::Sink>::open(config)?);
+            fn validate(config: $crate::Config) -> ::std::vec::Vec<$crate::ConfigError> {
+                <$t as $crate::Sink>::validate(&config)
+            }
+
+            fn task_configs(config: $crate::Config, max_tasks: u32) -> ::std::result::Result<::std::vec::Vec<$crate::Config>, $crate::Error> {
+                <$t as $crate::Sink>::task_configs(config, max_tasks)
+            }
+
+            fn open(config: $crate::Config, committed: ::std::vec::Vec<$crate::LogPosition>) -> ::std::result::Result<(), $crate::Error> {
+                __weir_set(<$t as $crate::Sink>::open(config, committed)?);
                 ::std::result::Result::Ok(())
             }
 
-            fn put(batch: ::std::vec::Vec<$crate::Record>) -> ::std::result::Result<(), $crate::Error> {
-                __weir_with(|t| <$t as $crate::Sink>::put(t, batch))
+            fn put(input: ::std::vec::Vec<u8>) -> ::std::result::Result<(), $crate::Error> {
+                let batch = $crate::__parse(&input)?;
+                __weir_with(|t| <$t as $crate::Sink>::put(t, &batch))
             }
 
-            fn flush(up_to: ::std::vec::Vec<$crate::LogPosition>) -> ::std::result::Result<(), $crate::Error> {
+            fn flush(up_to: ::std::vec::Vec<$crate::LogPosition>) -> ::std::result::Result<::std::vec::Vec<$crate::LogPosition>, $crate::Error> {
                 __weir_with(|t| <$t as $crate::Sink>::flush(t, up_to))
             }
 

@@ -1,5 +1,5 @@
-//! A template transform: adds a header to every record. Replace the body of `apply`.
-use weir_sdk::{ConfigType, Descriptor, Error, Header, PluginKind, Record, Transform};
+//! A template transform: adds a configured header to every record. Replace `transform`.
+use weir_sdk::{Config, ConfigType::String as Text, Descriptor, Error, PluginKind, RecordRef, Transform, Verdict};
 
 struct AddHeader {
     name: String,
@@ -9,25 +9,19 @@ struct AddHeader {
 impl Transform for AddHeader {
     fn describe() -> Descriptor {
         let mut d = weir_sdk::descriptor("my-transform", "0.1.0", PluginKind::Transform, "Adds a header to every record");
-        d.config = vec![
-            weir_sdk::config_key("header", ConfigType::String, true, None, "name of the header to add"),
-            weir_sdk::config_key("value", ConfigType::String, false, Some(""), "its value"),
-        ];
+        d.config.push(weir_sdk::config_key("header", Text, true, None, "name of the header to add"));
+        d.config.push(weir_sdk::config_key("value", Text, false, Some(""), "its value"));
         d
     }
 
-    fn open(config: Vec<(String, String)>) -> Result<Self, Error> {
-        Ok(AddHeader {
-            name: weir_sdk::config_required(&config, "header")?.to_string(),
-            value: weir_sdk::config_get(&config, "value").unwrap_or("").as_bytes().to_vec(),
-        })
+    fn open(config: Config) -> Result<Self, Error> {
+        let name = weir_sdk::config_required(&config, "header")?.to_string();
+        let value = weir_sdk::config_get(&config, "value").unwrap_or("").as_bytes().to_vec();
+        Ok(AddHeader { name, value })
     }
 
-    fn apply(&mut self, mut batch: Vec<Record>) -> Result<Vec<Record>, Error> {
-        for r in &mut batch {
-            r.headers.push(Header { name: self.name.clone(), value: Some(self.value.clone()) });
-        }
-        Ok(batch)
+    fn transform(&mut self, _record: &RecordRef<'_>) -> Result<Verdict, Error> {
+        Ok(Verdict::AddHeaders(vec![(self.name.clone(), Some(self.value.clone()))]))
     }
 }
 

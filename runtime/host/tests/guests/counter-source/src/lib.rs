@@ -1,7 +1,7 @@
 //! Counts from the committed offset up to `count`: record i has key `k<i>`, value
 //! `{"n":<i>}`, source partition `counter` and source offset `<i>`. Acks are logged and kept
 //! in host state.
-use weir_sdk::{ConfigError, ConfigType, Descriptor, Error, Header, Level, Offsets, PluginKind, Record, Source};
+use weir_sdk::{BatchBuilder, Config, ConfigType, Descriptor, Error, Level, Offsets, PluginKind, RecordData, Source};
 
 struct Counter {
     topic: String,
@@ -11,20 +11,18 @@ struct Counter {
 
 impl Source for Counter {
     fn describe() -> Descriptor {
-        let mut d = weir_sdk::descriptor("counter-source", "0.1.0", PluginKind::Source, "Counts, resuming where it was stored");
-        d.config = vec![
-            weir_sdk::config_key("topic", ConfigType::String, true, None, "topic to write to"),
-            weir_sdk::config_key("count", ConfigType::Int, false, Some("10"), "how many records in all"),
-        ];
+        let mut d = weir_sdk::descriptor("counter-source", "0.2.0", PluginKind::Source, "Counts, resuming where it was stored");
+        d.config.push(weir_sdk::config_key("topic", ConfigType::String, true, None, "topic to write to"));
+        d.config.push(weir_sdk::config_key("count", ConfigType::String, false, Some("10"), "how many records in all"));
         d
     }
 
-    fn open(config: Vec<(String, String)>, committed: Offsets) -> Result<Self, Error> {
+    fn open(config: Config, committed: Offsets) -> Result<Self, Error> {
         let topic = weir_sdk::config_required(&config, "topic")?.to_string();
         let count = weir_sdk::config_get(&config, "count")
             .unwrap_or("10")
             .parse::<u64>()
-            .map_err(|_| Error::InvalidConfig(ConfigError { key: "count".into(), message: "not an integer".into() }))?;
+            .map_err(|_| weir_sdk::invalid_config("count", "not an integer"))?;
         let next = committed
             .iter()
             .find(|(p, _)| p == b"counter")
@@ -33,23 +31,23 @@ impl Source for Counter {
         Ok(Counter { topic, next, count })
     }
 
-    fn poll(&mut self, max: u32) -> Result<Vec<Record>, Error> {
+    fn poll(&mut self, max: u32, out: &mut BatchBuilder) -> Result<(), Error> {
         let end = (self.next + u64::from(max)).min(self.count);
-        let batch = (self.next..end)
-            .map(|i| Record {
-                key: Some(format!("k{i}").into_bytes()),
-                value: Some(format!("{{\"n\":{i}}}").into_bytes()),
-                headers: vec![Header { name: "source".into(), value: Some(b"counter".to_vec()) }],
+        for i in self.next..end {
+            let (key, value, offset) = (format!("k{i}"), format!("{{\"n\":{i}}}"), i.to_string());
+            out.push(&RecordData {
                 timestamp: 1_700_000_000_000 + i as i64,
-                topic: self.topic.clone(),
-                partition: None,
-                position: None,
-                source_partition: Some(b"counter".to_vec()),
-                source_offset: Some(i.to_string().into_bytes()),
-            })
-            .collect();
+                key: Some(key.as_bytes()),
+                value: Some(value.as_bytes()),
+                headers: &[("source", Some(b"counter"))],
+                topic: &self.topic,
+                source_partition: Some(b"counter"),
+                source_offset: Some(offset.as_bytes()),
+                ..Default::default()
+            });
+        }
         self.next = end.max(self.next);
-        Ok(batch)
+        Ok(())
     }
 
     fn ack(&mut self, stored: Offsets) {

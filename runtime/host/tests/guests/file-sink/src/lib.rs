@@ -1,41 +1,45 @@
 //! Appends `<topic>/<partition>/<offset> <key> <value>` lines to the file at `path` (under a
-//! granted directory), buffered by `put` and written and synced by `flush`.
+//! granted directory), buffered by `put` and written and synced by `flush`, which reports
+//! every position it was asked for as durable once the file is synced.
 use std::io::Write;
 
-use weir_sdk::{BadRecord, ConfigType, Descriptor, Error, LogPosition, PluginKind, Record, Sink};
+use weir_sdk::{Batch, Config, ConfigType, Descriptor, Error, Level, LogPosition, PluginKind, Sink};
 
 struct FileSink {
     path: String,
     buffer: Vec<u8>,
 }
 
-fn text(b: &Option<Vec<u8>>) -> String {
-    b.as_ref().map_or_else(|| "-".to_string(), |v| String::from_utf8_lossy(v).into_owned())
+fn text(b: Option<&[u8]>) -> String {
+    b.map_or_else(|| "-".to_string(), |v| String::from_utf8_lossy(v).into_owned())
 }
 
 impl Sink for FileSink {
     fn describe() -> Descriptor {
-        let mut d = weir_sdk::descriptor("file-sink", "0.1.0", PluginKind::Sink, "Appends records to a file as lines");
-        d.config = vec![weir_sdk::config_key("path", ConfigType::String, true, None, "file to append to, under a granted directory")];
+        let mut d = weir_sdk::descriptor("file-sink", "0.2.0", PluginKind::Sink, "Appends records to a file as lines");
+        d.config.push(weir_sdk::config_key("path", ConfigType::String, true, None, "file to append to, under a granted directory"));
         d
     }
 
-    fn open(config: Vec<(String, String)>) -> Result<Self, Error> {
+    fn open(config: Config, committed: Vec<LogPosition>) -> Result<Self, Error> {
+        for p in &committed {
+            weir_sdk::log(Level::Info, &format!("resuming after {}/{}/{}", p.topic, p.partition, p.offset));
+        }
         Ok(FileSink { path: weir_sdk::config_required(&config, "path")?.to_string(), buffer: Vec::new() })
     }
 
-    fn put(&mut self, batch: Vec<Record>) -> Result<(), Error> {
-        for (i, r) in batch.iter().enumerate() {
-            let Some(p) = &r.position else {
-                return Err(Error::BadRecord(BadRecord { index: i as u32, message: "record has no position".into() }));
+    fn put(&mut self, batch: &Batch<'_>) -> Result<(), Error> {
+        for r in batch.iter() {
+            let (Some(partition), Some(offset)) = (r.partition(), r.offset()) else {
+                return Err(weir_sdk::bad_record(r.index(), "record has no position"));
             };
-            let line = format!("{}/{}/{} {} {}\n", p.topic, p.partition, p.offset, text(&r.key), text(&r.value));
+            let line = format!("{}/{partition}/{offset} {} {}\n", r.topic(), text(r.key()), text(r.value()));
             self.buffer.extend_from_slice(line.as_bytes());
         }
         Ok(())
     }
 
-    fn flush(&mut self, _up_to: Vec<LogPosition>) -> Result<(), Error> {
+    fn flush(&mut self, up_to: Vec<LogPosition>) -> Result<Vec<LogPosition>, Error> {
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
             f.write_all(&self.buffer)?;
@@ -43,7 +47,7 @@ impl Sink for FileSink {
         };
         write().map_err(|e| Error::Retriable(format!("{}: {e}", self.path)))?;
         self.buffer.clear();
-        Ok(())
+        Ok(up_to)
     }
 }
 

@@ -1,40 +1,31 @@
 //! Watches `dir` (under a granted directory) and emits one record per change event, its
 //! value `<created|modified|removed> <path>`.
-use weir_sdk::{Change, Descriptor, Error, Offsets, PluginKind, Record, Source};
+use weir_sdk::{BatchBuilder, Change, Config, Descriptor, Error, Offsets, PluginKind, RecordData, Source};
 
 struct FileWatch;
 
 impl Source for FileWatch {
     fn describe() -> Descriptor {
-        weir_sdk::descriptor("file-watch", "0.1.0", PluginKind::Source, "File change events")
+        let mut d = weir_sdk::descriptor("file-watch", "0.2.0", PluginKind::Source, "File change events");
+        d.config.push(weir_sdk::config_key("dir", weir_sdk::ConfigType::String, true, None, "directory to watch"));
+        d
     }
-    fn open(config: Vec<(String, String)>, _committed: Offsets) -> Result<Self, Error> {
+    fn open(config: Config, _committed: Offsets) -> Result<Self, Error> {
         let dir = weir_sdk::config_required(&config, "dir")?;
         weir_sdk::watch(dir, true).map_err(Error::Fatal)?;
         Ok(FileWatch)
     }
-    fn poll(&mut self, max: u32) -> Result<Vec<Record>, Error> {
-        Ok(weir_sdk::watch_events(max)
-            .into_iter()
-            .map(|e| {
-                let change = match e.change {
-                    Change::Created => "created",
-                    Change::Modified => "modified",
-                    Change::Removed => "removed",
-                };
-                Record {
-                    key: None,
-                    value: Some(format!("{change} {}", e.path).into_bytes()),
-                    headers: Vec::new(),
-                    timestamp: 0,
-                    topic: String::new(),
-                    partition: None,
-                    position: None,
-                    source_partition: None,
-                    source_offset: None,
-                }
-            })
-            .collect())
+    fn poll(&mut self, max: u32, out: &mut BatchBuilder) -> Result<(), Error> {
+        for e in weir_sdk::watch_events(max) {
+            let change = match e.change {
+                Change::Created => "created",
+                Change::Modified => "modified",
+                Change::Removed => "removed",
+            };
+            let value = format!("{change} {}", e.path);
+            out.push(&RecordData { value: Some(value.as_bytes()), ..Default::default() });
+        }
+        Ok(())
     }
 }
 

@@ -1,17 +1,15 @@
-//! Returns every batch unchanged: the cost of crossing the boundary and nothing else.
-use weir_sdk::{Descriptor, Error, PluginKind, Record, Transform};
+//! Returns every batch unchanged (`passthrough`): the cost of crossing the boundary and
+//! nothing else.
+use weir_sdk::{Config, Descriptor, Error, PluginKind, Transform};
 
 struct Identity;
 
 impl Transform for Identity {
     fn describe() -> Descriptor {
-        weir_sdk::descriptor("identity", "0.1.0", PluginKind::Transform, "Returns records unchanged")
+        weir_sdk::descriptor("identity", "0.2.0", PluginKind::Transform, "Returns records unchanged")
     }
-    fn open(_config: Vec<(String, String)>) -> Result<Self, Error> {
+    fn open(_config: Config) -> Result<Self, Error> {
         Ok(Identity)
-    }
-    fn apply(&mut self, batch: Vec<Record>) -> Result<Vec<Record>, Error> {
-        Ok(batch)
     }
 }
 

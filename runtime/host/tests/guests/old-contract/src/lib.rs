@@ -1,8 +1,8 @@
-//! A transform built against another version of the contract (weir:connector@0.2.0), which
+//! A transform built against another version of the contract (weir:connector@0.1.0), which
 //! the host must refuse by name.
 wit_bindgen::generate!({
     inline: r#"
-        package weir:connector@0.2.0;
+        package weir:connector@0.1.0;
         interface transformer {
             describe: func() -> string;
         }

@@ -1,29 +1,21 @@
 //! Reads the file at `path` on every batch and returns its contents as one record: granted
 //! directories work, anything else is the plugin's own (fatal) error.
-use weir_sdk::{Descriptor, Error, PluginKind, Record, Transform};
+use weir_sdk::{Batch, BatchBuilder, Config, Descriptor, Error, Output, PluginKind, RecordData, Transform};
 
 struct ReadFile(String);
 
 impl Transform for ReadFile {
     fn describe() -> Descriptor {
-        weir_sdk::descriptor("read-file", "0.1.0", PluginKind::Transform, "Reads one file")
+        weir_sdk::descriptor("read-file", "0.2.0", PluginKind::Transform, "Reads one file")
     }
-    fn open(config: Vec<(String, String)>) -> Result<Self, Error> {
+    fn open(config: Config) -> Result<Self, Error> {
         Ok(ReadFile(weir_sdk::config_required(&config, "path")?.to_string()))
     }
-    fn apply(&mut self, _batch: Vec<Record>) -> Result<Vec<Record>, Error> {
+    fn apply(&mut self, _batch: &Batch<'_>) -> Result<Output, Error> {
         let contents = std::fs::read(&self.0).map_err(|e| Error::Fatal(format!("{}: {e}", self.0)))?;
-        Ok(vec![Record {
-            key: None,
-            value: Some(contents),
-            headers: Vec::new(),
-            timestamp: 0,
-            topic: String::new(),
-            partition: None,
-            position: None,
-            source_partition: None,
-            source_offset: None,
-        }])
+        let mut b = BatchBuilder::new();
+        b.push(&RecordData { value: Some(&contents), ..Default::default() });
+        Ok(Output::Replace(b.finish().map_err(|e| Error::Fatal(e.to_string()))?))
     }
 }
 

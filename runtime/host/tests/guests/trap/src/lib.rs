@@ -1,16 +1,16 @@
-//! Panics on the first batch (a trap in the host).
-use weir_sdk::{Descriptor, Error, PluginKind, Record, Transform};
+//! Panics on every batch.
+use weir_sdk::{Batch, Config, Descriptor, Error, Output, PluginKind, Transform};
 
 struct Trap;
 
 impl Transform for Trap {
     fn describe() -> Descriptor {
-        weir_sdk::descriptor("trap", "0.1.0", PluginKind::Transform, "Panics")
+        weir_sdk::descriptor("trap", "0.2.0", PluginKind::Transform, "Panics")
     }
-    fn open(_config: Vec<(String, String)>) -> Result<Self, Error> {
+    fn open(_config: Config) -> Result<Self, Error> {
         Ok(Trap)
     }
-    fn apply(&mut self, _batch: Vec<Record>) -> Result<Vec<Record>, Error> {
+    fn apply(&mut self, _batch: &Batch<'_>) -> Result<Output, Error> {
         panic!("deliberate panic in the trap fixture")
     }
 }
