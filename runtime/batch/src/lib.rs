@@ -43,6 +43,13 @@ impl std::fmt::Display for BatchError {
 
 impl std::error::Error for BatchError {}
 
+/// The record count of a buffer that starts like a batch (magic and version checked, nothing
+/// else): for a caller that built the batch itself and only needs its size.
+pub fn record_count(buf: &[u8]) -> Option<u32> {
+    (buf.len() >= HEADER_SIZE && buf[..4] == MAGIC && u16_at(buf, 4) == VERSION)
+        .then(|| u32_at(buf, 8))
+}
+
 pub(crate) fn u16_at(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }

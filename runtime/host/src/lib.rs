@@ -11,10 +11,15 @@
 //! and the trap; the process and every other task go on. Tasks can recycle their instance
 //! after N calls or above a memory threshold, at points where no work is in flight.
 //!
-//! The three worlds: [`TransformTask`], [`SourceTask`], [`SinkTask`].
+//! The three worlds: [`TransformTask`], [`SourceTask`], [`SinkTask`]. Records cross in batch
+//! buffers (`wit/BATCH.md`, [`weir_batch`]); every buffer a plugin returns is validated before
+//! a byte of it is used, and a malformed one fails the call with the field named. A task's
+//! configuration is checked against the plugin's descriptor (required keys, unknown keys,
+//! types) and the plugin's own `validate` before `open`.
 
 mod cache;
 mod caps;
+mod config;
 mod sink;
 mod source;
 mod stdio;
@@ -30,9 +35,11 @@ use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
 
 pub use caps::{DirGrant, TaskConfig};
+pub use config::check_config;
 pub use sink::SinkTask;
 pub use source::SourceTask;
-pub use transform::TransformTask;
+pub use transform::{Output, TransformTask, output_batch};
+pub use weir_batch;
 
 /// The WIT types, as Rust values.
 pub mod types {
@@ -40,13 +47,27 @@ pub mod types {
 }
 
 /// The contract version this host implements (`weir:connector@...`).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 /// The interface a transform exports.
-pub const TRANSFORMER: &str = "weir:connector/transformer@0.1.0";
+pub const TRANSFORMER: &str = "weir:connector/transformer@0.2.0";
 /// The interface a source exports.
-pub const SOURCE: &str = "weir:connector/source@0.1.0";
+pub const SOURCE: &str = "weir:connector/source@0.2.0";
 /// The interface a sink exports.
-pub const SINK: &str = "weir:connector/sink@0.1.0";
+pub const SINK: &str = "weir:connector/sink@0.2.0";
+
+/// Whether this host can run a component built against contract `version`: any 0.2.x up to
+/// its own (additive changes only within a minor version; see `wit/README.md`).
+pub fn version_supported(version: &str) -> bool {
+    let parse = |v: &str| -> Option<(u64, u64, u64)> {
+        let mut it = v.split('.').map(|p| p.parse::<u64>().ok());
+        let t = (it.next()??, it.next()??, it.next()??);
+        it.next().is_none().then_some(t)
+    };
+    match (parse(version), parse(CONTRACT_VERSION)) {
+        (Some((a, b, c)), Some((x, y, z))) => a == x && b == y && c <= z,
+        _ => false,
+    }
+}
 
 /// Host settings: defaults for every task, which a [`TaskConfig`] may narrow or widen.
 #[derive(Debug, Clone)]
@@ -58,6 +79,9 @@ pub struct HostConfig {
     /// Longest a single call into a plugin may run.
     pub call_deadline: Duration,
 }
+
+/// The most linear memory a task may be given: a wasm32 memory cannot grow past 4 GiB.
+pub const MAX_MEMORY_LIMIT: usize = 4 << 30;
 
 impl Default for HostConfig {
     fn default() -> Self {
@@ -106,6 +130,18 @@ pub enum HostError {
         plugin: String,
         function: String,
         error: types::Error,
+    },
+    #[error("plugin {plugin} returned a malformed batch from {function}: {message}")]
+    BadBatch {
+        plugin: String,
+        function: String,
+        message: String,
+    },
+    #[error("plugin {plugin}: invalid config: {}", .problems.join("; "))]
+    BadConfig {
+        plugin: String,
+        /// One line per problem: `key: why` (a secret's value is never in it).
+        problems: Vec<String>,
     },
     #[error("plugin {plugin} task has failed before and must be restarted")]
     Poisoned { plugin: String },
@@ -270,14 +306,14 @@ impl Plugin {
         }
     }
 
-    /// Refuses a component built against another version of the contract, naming the
-    /// version it was built against.
+    /// Refuses a component built against a contract version this host cannot run (another
+    /// minor version, or a newer 0.2.x), naming the version it was built against.
     pub fn check_versions(&self, host: &Host) -> Result<(), HostError> {
         let names = self.exports(host).into_iter().chain(self.imports(host));
         for name in names {
             if let Some(rest) = name.strip_prefix("weir:connector/")
                 && let Some((_, version)) = rest.split_once('@')
-                && version != CONTRACT_VERSION
+                && !version_supported(version)
             {
                 return Err(HostError::VersionMismatch {
                     plugin: self.name.clone(),

@@ -34,8 +34,8 @@ impl std::fmt::Debug for SourceTask {
 }
 
 impl Plugin {
-    /// Starts a source task and opens it with the offsets last committed for each source
-    /// partition.
+    /// Starts a source task: checks `config` (descriptor, then the plugin's `validate`) and
+    /// opens it with the offsets last committed for each source partition.
     pub fn source(
         &self,
         host: &Host,
@@ -46,6 +46,11 @@ impl Plugin {
         let mut task = SourceTask::instantiate(self, host, tc)?;
         task.config = config.to_vec();
         task.stored = committed.iter().cloned().collect();
+        task.runner.check_config(
+            config,
+            |b, s| b.weir_connector_source().call_describe(s),
+            |b, s| b.weir_connector_source().call_validate(s, &config.to_vec()),
+        )?;
         task.open()?;
         Ok(task)
     }
@@ -85,8 +90,22 @@ impl SourceTask {
         })
     }
 
-    /// Polls at most `max` records (an empty batch: nothing now).
-    pub fn poll(&mut self, max: u32) -> Result<Vec<types::Record>, HostError> {
+    /// Splits the connector's configuration into at most `max_tasks` task configurations.
+    pub fn task_configs(
+        &mut self,
+        config: &[(String, String)],
+        max_tasks: u32,
+    ) -> Result<Vec<Vec<(String, String)>>, HostError> {
+        let r = self.runner.call("task-configs", |b, s| {
+            b.weir_connector_source()
+                .call_task_configs(s, &config.to_vec(), max_tasks)
+        })?;
+        self.runner.plugin_result("task-configs", r)
+    }
+
+    /// Polls at most `max` records (an empty batch: nothing now). The batch is validated; the
+    /// records' source offsets are remembered, for recycling.
+    pub fn poll(&mut self, max: u32) -> Result<Vec<u8>, HostError> {
         if self.recycle_due {
             self.recycle_due = false;
             let (config, committed) = (&self.config, self.committed());
@@ -99,13 +118,24 @@ impl SourceTask {
         let r = self
             .runner
             .call("poll", |b, s| b.weir_connector_source().call_poll(s, max))?;
-        let batch = self.runner.plugin_result("poll", r)?;
-        for rec in &batch {
-            if let (Some(p), Some(o)) = (&rec.source_partition, &rec.source_offset) {
-                self.polled.insert(p.clone(), o.clone());
+        let bytes = self.runner.plugin_result("poll", r)?;
+        let batch = self.runner.batch("poll", &bytes)?;
+        if batch.len() > max as usize {
+            return Err(HostError::BadBatch {
+                plugin: self.runner.settings.plugin.clone(),
+                function: "poll".into(),
+                message: format!(
+                    "{} records, where at most {max} were asked for",
+                    batch.len()
+                ),
+            });
+        }
+        for rec in batch.iter() {
+            if let (Some(p), Some(o)) = (rec.source_partition(), rec.source_offset()) {
+                self.polled.insert(p.to_vec(), o.to_vec());
             }
         }
-        Ok(batch)
+        Ok(bytes)
     }
 
     /// Tells the plugin which source offsets the log has stored. When the recycling policy

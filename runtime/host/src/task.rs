@@ -433,7 +433,10 @@ impl<W: World> Runner<W> {
             });
         }
         // The recycling count is of calls that do the work, not of open/close/describe.
-        if !matches!(function, "open" | "close" | "describe") {
+        if !matches!(
+            function,
+            "open" | "close" | "describe" | "validate" | "task-configs"
+        ) {
             self.calls += 1;
         }
         self.store
@@ -483,6 +486,47 @@ impl<W: World> Runner<W> {
                 })
             }
         }
+    }
+
+    /// Checks a task's configuration before `open`: against the descriptor (required keys,
+    /// unknown keys, types), then with the plugin's own `validate`.
+    pub(crate) fn check_config(
+        &mut self,
+        config: &[(String, String)],
+        describe: impl FnOnce(&W, &mut Store<TaskState>) -> wasmtime::Result<types::Descriptor>,
+        validate: impl FnOnce(&W, &mut Store<TaskState>) -> wasmtime::Result<Vec<types::ConfigError>>,
+    ) -> Result<(), HostError> {
+        let descriptor = self.call("describe", describe)?;
+        let mut problems = crate::config::check_config(&descriptor, config);
+        if problems.is_empty() {
+            let errors = self.call("validate", validate)?;
+            problems.extend(
+                errors
+                    .into_iter()
+                    .map(|e| format!("{}: {}", e.key, e.message)),
+            );
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(HostError::BadConfig {
+                plugin: self.settings.plugin.clone(),
+                problems,
+            })
+        }
+    }
+
+    /// A buffer the plugin returned from `function`, validated as a batch.
+    pub(crate) fn batch<'b>(
+        &self,
+        function: &str,
+        bytes: &'b [u8],
+    ) -> Result<weir_batch::Batch<'b>, HostError> {
+        weir_batch::Batch::parse(bytes).map_err(|e| HostError::BadBatch {
+            plugin: self.settings.plugin.clone(),
+            function: function.into(),
+            message: e.0,
+        })
     }
 
     /// Turns a plugin's `result` error into a [`HostError`].

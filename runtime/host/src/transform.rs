@@ -1,8 +1,10 @@
-//! The transform world: a batch in, a batch out.
+//! The transform world: a batch in, what became of it out.
 
 use crate::task::Runner;
 use crate::task::bindings::Transform;
 use crate::{Host, HostError, Plugin, TaskConfig, types};
+
+pub use types::Output;
 
 /// A running transform task.
 pub struct TransformTask {
@@ -21,7 +23,8 @@ impl std::fmt::Debug for TransformTask {
 
 impl Plugin {
     /// Starts a transform task: checks the world and version, instantiates with the task's
-    /// grants and limits, and calls `open` with the plugin's `config`.
+    /// grants and limits, checks `config` (descriptor, then the plugin's `validate`) and
+    /// opens it.
     pub fn transform(
         &self,
         host: &Host,
@@ -30,6 +33,14 @@ impl Plugin {
     ) -> Result<TransformTask, HostError> {
         let mut task = TransformTask::instantiate(self, host, tc)?;
         task.config = config.to_vec();
+        task.runner.check_config(
+            config,
+            |b, s| b.weir_connector_transformer().call_describe(s),
+            |b, s| {
+                b.weir_connector_transformer()
+                    .call_validate(s, &config.to_vec())
+            },
+        )?;
         task.open()?;
         Ok(task)
     }
@@ -58,9 +69,14 @@ impl TransformTask {
         })
     }
 
-    /// Runs one batch through the transform. Between batches the instance may be recycled
-    /// (a transform holds nothing between calls but what it keeps in host state).
-    pub fn apply(&mut self, batch: &[types::Record]) -> Result<Vec<types::Record>, HostError> {
+    /// Runs one batch (a buffer in the batch layout, built by the caller) through the
+    /// transform. The output is checked before it is returned: `select` indexes exist in the
+    /// input, a `replace` batch is valid. Between batches the instance may be recycled (a
+    /// transform holds nothing between calls but what it keeps in host state).
+    // `&Vec`: the generated binding lowers a `&Vec<u8>`; taking the caller's own buffer saves
+    // copying the whole batch first.
+    #[allow(clippy::ptr_arg)]
+    pub fn apply(&mut self, input: &Vec<u8>) -> Result<Output, HostError> {
         if self.runner.wants_recycle() {
             let config = &self.config;
             self.runner.recycle(|r| {
@@ -69,9 +85,26 @@ impl TransformTask {
             })?;
         }
         let r = self.runner.call("apply", |b, s| {
-            b.weir_connector_transformer().call_apply(s, batch)
+            b.weir_connector_transformer().call_apply(s, input)
         })?;
-        self.runner.plugin_result("apply", r)
+        let out = self.runner.plugin_result("apply", r)?;
+        match &out {
+            Output::Passthrough => {}
+            Output::Select(indexes) => {
+                let n = weir_batch::record_count(input).unwrap_or(0);
+                if let Some(bad) = indexes.iter().find(|&&i| i >= n) {
+                    return Err(HostError::BadBatch {
+                        plugin: self.runner.settings.plugin.clone(),
+                        function: "apply".into(),
+                        message: format!("select names record {bad}, but the input has {n}"),
+                    });
+                }
+            }
+            Output::Replace(bytes) => {
+                self.runner.batch("apply", bytes)?;
+            }
+        }
+        Ok(out)
     }
 
     /// Whether an earlier call trapped.
@@ -87,6 +120,15 @@ impl TransformTask {
     /// Linear memory the current instance holds, in bytes.
     pub fn memory_used(&self) -> usize {
         self.runner.memory_used()
+    }
+}
+
+/// The batch an output stands for, given the input it came from.
+pub fn output_batch(input: &[u8], output: Output) -> Result<Vec<u8>, weir_batch::BatchError> {
+    match output {
+        Output::Passthrough => Ok(input.to_vec()),
+        Output::Select(indexes) => weir_batch::select(&weir_batch::Batch::parse(input)?, &indexes),
+        Output::Replace(bytes) => Ok(bytes),
     }
 }
 

@@ -6,7 +6,9 @@ struct Get(String);
 
 impl Transform for Get {
     fn describe() -> Descriptor {
-        weir_sdk::descriptor("http-get", "0.2.0", PluginKind::Transform, "Fetches one URL")
+        let mut d = weir_sdk::descriptor("http-get", "0.2.0", PluginKind::Transform, "Fetches one URL");
+        d.config.push(weir_sdk::config_key("url", weir_sdk::ConfigType::String, true, None, "URL to fetch"));
+        d
     }
     fn open(config: Config) -> Result<Self, Error> {
         Ok(Get(weir_sdk::config_required(&config, "url")?.to_string()))

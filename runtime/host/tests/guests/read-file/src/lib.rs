@@ -6,7 +6,9 @@ struct ReadFile(String);
 
 impl Transform for ReadFile {
     fn describe() -> Descriptor {
-        weir_sdk::descriptor("read-file", "0.2.0", PluginKind::Transform, "Reads one file")
+        let mut d = weir_sdk::descriptor("read-file", "0.2.0", PluginKind::Transform, "Reads one file");
+        d.config.push(weir_sdk::config_key("path", weir_sdk::ConfigType::String, true, None, "file to read, under a granted directory"));
+        d
     }
     fn open(config: Config) -> Result<Self, Error> {
         Ok(ReadFile(weir_sdk::config_required(&config, "path")?.to_string()))

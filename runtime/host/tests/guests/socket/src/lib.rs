@@ -6,7 +6,9 @@ struct Socket(String);
 
 impl Transform for Socket {
     fn describe() -> Descriptor {
-        weir_sdk::descriptor("socket", "0.2.0", PluginKind::Transform, "Opens a socket")
+        let mut d = weir_sdk::descriptor("socket", "0.2.0", PluginKind::Transform, "Opens a socket");
+        d.config.push(weir_sdk::config_key("addr", weir_sdk::ConfigType::String, true, None, "host:port to connect to"));
+        d
     }
     fn open(config: Config) -> Result<Self, Error> {
         Ok(Socket(weir_sdk::config_required(&config, "addr")?.to_string()))
