@@ -1,16 +1,11 @@
-// identity: a transform that returns every batch unchanged.
-export const transformer = {
-  describe() {
-    return {
-      name: "identity",
-      version: "0.1.0",
-      kind: "transform",
-      description: "Returns records unchanged",
-      config: [],
-    };
+// identity: a transform that returns every record unchanged (the SDK answers `passthrough`).
+import { defineTransform } from "../../../sdk/js/weir.js";
+
+export const transformer = defineTransform({
+  name: "identity",
+  version: "0.1.0",
+  description: "Returns records unchanged",
+  transform(record) {
+    return record;
   },
-  open(config) {},
-  apply(batch) {
-    return batch;
-  },
-};
+});

@@ -1,88 +1,45 @@
 """file-sink: a sink that appends one line per record to a file under a granted directory.
 
-`put` only buffers; `flush` appends the buffered lines, fsyncs the file and clears the
-buffer. A write that fails is reported as retriable and the buffer is kept for the retry.
+`put` only buffers (a batch whole, or nothing of it when a record is bad); `flush` appends the
+buffered lines, fsyncs the file, clears the buffer and says that everything asked is durable.
+A write that fails is reported as retriable and the buffer is kept for the retry.
 """
 import os
-from typing import List, Optional, Tuple
 
-from componentize_py_types import Err
-from wit_world import exports
-from wit_world.imports.types import (
-    BadRecord,
-    ConfigError,
-    ConfigKey,
-    ConfigType,
-    Descriptor,
-    Error_BadRecord,
-    Error_InvalidConfig,
-    Error_Retriable,
-    LogPosition,
-    PluginKind,
-    Record,
-)
-
-# Module state: componentize-py may create a new Sink object per call.
-_path = ""
-_lines: List[bytes] = []
+import weir
 
 
-def _get(config: List[Tuple[str, str]], key: str) -> Optional[str]:
-    for name, value in config:
-        if name == key:
-            return value
-    return None
-
-
-def _text(data: Optional[bytes]) -> str:
+def text(data):
     return "-" if data is None else data.decode("utf-8", "replace")
 
 
-class Sink(exports.Sink):
-    def describe(self) -> Descriptor:
-        return Descriptor(
-            name="file-sink",
-            version="0.1.0",
-            kind=PluginKind.SINK,
-            description="Appends records to a file as lines",
-            config=[
-                ConfigKey(
-                    name="path",
-                    type=ConfigType.STRING,
-                    default_value=None,
-                    documentation="file to append to, under a granted directory",
-                    required=True,
-                    secret=False,
-                )
-            ],
-        )
+class FileSink(weir.Sink):
+    name, version, description = "file-sink", "0.1.0", "Appends records to a file as lines"
+    config_keys = [weir.key("path", "file to append to, under a granted directory", required=True)]
 
-    def open(self, config: List[Tuple[str, str]]) -> None:
-        global _path, _lines
-        path = _get(config, "path")
-        if path is None:
-            raise Err(Error_InvalidConfig(ConfigError(key="path", message="required")))
-        _path = path
-        _lines = []
+    def open(self, config, committed):
+        self.path = config.require("path")
+        self.lines = []
 
-    def put(self, batch: List[Record]) -> None:
-        # Records before a bad one stay buffered (as in the Rust guest).
-        for i, record in enumerate(batch):
-            p = record.position
-            if p is None:
-                raise Err(Error_BadRecord(BadRecord(index=i, message="record has no position")))
-            line = f"{p.topic}/{p.partition}/{p.offset} {_text(record.key)} {_text(record.value)}\n"
-            _lines.append(line.encode("utf-8"))
+    def put(self, batch):
+        lines = []
+        for record in batch:
+            if record.offset < 0:
+                raise weir.BadRecord(record.index, "record has no position")
+            lines.append(f"{record.topic}/{record.partition}/{record.offset} "
+                         f"{text(record.key)} {text(record.value)}\n")
+        self.lines += lines
 
-    def flush(self, up_to: List[LogPosition]) -> None:
+    def flush(self, up_to):
         try:
-            with open(_path, "ab") as f:
-                f.write(b"".join(_lines))
+            with open(self.path, "ab") as f:
+                f.write("".join(self.lines).encode())
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as e:
-            raise Err(Error_Retriable(f"{_path}: {e.strerror or e}"))
-        _lines.clear()
+            raise weir.Retriable(f"{self.path}: {e.strerror or e}")
+        self.lines.clear()
+        return up_to
 
-    def close(self) -> None:
-        pass
+
+Sink = weir.sink(FileSink)

@@ -1,22 +1,12 @@
-"""identity: a transform that returns every batch unchanged."""
-from typing import List, Tuple
-
-from wit_world import exports
-from wit_world.imports.types import Descriptor, PluginKind, Record
+"""identity: a transform that returns every record unchanged (the SDK answers `passthrough`)."""
+import weir
 
 
-class Transformer(exports.Transformer):
-    def describe(self) -> Descriptor:
-        return Descriptor(
-            name="identity",
-            version="0.1.0",
-            kind=PluginKind.TRANSFORM,
-            description="Returns records unchanged",
-            config=[],
-        )
+class Identity(weir.Transform):
+    name, version, description = "identity", "0.1.0", "Returns records unchanged"
 
-    def open(self, config: List[Tuple[str, str]]) -> None:
-        pass
+    def transform(self, record):
+        return record
 
-    def apply(self, batch: List[Record]) -> List[Record]:
-        return batch
+
+Transformer = weir.transformer(Identity)

@@ -133,13 +133,17 @@ proptest! {
         }
     }
 
-    /// Every byte of a valid batch flipped, one at a time: refused or read, never a panic.
+    /// Every byte of a valid batch flipped, one at a time: refused or read, never a panic;
+    /// read without per-record validation (`parse_trusted`), never outside the buffer either.
     #[test]
     fn mutated_batches_never_panic(recs in proptest::collection::vec(rec(), 1..5), at in any::<prop::sample::Index>(), bits in 1u8..=255) {
         let mut buf = build(&recs);
         let i = at.index(buf.len());
         buf[i] ^= bits;
         if let Ok(b) = Batch::parse(&buf) {
+            let _ = read(&b);
+        }
+        if let Ok(b) = Batch::parse_trusted(&buf) {
             let _ = read(&b);
         }
     }

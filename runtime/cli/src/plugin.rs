@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
-use weir_host::types::{ConfigType, Header, LogPosition, PluginKind, Record};
-use weir_host::{Host, HostConfig, TaskConfig};
+use weir_host::types::{self, ConfigType, LogPosition, PluginKind};
+use weir_host::weir_batch::{Batch, BatchBuilder, RecordData, RecordRef};
+use weir_host::{Host, HostConfig, HostError, TaskConfig};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum PluginCmd {
@@ -29,7 +30,8 @@ pub enum PluginCmd {
     },
     /// Run a plugin on JSON lines: a transform reads records and prints what it returns, a
     /// sink reads records, puts them in batches and flushes at the end, a source prints what
-    /// it polls (acking each batch) until it returns an empty batch.
+    /// it polls (acking each batch) until it returns an empty batch. A bad record is reported
+    /// with its input line and the rest go on; the exit status is then 1.
     Run(RunArgs),
 }
 
@@ -53,7 +55,8 @@ pub struct RunArgs {
     /// --max-records or SIGINT/SIGTERM; then close the source and exit 0.
     #[arg(long)]
     follow: bool,
-    /// Sources: an offset last committed, PARTITION=OFFSET (repeatable).
+    /// The position last committed (repeatable). Sources: SOURCE_PARTITION=SOURCE_OFFSET;
+    /// sinks: TOPIC/PARTITION=OFFSET.
     #[arg(long, value_parser = key_value)]
     committed: Vec<(String, String)>,
     /// Memory cap of the task, in MiB.
@@ -94,69 +97,59 @@ struct JsonRecord {
     source_offset: Option<String>,
 }
 
-fn text(b: Option<Vec<u8>>) -> Option<String> {
-    b.map(|v| String::from_utf8_lossy(&v).into_owned())
+fn text(b: Option<&[u8]>) -> Option<String> {
+    b.map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 impl JsonRecord {
-    fn into_record(self) -> Record {
-        let position = match (&self.topic, self.partition, self.offset) {
-            (Some(t), Some(p), Some(o)) => Some(LogPosition {
-                topic: t.clone(),
-                partition: p,
-                offset: o,
-            }),
-            _ => None,
-        };
-        Record {
-            key: self.key.map(String::into_bytes),
-            value: self.value.map(String::into_bytes),
-            headers: self
-                .headers
-                .into_iter()
-                .map(|(name, v)| Header {
-                    name,
-                    value: v.map(String::into_bytes),
-                })
-                .collect(),
+    /// Appends the record to a batch: with an offset it is a record read from a topic (a
+    /// sink's input), otherwise its topic and partition say where to write it.
+    fn push_to(&self, b: &mut BatchBuilder) {
+        let headers: Vec<(&str, Option<&[u8]>)> = self
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_deref().map(str::as_bytes)))
+            .collect();
+        b.push(&RecordData {
             timestamp: self.timestamp,
-            topic: if position.is_some() {
-                String::new()
-            } else {
-                self.topic.unwrap_or_default()
-            },
-            partition: if position.is_some() {
-                None
-            } else {
-                self.partition
-            },
-            position,
-            source_partition: self.source_partition.map(String::into_bytes),
-            source_offset: self.source_offset.map(String::into_bytes),
-        }
+            key: self.key.as_deref().map(str::as_bytes),
+            value: self.value.as_deref().map(str::as_bytes),
+            headers: &headers,
+            topic: self.topic.as_deref().unwrap_or(""),
+            partition: self.partition,
+            offset: self.offset,
+            source_partition: self.source_partition.as_deref().map(str::as_bytes),
+            source_offset: self.source_offset.as_deref().map(str::as_bytes),
+        });
     }
 
-    fn from_record(r: Record) -> JsonRecord {
-        let (topic, partition, offset) = match r.position {
-            Some(p) => (Some(p.topic), Some(p.partition), Some(p.offset)),
-            None => ((!r.topic.is_empty()).then_some(r.topic), r.partition, None),
-        };
+    fn from_ref(r: &RecordRef<'_>) -> JsonRecord {
         JsonRecord {
-            topic,
-            partition,
-            offset,
-            key: text(r.key),
-            value: text(r.value),
+            topic: (!r.topic().is_empty()).then(|| r.topic().to_string()),
+            partition: r.partition(),
+            offset: r.offset(),
+            key: text(r.key()),
+            value: text(r.value()),
             headers: r
-                .headers
-                .into_iter()
-                .map(|h| (h.name, text(h.value)))
+                .headers()
+                .map(|h| (h.name.to_string(), text(h.value)))
                 .collect(),
-            timestamp: r.timestamp,
-            source_partition: text(r.source_partition),
-            source_offset: text(r.source_offset),
+            timestamp: r.timestamp(),
+            source_partition: text(r.source_partition()),
+            source_offset: text(r.source_offset()),
         }
     }
+}
+
+/// Records read from the input, each with its line number.
+type Chunk = Vec<(usize, JsonRecord)>;
+
+fn encode(chunk: &[(usize, JsonRecord)]) -> anyhow::Result<Vec<u8>> {
+    let mut b = BatchBuilder::with_capacity(chunk.len(), 0);
+    for (_, r) in chunk {
+        r.push_to(&mut b);
+    }
+    Ok(b.finish()?)
 }
 
 /// Where compiled components are cached between runs.
@@ -188,8 +181,8 @@ impl RecordReader {
         })
     }
 
-    /// Up to `n` records; empty at the end of the input.
-    fn next_batch(&mut self, n: usize) -> anyhow::Result<Vec<Record>> {
+    /// Up to `n` records with their line numbers; empty at the end of the input.
+    fn next_batch(&mut self, n: usize) -> anyhow::Result<Chunk> {
         let mut out = Vec::with_capacity(n.min(4096));
         while out.len() < n {
             let Some((i, line)) = self.lines.next() else {
@@ -201,21 +194,56 @@ impl RecordReader {
             }
             let r: JsonRecord = serde_json::from_str(&line)
                 .with_context(|| format!("input line {}: not a JSON record", i + 1))?;
-            out.push(r.into_record());
+            out.push((i + 1, r));
         }
         Ok(out)
     }
 }
 
-fn print_records(out: &mut impl Write, batch: Vec<Record>) -> anyhow::Result<()> {
-    for r in batch {
-        serde_json::to_writer(&mut *out, &JsonRecord::from_record(r))?;
+fn print_batch(out: &mut impl Write, bytes: &[u8]) -> anyhow::Result<usize> {
+    let batch = Batch::parse(bytes)?;
+    for r in batch.iter() {
+        serde_json::to_writer(&mut *out, &JsonRecord::from_ref(&r))?;
         out.write_all(b"\n")?;
     }
-    Ok(())
+    Ok(batch.len())
+}
+
+/// Runs `call` on a chunk; a record the plugin reports bad is reported with its input line
+/// (where the runtime would dead-letter it) and the call is made again with the others, as
+/// the runtime does. Returns what the last successful call returned.
+fn with_bad_records<T>(
+    chunk: &mut Chunk,
+    bad: &mut usize,
+    mut call: impl FnMut(&Vec<u8>) -> Result<T, HostError>,
+) -> anyhow::Result<Option<T>> {
+    loop {
+        if chunk.is_empty() {
+            return Ok(None);
+        }
+        let input = encode(chunk)?;
+        match call(&input) {
+            Err(HostError::Plugin {
+                function,
+                error: types::Error::BadRecord(b),
+                ..
+            }) if (b.index as usize) < chunk.len() => {
+                let (line, _) = chunk.remove(b.index as usize);
+                *bad += 1;
+                eprintln!("input line {line}: bad record ({function}): {}", b.message);
+            }
+            other => return Ok(Some(other?)),
+        }
+    }
 }
 
 fn run_plugin(args: RunArgs) -> anyhow::Result<()> {
+    if args.memory_mib == 0 || args.memory_mib << 20 > weir_host::MAX_MEMORY_LIMIT {
+        anyhow::bail!(
+            "--memory-mib must be between 1 and 4096 (a wasm32 memory holds at most 4 GiB), got {}",
+            args.memory_mib
+        );
+    }
     let host = Host::new(HostConfig {
         cache_dir: cache_dir(),
         memory_limit: args.memory_mib << 20,
@@ -237,38 +265,49 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let batch = args.batch.max(1) as usize;
+    let mut bad = 0usize;
     match kind {
         PluginKind::Transform => {
             let mut input = RecordReader::open(&args)?;
             let mut task = plugin.transform(&host, &config, &tc)?;
             loop {
-                let chunk = input.next_batch(batch)?;
+                let mut chunk = input.next_batch(batch)?;
                 if chunk.is_empty() {
                     break;
                 }
-                print_records(&mut out, task.apply(&chunk)?)?;
+                let mut last_input = Vec::new();
+                let output = with_bad_records(&mut chunk, &mut bad, |i| {
+                    last_input = i.clone();
+                    task.apply(i)
+                })?;
+                if let Some(o) = output {
+                    print_batch(&mut out, &weir_host::output_batch(&last_input, o)?)?;
+                }
             }
         }
         PluginKind::Sink => {
+            let committed = sink_committed(&args.committed)?;
             let mut input = RecordReader::open(&args)?;
-            let mut task = plugin.sink(&host, &config, &tc)?;
+            let mut task = plugin.sink(&host, &config, &committed, &tc)?;
             let mut up_to: BTreeMap<(String, i32), i64> = BTreeMap::new();
             let mut count = 0usize;
             loop {
-                let chunk = input.next_batch(batch)?;
+                let mut chunk = input.next_batch(batch)?;
                 if chunk.is_empty() {
                     break;
                 }
+                if with_bad_records(&mut chunk, &mut bad, |i| task.put(i))?.is_none() {
+                    continue;
+                }
                 count += chunk.len();
-                task.put(&chunk)?;
-                for p in chunk.iter().filter_map(|r| r.position.as_ref()) {
-                    let e = up_to
-                        .entry((p.topic.clone(), p.partition))
-                        .or_insert(p.offset);
-                    *e = (*e).max(p.offset);
+                for (_, r) in &chunk {
+                    if let (Some(t), Some(p), Some(o)) = (&r.topic, r.partition, r.offset) {
+                        let e = up_to.entry((t.clone(), p)).or_insert(o);
+                        *e = (*e).max(o);
+                    }
                 }
             }
-            let positions: Vec<LogPosition> = up_to
+            let asked: Vec<LogPosition> = up_to
                 .into_iter()
                 .map(|((topic, partition), offset)| LogPosition {
                     topic,
@@ -276,15 +315,23 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<()> {
                     offset,
                 })
                 .collect();
-            task.flush(&positions)?;
+            let durable = task.flush(&asked)?;
             task.close()?;
-            eprintln!(
-                "put {count} records, flushed up to {}",
-                positions
-                    .iter()
+            let show = |ps: &[LogPosition]| {
+                ps.iter()
                     .map(|p| format!("{}/{}/{}", p.topic, p.partition, p.offset))
                     .collect::<Vec<_>>()
                     .join(", ")
+            };
+            // What `flush` reports is what the runtime would commit.
+            eprintln!(
+                "put {count} records, flushed up to {}; durable (would be committed): {}",
+                show(&asked),
+                if durable.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    show(&durable)
+                }
             );
         }
         PluginKind::Source => {
@@ -310,21 +357,22 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<()> {
                     None => batch as u32,
                 };
                 let polled = task.poll(want)?;
-                if polled.is_empty() {
+                let batch = Batch::parse(&polled)?;
+                if batch.is_empty() {
                     if !args.follow {
                         break;
                     }
                     std::thread::sleep(std::time::Duration::from_millis(50));
                     continue;
                 }
-                emitted += polled.len() as u64;
+                emitted += batch.len() as u64;
                 let mut last: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-                for r in &polled {
-                    if let (Some(p), Some(o)) = (&r.source_partition, &r.source_offset) {
-                        last.insert(p.clone(), o.clone());
+                for r in batch.iter() {
+                    if let (Some(p), Some(o)) = (r.source_partition(), r.source_offset()) {
+                        last.insert(p.to_vec(), o.to_vec());
                     }
                 }
-                print_records(&mut out, polled)?;
+                print_batch(&mut out, &polled)?;
                 out.flush()?;
                 // Printed is this command's "stored": ack it as the runtime acks the log.
                 task.ack(&last.into_iter().collect())?;
@@ -333,7 +381,34 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     out.flush()?;
+    if bad > 0 {
+        anyhow::bail!(
+            "{bad} bad record{} (reported above; the runtime would dead-letter them)",
+            if bad == 1 { "" } else { "s" }
+        );
+    }
     Ok(())
+}
+
+/// A sink's `--committed TOPIC/PARTITION=OFFSET` positions.
+fn sink_committed(pairs: &[(String, String)]) -> anyhow::Result<Vec<LogPosition>> {
+    pairs
+        .iter()
+        .map(|(tp, o)| {
+            let parsed = tp.rsplit_once('/').and_then(|(t, p)| {
+                Some(LogPosition {
+                    topic: t.to_string(),
+                    partition: p.parse().ok()?,
+                    offset: o.parse().ok()?,
+                })
+            });
+            parsed.with_context(|| {
+                format!(
+                    "--committed {tp}={o}: a sink's committed position is TOPIC/PARTITION=OFFSET"
+                )
+            })
+        })
+        .collect()
 }
 
 /// SIGINT or SIGTERM.
@@ -372,7 +447,12 @@ fn type_name(t: ConfigType) -> &'static str {
 }
 
 fn describe(file: &Path) -> anyhow::Result<(weir_host::types::Descriptor, Vec<String>)> {
-    let host = Host::new(HostConfig::default())?;
+    // The compiled-component cache, as `plugin run` uses it: a Python component takes
+    // seconds to compile.
+    let host = Host::new(HostConfig {
+        cache_dir: cache_dir(),
+        ..HostConfig::default()
+    })?;
     let plugin = host.load(file)?;
     let exports = plugin.exports(&host);
     let d = plugin.describe(&host)?;

@@ -20,6 +20,17 @@ fn key(host: &Host, bytes: &[u8]) -> String {
     format!("{hex}-{:016x}", h.finish())
 }
 
+/// Why `bytes` did not compile as a component, in words a plugin author can act on.
+fn not_a_component(bytes: &[u8], e: &wasmtime::Error) -> String {
+    // A wasm binary starts with `\0asm` and a version: 1 for a core module, 0x0d (layer 1)
+    // for a component.
+    match bytes.get(..8) {
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => "it is a core WebAssembly module, not a component: build it for the wasm32-wasip2 target (cargo build --target wasm32-wasip2), or wrap it with `wasm-tools component new`".into(),
+        Some([0, b'a', b's', b'm', ..]) => format!("it does not compile: {}", e.root_cause()),
+        _ => "it is not a WebAssembly file (no \\0asm header)".into(),
+    }
+}
+
 pub(crate) fn load(host: &Host, name: &str, bytes: &[u8]) -> Result<Component, HostError> {
     let cached = host
         .cfg
@@ -46,7 +57,7 @@ pub(crate) fn load(host: &Host, name: &str, bytes: &[u8]) -> Result<Component, H
     let started = std::time::Instant::now();
     let component = Component::new(&host.engine, bytes).map_err(|e| HostError::Invalid {
         plugin: name.to_string(),
-        message: format!("{e:#}"),
+        message: not_a_component(bytes, &e),
     })?;
     host.compiled.fetch_add(1, Ordering::Relaxed);
     tracing::info!(

@@ -80,7 +80,16 @@ impl TaskConfig {
                         .map(|s| s.trim().to_ascii_lowercase())
                         .filter(|s| !s.is_empty()),
                 ),
-                "weir.memory.limit.bytes" => tc.memory_limit = Some(number(k, v)? as usize),
+                "weir.memory.limit.bytes" => {
+                    let bytes = number(k, v)?;
+                    if bytes == 0 || bytes > crate::MAX_MEMORY_LIMIT as u64 {
+                        return Err(HostError::Config(format!(
+                            "{k} must be between 1 and {} (4 GiB, the most a wasm32 memory can hold), got {bytes}",
+                            crate::MAX_MEMORY_LIMIT
+                        )));
+                    }
+                    tc.memory_limit = Some(bytes as usize)
+                }
                 "weir.call.deadline.ms" => {
                     let ms = number(k, v)?;
                     if !(1..=3_600_000).contains(&ms) {

@@ -96,10 +96,12 @@ impl Default for HostConfig {
 /// Why a plugin could not be loaded or a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
-    #[error("cannot read plugin {path}: {source}")]
+    #[error("cannot read plugin {path}: {error}")]
     Read {
         path: String,
-        source: std::io::Error,
+        /// Not the error's `source`: its text is in the message already, and a chain would
+        /// print it twice.
+        error: std::io::Error,
     },
     #[error("plugin {plugin} is not a valid component: {message}")]
     Invalid { plugin: String, message: String },
@@ -215,9 +217,9 @@ impl Host {
 
     /// Loads a component file.
     pub fn load(&self, path: &std::path::Path) -> Result<Plugin, HostError> {
-        let bytes = std::fs::read(path).map_err(|source| HostError::Read {
+        let bytes = std::fs::read(path).map_err(|error| HostError::Read {
             path: path.display().to_string(),
-            source,
+            error,
         })?;
         let name = path
             .file_stem()

@@ -66,6 +66,11 @@ impl LogStream {
     fn emit(&self, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches('\r');
+        // Rust's panic hint names an environment variable the plugin's author cannot set in
+        // the host (and wasm backtraces have no symbols anyway): keep it out of the error.
+        if text.starts_with("note: run with `RUST_BACKTRACE=1`") {
+            return;
+        }
         if !text.trim().is_empty() {
             let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
             if tail.len() == TAIL_LINES {

@@ -76,7 +76,7 @@ impl ResourceLimiter for Limits {
         let next = self.used.saturating_sub(current) + desired;
         if next > self.cap {
             wasmtime::bail!(
-                "memory limit exceeded: the plugin asked for {next} bytes of linear memory, the task's limit is {} bytes",
+                "memory limit exceeded: the plugin asked for {next} bytes of linear memory, the task's limit is {} bytes (weir.memory.limit.bytes)",
                 self.cap
             );
         }
@@ -465,9 +465,10 @@ impl<W: World> Runner<W> {
                 self.poisoned = true;
                 // The message says what happened; the wasm backtrace goes to the log.
                 let mut message = match e.downcast_ref::<wasmtime::Trap>() {
-                    Some(wasmtime::Trap::Interrupt) => {
-                        "ran past its call deadline (interrupted)".to_string()
-                    }
+                    Some(wasmtime::Trap::Interrupt) => format!(
+                        "ran past its call deadline of {} ms and was interrupted (the deadline is weir.call.deadline.ms)",
+                        self.settings.deadline.as_millis()
+                    ),
                     Some(trap) => trap.to_string(),
                     None => e.root_cause().to_string(),
                 };

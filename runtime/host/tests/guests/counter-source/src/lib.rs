@@ -13,7 +13,7 @@ impl Source for Counter {
     fn describe() -> Descriptor {
         let mut d = weir_sdk::descriptor("counter-source", "0.2.0", PluginKind::Source, "Counts, resuming where it was stored");
         d.config.push(weir_sdk::config_key("topic", ConfigType::String, true, None, "topic to write to"));
-        d.config.push(weir_sdk::config_key("count", ConfigType::String, false, Some("10"), "how many records in all"));
+        d.config.push(weir_sdk::config_key("count", ConfigType::Int, false, Some("10"), "how many records in all"));
         d
     }
 
