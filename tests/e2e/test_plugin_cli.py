@@ -24,9 +24,9 @@ def test_inspect_prints_identity_kind_and_config(weir_bin):
     result = run_cli(weir_bin, "plugin", "inspect", str(guest(weir_bin, "json_rewrite")))
     assert result.returncode == 0, describe_process(result)
     out = result.stdout
-    assert "json-rewrite 0.1.0" in out, out
+    assert "json-rewrite 0.2.0" in out, out
     assert "transform" in out, out
-    assert "weir:connector/transformer@0.1.0" in out, out
+    assert "weir:connector/transformer@0.2.0" in out, out
     # Both configuration keys with their type and whether they are required.
     assert "from (string, required)" in out and "to (string, required)" in out, out
 
@@ -36,7 +36,7 @@ def test_install_places_versions_side_by_side_and_refuses_overwrite(weir_bin, tm
     component = guest(weir_bin, "identity")
     first = run_cli(weir_bin, "plugin", "install", str(component), "--dir", str(plugins))
     assert first.returncode == 0, describe_process(first)
-    installed = plugins / "identity" / "0.1.0.wasm"
+    installed = plugins / "identity" / "0.2.0.wasm"
     assert installed.read_bytes() == component.read_bytes()
     again = run_cli(weir_bin, "plugin", "install", str(component), "--dir", str(plugins))
     assert again.returncode != 0 and "already installed" in again.stderr, describe_process(again)
@@ -48,11 +48,18 @@ def test_bad_files_give_clear_errors(weir_bin, tmp_path):
     junk = tmp_path / "junk.wasm"
     junk.write_bytes(b"not a component at all")
     bad = run_cli(weir_bin, "plugin", "inspect", str(junk))
-    assert bad.returncode != 0 and "not a valid component" in bad.stderr, describe_process(bad)
+    assert bad.returncode != 0 and "is not a valid component: it is not a WebAssembly file" in bad.stderr, describe_process(bad)
+    assert "Error {" not in bad.stderr and "backtrace" not in bad.stderr.lower(), describe_process(bad)
+    # A core module (what `cargo build --target wasm32-unknown-unknown` gives) gets the fix.
+    core = tmp_path / "core.wasm"
+    core.write_bytes(b"\0asm\x01\0\0\0")
+    hint = run_cli(weir_bin, "plugin", "inspect", str(core))
+    assert hint.returncode != 0 and "core WebAssembly module, not a component: build it for the wasm32-wasip2 target" in hint.stderr, describe_process(hint)
     missing = run_cli(weir_bin, "plugin", "inspect", str(tmp_path / "missing.wasm"))
     assert missing.returncode != 0 and "missing.wasm" in missing.stderr, describe_process(missing)
+    assert missing.stderr.count("No such file or directory") == 1, describe_process(missing)
     other = run_cli(weir_bin, "plugin", "inspect", str(guest(weir_bin, "not_a_transform")))
-    assert other.returncode != 0 and "does not export weir:connector/transformer@0.1.0" in other.stderr, describe_process(other)
+    assert other.returncode != 0 and "does not export weir:connector/transformer@0.2.0" in other.stderr, describe_process(other)
 
 
 def test_a_component_of_another_contract_version_is_refused_by_name(weir_bin):
@@ -60,7 +67,7 @@ def test_a_component_of_another_contract_version_is_refused_by_name(weir_bin):
         result = run_cli(weir_bin, *command, str(guest(weir_bin, "old_contract")), input="")
         assert result.returncode == 1, describe_process(result)
         assert (
-            "was built against weir:connector@0.2.0; this host implements weir:connector@0.1.0" in result.stderr
+            "was built against weir:connector@0.1.0; this host implements weir:connector@0.2.0" in result.stderr
         ), describe_process(result)
 
 
@@ -73,3 +80,11 @@ def test_plugin_run_names_a_bad_input_line_and_a_bad_runtime_key(weir_bin):
     r = run_cli(weir_bin, "plugin", "run", identity, "-c", "weir.dirz=/tmp:/x", input="")
     assert r.returncode == 1, describe_process(r)
     assert 'unknown runtime key "weir.dirz"' in r.stderr, describe_process(r)
+
+
+def test_plugin_run_refuses_an_impossible_memory_limit(weir_bin):
+    identity = str(guest(weir_bin, "identity"))
+    r = run_cli(weir_bin, "plugin", "run", identity, "--memory-mib", "5000", input="")
+    assert r.returncode == 1 and "--memory-mib must be between 1 and 4096" in r.stderr, describe_process(r)
+    r = run_cli(weir_bin, "plugin", "run", identity, "-c", "weir.memory.limit.bytes=9999999999", input="")
+    assert r.returncode == 1 and "weir.memory.limit.bytes must be between 1 and 4294967296" in r.stderr, describe_process(r)

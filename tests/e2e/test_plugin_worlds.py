@@ -92,14 +92,25 @@ def test_json_rewrite_transform_renames_validates_and_names_bad_records(weir_bin
         {"key": "c", "value": None, "timestamp": 3},
     ]
 
-    bad = records[:1] + [{"key": "x", "value": "[1,2]", "timestamp": 4}]
+    # A bad record is reported with its input line, as the runtime would dead-letter it; the
+    # records before and after it are still transformed; the exit status says it happened.
+    bad = records[:1] + [{"key": "x", "value": "[1,2]", "timestamp": 4}] + records[1:2]
     r = plugin_run(weir_bin, compiled_cache, path, "-c", "from=name", "-c", "to=full_name", input=lines(bad))
     assert r.returncode == 1, describe_process(r)
-    assert "returned an error from apply: bad record at index 1: value is not a JSON object" in r.stderr, describe_process(r)
+    assert "input line 2: bad record (apply): value is not a JSON object" in r.stderr, describe_process(r)
+    assert "1 bad record (reported above" in r.stderr, describe_process(r)
+    assert parse(r.stdout) == [
+        {"key": "a", "value": '{"full_name":"ada","age":36}', "timestamp": 1},
+        {"key": "b", "value": '{"age":1,"full_name":"bob","name":"twice"}', "timestamp": 2},
+    ], describe_process(r)
 
+    # The configuration is checked against what the plugin declares before it is opened.
     r = plugin_run(weir_bin, compiled_cache, path, "-c", "from=name", input="")
     assert r.returncode == 1, describe_process(r)
-    assert "returned an error from open: invalid config to: required" in r.stderr, describe_process(r)
+    assert "invalid config: to: required" in r.stderr, describe_process(r)
+    r = plugin_run(weir_bin, compiled_cache, path, "-c", "from=name", "-c", "too=x", input="")
+    assert r.returncode == 1, describe_process(r)
+    assert "too: unknown key (did you mean to?)" in r.stderr, describe_process(r)
 
 
 def counter(i: int, topic: str = "numbers") -> dict:
@@ -131,7 +142,7 @@ def test_counter_source_polls_acks_and_resumes(weir_bin, compiled_cache, languag
 
     r = plugin_run(weir_bin, compiled_cache, path, "-c", "topic=numbers", "-c", "count=many")
     assert r.returncode == 1, describe_process(r)
-    assert "invalid config count: not an integer" in r.stderr, describe_process(r)
+    assert 'invalid config: count: not an integer (got "many")' in r.stderr, describe_process(r)
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -151,18 +162,29 @@ def test_file_sink_writes_only_on_flush_into_its_granted_directory(weir_bin, com
     )  # fmt: skip
     assert r.returncode == 0, describe_process(r)
     assert (out / "records.txt").read_text() == "orders/1/10 k0 v0\norders/1/11 k1 v1\norders/0/3 - v2\n"
-    assert "put 3 records, flushed up to orders/0/3, orders/1/11" in r.stderr, describe_process(r)
+    assert (
+        "put 3 records, flushed up to orders/0/3, orders/1/11; durable (would be committed): orders/0/3, orders/1/11"
+        in r.stderr
+    ), describe_process(r)
 
-    # A record without a position is refused by index; the batch is refused whole and the
-    # command stops before any flush.
+    # Opened with the positions the runtime committed, the sink sees them.
+    r = plugin_run(
+        weir_bin, compiled_cache, path,
+        "-c", f"weir.dirs={out}:/out", "-c", "path=/out/resumed.txt", "--committed", "orders/1=9",
+        input=lines(records[1:2]),
+    )  # fmt: skip
+    assert r.returncode == 0, describe_process(r)
+    assert "resuming after orders/1/9" in r.stderr, describe_process(r)
+
+    # A record without a position is reported with its input line; the others are written.
     r = plugin_run(
         weir_bin, compiled_cache, path,
         "-c", f"weir.dirs={out}:/out", "-c", "path=/out/second.txt",
         input=lines([records[0], {"key": "x", "value": "y", "timestamp": 4}]),
     )  # fmt: skip
     assert r.returncode == 1, describe_process(r)
-    assert "bad record at index 1: record has no position" in r.stderr, describe_process(r)
-    assert not (out / "second.txt").exists()
+    assert "input line 2: bad record (put): record has no position" in r.stderr, describe_process(r)
+    assert (out / "second.txt").read_text() == "orders/1/10 k0 v0\n"
 
     # Without the grant the plugin sees no /out at all: its write fails (retriable).
     r = plugin_run(weir_bin, compiled_cache, path, "-c", "path=/out/records.txt", input=lines(records))
@@ -180,6 +202,6 @@ def test_inspect_names_the_world_of_every_example(weir_bin, compiled_cache, lang
     ]:
         r = run_cli(weir_bin, "plugin", "inspect", str(component(weir_bin, language, name)), timeout=180)
         assert r.returncode == 0, describe_process(r)
-        assert f"plugin:      {name} 0.1.0" in r.stdout, describe_process(r)
+        assert f"plugin:      {name} 0.2.0" in r.stdout, describe_process(r)
         assert f"kind:        {kind}" in r.stdout, describe_process(r)
-        assert f"weir:connector/{export}@0.1.0" in r.stdout, describe_process(r)
+        assert f"weir:connector/{export}@0.2.0" in r.stdout, describe_process(r)

@@ -29,13 +29,15 @@ impl Sink for FileSink {
     }
 
     fn put(&mut self, batch: &Batch<'_>) -> Result<(), Error> {
+        // A bad record means nothing of the batch was done: buffer only once all are good.
+        let mut lines = String::new();
         for r in batch.iter() {
             let (Some(partition), Some(offset)) = (r.partition(), r.offset()) else {
                 return Err(weir_sdk::bad_record(r.index(), "record has no position"));
             };
-            let line = format!("{}/{partition}/{offset} {} {}\n", r.topic(), text(r.key()), text(r.value()));
-            self.buffer.extend_from_slice(line.as_bytes());
+            lines.push_str(&format!("{}/{partition}/{offset} {} {}\n", r.topic(), text(r.key()), text(r.value())));
         }
+        self.buffer.extend_from_slice(lines.as_bytes());
         Ok(())
     }
 
