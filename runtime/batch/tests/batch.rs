@@ -163,6 +163,9 @@ fn sample() -> Vec<u8> {
     }])
 }
 
+/// A change that breaks one rule of a valid batch.
+type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+
 fn put_u32(buf: &mut [u8], at: usize, v: u32) {
     buf[at..at + 4].copy_from_slice(&v.to_le_bytes());
 }
@@ -173,7 +176,7 @@ fn each_rule_is_refused_with_the_field_named() {
     assert!(Batch::parse(&good).is_ok());
     let rec = 40; // the record entry
     let hdr = 40 + 72; // the header entry
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+    let cases: Vec<(&str, Damage)> = vec![
         (
             "shorter than its 40-byte header",
             Box::new(|b| b.truncate(30)),

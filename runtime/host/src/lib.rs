@@ -17,6 +17,7 @@
 //! configuration is checked against the plugin's descriptor (required keys, unknown keys,
 //! types) and the plugin's own `validate` before `open`.
 
+mod bindings;
 mod cache;
 mod caps;
 mod config;
@@ -43,7 +44,7 @@ pub use weir_batch;
 
 /// The WIT types, as Rust values.
 pub mod types {
-    pub use crate::task::bindings::weir::connector::types::*;
+    pub use crate::bindings::weir::connector::types::*;
 }
 
 /// The contract version this host implements (`weir:connector@...`).
@@ -238,9 +239,9 @@ impl Drop for Host {
 /// Imports resolved once per plugin and world (`InstancePre`); each task only instantiates.
 #[derive(Default)]
 pub(crate) struct Pres {
-    pub(crate) transform: OnceLock<task::bindings::TransformPre<task::TaskState>>,
-    pub(crate) source: OnceLock<task::source_bindings::SourceConnectorPre<task::TaskState>>,
-    pub(crate) sink: OnceLock<task::sink_bindings::SinkConnectorPre<task::TaskState>>,
+    pub(crate) transform: OnceLock<bindings::transform::TransformPre<task::TaskState>>,
+    pub(crate) source: OnceLock<bindings::source::SourceConnectorPre<task::TaskState>>,
+    pub(crate) sink: OnceLock<bindings::sink::SinkConnectorPre<task::TaskState>>,
 }
 
 /// A compiled plugin. Cloning is cheap; clones share the prepared instances.

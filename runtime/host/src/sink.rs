@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::bindings::sink::SinkConnector;
 use crate::task::Runner;
-use crate::task::sink_bindings::SinkConnector;
 use crate::{Host, HostError, Plugin, TaskConfig, types};
 
 use types::LogPosition;

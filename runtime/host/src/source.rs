@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::bindings::source::SourceConnector;
 use crate::task::Runner;
-use crate::task::source_bindings::SourceConnector;
 use crate::{Host, HostError, Plugin, TaskConfig, types};
 
 /// Source partition -> source offset, as opaque bytes.

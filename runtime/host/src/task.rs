@@ -1,9 +1,8 @@
-//! What every task shares, whatever its world: the store's state (WASI context, granted
-//! capabilities, the host side of `log`, `state`, `http` and `watch`), the memory limiter,
-//! and [`Runner`], which makes calls under a deadline, poisons the task on a trap and can
-//! replace the instance (recycling) while keeping the task's state.
+//! What every task shares, whatever its world: the store's data (WASI context and one context
+//! per capability, see `caps`), the memory limiter, and [`Runner`], which makes calls under a
+//! deadline inside the task's tracing span, poisons the task on a trap and can replace the
+//! instance (recycling) while keeping the task's state and watcher.
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -11,53 +10,15 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
-use crate::caps::{self, TaskConfig, Watch};
+use crate::caps::http::HttpCtx;
+use crate::caps::log::LogCtx;
+use crate::caps::state::StateCtx;
+use crate::caps::watch::WatchCtx;
+use crate::caps::{self, TaskConfig};
 use crate::stdio::LogStream;
 use crate::{Host, HostError, Plugin, Pres, TICKS_PER_SECOND};
 
-pub(crate) mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../../wit",
-        world: "transform",
-        additional_derives: [PartialEq],
-    });
-}
-
-pub(crate) mod source_bindings {
-    wasmtime::component::bindgen!({
-        path: "../../wit",
-        world: "source-connector",
-        with: {
-            "weir:connector/types": super::bindings::weir::connector::types,
-            "weir:connector/log": super::bindings::weir::connector::log,
-            "weir:connector/state": super::bindings::weir::connector::state,
-            "weir:connector/http": super::bindings::weir::connector::http,
-            "weir:connector/watch": super::bindings::weir::connector::watch,
-        },
-    });
-}
-
-pub(crate) mod sink_bindings {
-    wasmtime::component::bindgen!({
-        path: "../../wit",
-        world: "sink-connector",
-        with: {
-            "weir:connector/types": super::bindings::weir::connector::types,
-            "weir:connector/log": super::bindings::weir::connector::log,
-            "weir:connector/state": super::bindings::weir::connector::state,
-            "weir:connector/http": super::bindings::weir::connector::http,
-            "weir:connector/watch": super::bindings::weir::connector::watch,
-        },
-    });
-}
-
-use bindings::weir::connector::{http, log, state, types, watch};
-
-/// Bounds of a task's state (see `wit/host.wit`).
-const MAX_STATE_KEY: usize = 1 << 10;
-const MAX_STATE_VALUE: usize = 1 << 20;
-const MAX_STATE_BYTES: usize = 64 << 20;
-const MAX_STATE_KEYS: usize = 100_000;
+use crate::bindings::weir::connector::types;
 
 /// Caps a task's linear memory; the trap message says so when a plugin goes past it.
 pub(crate) struct Limits {
@@ -94,15 +55,6 @@ impl ResourceLimiter for Limits {
     }
 }
 
-/// What survives recycling: the task's key/value state and its watcher.
-#[derive(Default)]
-struct Carry {
-    kv: HashMap<String, Vec<u8>>,
-    /// Bytes of keys and values in `kv`.
-    kv_bytes: usize,
-    watch: Option<Watch>,
-}
-
 /// What a task was started with, shared by the runner and the store's state.
 pub(crate) struct Settings {
     pub(crate) plugin: String,
@@ -130,14 +82,17 @@ pub(crate) struct TaskState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limits: Limits,
-    settings: Arc<Settings>,
-    /// The task's HTTP client, made on first use.
-    http: Option<caps::HttpClient>,
-    carry: Carry,
+    /// One context per capability (`caps::*`); `state` and `watch` survive recycling.
+    log: LogCtx,
+    state: StateCtx,
+    http: HttpCtx,
+    watch: WatchCtx,
     /// The plugin's stderr (also in the log), to explain a trap.
     stderr: LogStream,
     /// When the current call's deadline passes (wall clock), for the clamped clock.
     call_ends: std::time::Instant,
+    /// A wait of the current call was cut at its deadline.
+    wait_cut: bool,
 }
 
 /// `wasi:clocks/monotonic-clock` with every subscription (a sleep, a poll timeout) clamped to
@@ -147,6 +102,8 @@ pub(crate) struct TaskState {
 struct BoundedClocks<'a> {
     inner: wasmtime_wasi::clocks::WasiClocksCtxView<'a>,
     left_ns: u64,
+    /// Set when a wait was cut at the deadline: the call has overrun it, whatever it returns.
+    cut: &'a mut bool,
 }
 
 struct HasBoundedClocks;
@@ -175,6 +132,9 @@ impl monotonic_clock::Host for BoundedClocks<'_> {
         &mut self,
         duration: u64,
     ) -> wasmtime::Result<wasmtime::component::Resource<wasmtime_wasi::p2::DynPollable>> {
+        if duration > self.left_ns {
+            *self.cut = true;
+        }
         self.inner.subscribe_duration(duration.min(self.left_ns))
     }
 }
@@ -186,9 +146,19 @@ fn bounded_clocks(t: &mut TaskState) -> BoundedClocks<'_> {
         .saturating_duration_since(std::time::Instant::now())
         .as_nanos()
         .saturating_add(20_000_000);
+    let TaskState {
+        wasi,
+        table,
+        wait_cut,
+        ..
+    } = t;
     BoundedClocks {
-        inner: wasmtime_wasi::clocks::WasiClocksView::clocks(t),
+        inner: wasmtime_wasi::clocks::WasiClocksCtxView {
+            ctx: wasi.clocks(),
+            table,
+        },
         left_ns: u64::try_from(left).unwrap_or(u64::MAX),
+        cut: wait_cut,
     }
 }
 
@@ -202,102 +172,6 @@ impl WasiView for TaskState {
 }
 
 impl types::Host for TaskState {}
-
-impl log::Host for TaskState {
-    fn log(&mut self, level: log::Level, message: String) {
-        let (plugin, task) = (
-            self.settings.plugin.as_str(),
-            self.settings.grants.task.as_str(),
-        );
-        match level {
-            log::Level::Trace => tracing::trace!(plugin, task, "{message}"),
-            log::Level::Debug => tracing::debug!(plugin, task, "{message}"),
-            log::Level::Info => tracing::info!(plugin, task, "{message}"),
-            log::Level::Warn => tracing::warn!(plugin, task, "{message}"),
-            log::Level::Error => tracing::error!(plugin, task, "{message}"),
-        }
-    }
-}
-
-impl state::Host for TaskState {
-    fn get(&mut self, key: String) -> Option<Vec<u8>> {
-        self.carry.kv.get(&key).cloned()
-    }
-    fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
-        if key.len() > MAX_STATE_KEY {
-            return Err(format!("state key of {} bytes is over 1 KiB", key.len()));
-        }
-        if value.len() > MAX_STATE_VALUE {
-            return Err(format!(
-                "state value of {} bytes is over 1 MiB",
-                value.len()
-            ));
-        }
-        let kv = &mut self.carry;
-        let old = kv.kv.get(&key).map_or(0, |v| key.len() + v.len());
-        let total = kv.kv_bytes - old + key.len() + value.len();
-        if total > MAX_STATE_BYTES {
-            return Err(format!(
-                "task state would hold {total} bytes, over its 64 MiB limit"
-            ));
-        }
-        if old == 0 && !kv.kv.contains_key(&key) && kv.kv.len() >= MAX_STATE_KEYS {
-            return Err(format!("task state is full ({MAX_STATE_KEYS} keys)"));
-        }
-        kv.kv_bytes = total;
-        kv.kv.insert(key, value);
-        Ok(())
-    }
-    fn delete(&mut self, key: String) {
-        if let Some(v) = self.carry.kv.remove(&key) {
-            self.carry.kv_bytes -= key.len() + v.len();
-        }
-    }
-}
-
-impl http::Host for TaskState {
-    fn send(&mut self, request: http::Request) -> Result<http::Response, http::HttpError> {
-        let (method, url) = (request.method.clone(), request.url.clone());
-        let settings = &self.settings;
-        let client = self
-            .http
-            .get_or_insert_with(|| caps::HttpClient::new(settings.http_timeout()));
-        let result = client.send(&settings.grants.http_allow, request);
-        let plugin = &settings.plugin;
-        match &result {
-            Ok(r) => {
-                tracing::debug!(%plugin, %method, %url, status = r.status, "plugin http request")
-            }
-            Err(e) => {
-                tracing::warn!(%plugin, %method, %url, error = ?e, "plugin http request failed")
-            }
-        }
-        result
-    }
-}
-
-impl watch::Host for TaskState {
-    fn watch(&mut self, path: String, recursive: bool) -> Result<(), String> {
-        let grants = &self.settings.grants;
-        let host = caps::guest_to_host(&grants.dirs, &path)?;
-        if self.carry.watch.is_none() {
-            self.carry.watch = Some(Watch::new(&grants.dirs, &self.settings.plugin)?);
-        }
-        self.carry
-            .watch
-            .as_mut()
-            .expect("created above")
-            .add(&host, recursive)
-    }
-
-    fn events(&mut self, max: u32) -> Vec<watch::Event> {
-        self.carry
-            .watch
-            .as_ref()
-            .map(|w| w.drain(max))
-            .unwrap_or_default()
-    }
-}
 
 /// One world's generated bindings, as the runner needs them.
 pub(crate) trait World: Sized + 'static {
@@ -322,7 +196,7 @@ macro_rules! world {
                 linker: &mut Linker<TaskState>,
                 component: &Component,
             ) -> wasmtime::Result<Self::Pre> {
-                Self::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+                link_capabilities(linker)?;
                 $pre::new(linker.instantiate_pre(component)?)
             }
             fn instantiate(
@@ -335,24 +209,34 @@ macro_rules! world {
     };
 }
 
-use bindings::TransformPre;
-use sink_bindings::SinkConnectorPre;
-use source_bindings::SourceConnectorPre;
+/// The contract's imports, one capability module each (see `caps`).
+fn link_capabilities(linker: &mut Linker<TaskState>) -> wasmtime::Result<()> {
+    types::add_to_linker::<TaskState, HasSelf<TaskState>>(linker, |t| t)?;
+    caps::log::add_to_linker(linker, |t: &mut TaskState| &mut t.log)?;
+    caps::state::add_to_linker(linker, |t: &mut TaskState| &mut t.state)?;
+    caps::http::add_to_linker(linker, |t: &mut TaskState| &mut t.http)?;
+    caps::watch::add_to_linker(linker, |t: &mut TaskState| &mut t.watch)?;
+    Ok(())
+}
+
+use crate::bindings::sink::SinkConnectorPre;
+use crate::bindings::source::SourceConnectorPre;
+use crate::bindings::transform::TransformPre;
 
 world!(
-    bindings::Transform,
+    crate::bindings::transform::Transform,
     TransformPre,
     crate::TRANSFORMER,
     transform
 );
 world!(
-    source_bindings::SourceConnector,
+    crate::bindings::source::SourceConnector,
     SourceConnectorPre,
     crate::SOURCE,
     source
 );
 world!(
-    sink_bindings::SinkConnector,
+    crate::bindings::sink::SinkConnector,
     SinkConnectorPre,
     crate::SINK,
     sink
@@ -409,7 +293,7 @@ impl<W: World> Runner<W> {
             memory_limit: tc.memory_limit.unwrap_or(host.cfg.memory_limit),
             deadline: tc.call_deadline.unwrap_or(host.cfg.call_deadline),
         });
-        let (store, bindings) = instantiate::<W>(&host.engine, &pre, &settings, Carry::default())?;
+        let (store, bindings) = instantiate::<W>(&host.engine, &pre, &settings)?;
         Ok(Runner {
             settings,
             engine: host.engine.clone(),
@@ -439,10 +323,20 @@ impl<W: World> Runner<W> {
         ) {
             self.calls += 1;
         }
+        // Everything the call logs (the plugin's own lines, its stdout and stderr, HTTP and
+        // watch) is inside the task's span.
+        let span = tracing::info_span!(
+            "plugin",
+            plugin = %self.settings.plugin,
+            task = %self.settings.grants.task,
+            function
+        );
+        let _entered = span.enter();
         self.store
             .set_epoch_deadline(self.settings.deadline_ticks());
         self.store.data().stderr.clear_tail();
         self.store.data_mut().call_ends = std::time::Instant::now() + self.settings.deadline;
+        self.store.data_mut().wait_cut = false;
         // WASI's synchronous bindings block on a runtime of their own: inside a tokio worker
         // thread that would panic, so step out of the async context first. A current-thread
         // runtime cannot be stepped out of: callers there must use `spawn_blocking`.
@@ -457,6 +351,14 @@ impl<W: World> Runner<W> {
                     self.settings.plugin
                 )));
             }
+        };
+        // A plugin whose sleep or poll was cut at the deadline overran it, even if it then
+        // returned before the epoch interrupt caught it.
+        let outcome = match outcome {
+            Ok(_) if self.store.data().wait_cut => {
+                Err(wasmtime::Error::from(wasmtime::Trap::Interrupt))
+            }
+            other => other,
         };
         match outcome {
             Ok(r) => Ok(r),
@@ -589,10 +491,11 @@ impl<W: World> Runner<W> {
     /// caller opens the new instance.
     pub(crate) fn reinstantiate(&mut self) -> Result<(), HostError> {
         let before = self.memory_used();
-        let (mut store, bindings) =
-            instantiate::<W>(&self.engine, &self.pre, &self.settings, Carry::default())?;
-        // Only now that the new instance exists does the state move over.
-        store.data_mut().carry = std::mem::take(&mut self.store.data_mut().carry);
+        let (mut store, bindings) = instantiate::<W>(&self.engine, &self.pre, &self.settings)?;
+        // Only now that the new instance exists do the task's state and watcher move over.
+        let (old, new) = (self.store.data_mut(), store.data_mut());
+        std::mem::swap(&mut old.state, &mut new.state);
+        std::mem::swap(&mut old.watch, &mut new.watch);
         self.store = store;
         self.bindings = bindings;
         self.calls = 0;
@@ -607,7 +510,6 @@ fn instantiate<W: World>(
     engine: &Engine,
     pre: &W::Pre,
     settings: &Arc<Settings>,
-    carry: Carry,
 ) -> Result<(Store<TaskState>, W), HostError> {
     let (plugin, grants) = (settings.plugin.as_str(), &settings.grants);
     let mut wasi = WasiCtx::builder();
@@ -630,11 +532,13 @@ fn instantiate<W: World>(
             cap: settings.memory_limit,
             used: 0,
         },
-        settings: settings.clone(),
-        http: None,
-        carry,
+        log: LogCtx::new(plugin, &grants.task),
+        state: StateCtx::default(),
+        http: HttpCtx::new(plugin, &grants.http_allow, settings.http_timeout()),
+        watch: WatchCtx::new(plugin, &grants.dirs),
         stderr,
         call_ends: std::time::Instant::now(),
+        wait_cut: false,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);

@@ -1,7 +1,7 @@
 //! The transform world: a batch in, what became of it out.
 
+use crate::bindings::transform::Transform;
 use crate::task::Runner;
-use crate::task::bindings::Transform;
 use crate::{Host, HostError, Plugin, TaskConfig, types};
 
 pub use types::Output;
