@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,31 @@ def test_plugin_run_refuses_an_impossible_memory_limit(weir_bin):
     assert r.returncode == 1 and "--memory-mib must be between 1 and 4096" in r.stderr, describe_process(r)
     r = run_cli(weir_bin, "plugin", "run", identity, "-c", "weir.memory.limit.bytes=9999999999", input="")
     assert r.returncode == 1 and "weir.memory.limit.bytes must be between 1 and 4294967296" in r.stderr, describe_process(r)
+
+
+@pytest.mark.timeout(600)
+def test_plugin_new_makes_a_project_that_builds_anywhere_and_runs(weir_bin, tmp_path):
+    """`weir plugin new` writes the SDK and the contract into the project, so a copy of the
+    directory (here: a fresh temp dir, far from the Weir checkout) builds on its own."""
+    target = os.environ.get("WEIR_PLUGIN_NEW_TARGET", "/var/cache/weir/plugin-new-target")
+    for kind, config, stdin, expect in [
+        ("transform", ["-c", "header=h", "-c", "value=1"], '{"key":"a","value":"x"}\n', '"headers":[["h","1"]]'),
+        ("source", ["-c", "count=2"], "", '"source_offset":"1"'),
+        ("sink", [], '{"topic":"t","partition":0,"offset":5,"value":"hi"}\n', "durable (would be committed): t/0/5"),
+    ]:
+        project = tmp_path / f"my-{kind}"
+        made = run_cli(weir_bin, "plugin", "new", str(project), "--kind", kind)
+        assert made.returncode == 0, describe_process(made)
+        assert (project / ".weir" / "wit" / "types.wit").exists()
+        build = subprocess.run(
+            ["cargo", "build", "--release", "--target", "wasm32-wasip2"],
+            cwd=project, capture_output=True, text=True, timeout=540,
+            env={**os.environ, "CARGO_TARGET_DIR": target},
+        )  # fmt: skip
+        assert build.returncode == 0, build.stderr[-3000:]
+        wasm = Path(target) / "wasm32-wasip2" / "release" / f"my_{kind}.wasm"
+        ran = run_cli(weir_bin, "plugin", "run", str(wasm), *config, input=stdin, timeout=120)
+        assert ran.returncode == 0, describe_process(ran)
+        assert expect in ran.stdout + ran.stderr, describe_process(ran)
+    again = run_cli(weir_bin, "plugin", "new", str(tmp_path / "my-transform"))
+    assert again.returncode != 0 and "is not empty" in again.stderr, describe_process(again)

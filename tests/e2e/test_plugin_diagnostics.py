@@ -43,7 +43,7 @@ def test_a_python_exception_fails_the_task_with_its_traceback(weir_bin, tmp_path
     assert "ZeroDivisionError: division by zero" in r.stderr, describe_process(r)
     # The print before the exception reached the log, with the plugin named.
     assert "python-raises got 2 records" in r.stderr, describe_process(r)
-    assert 'plugin="python-raises"' in r.stderr, describe_process(r)
+    assert "plugin{plugin=python-raises" in r.stderr, describe_process(r)
 
 
 def test_follow_keeps_a_source_running_until_sigterm(weir_bin, tmp_path):

@@ -7,6 +7,7 @@ static ALLOC: weir_broker::alloc::GuardedAlloc = weir_broker::alloc::GuardedAllo
 mod bench;
 mod config;
 mod plugin;
+mod scaffold;
 mod tools;
 
 use std::path::PathBuf;

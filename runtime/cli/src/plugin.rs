@@ -28,6 +28,14 @@ pub enum PluginCmd {
         #[arg(long)]
         force: bool,
     },
+    /// Create a Rust plugin project in DIR (the SDK and the contract are written into it, so
+    /// it builds wherever the directory goes).
+    New {
+        dir: PathBuf,
+        /// transform, source or sink.
+        #[arg(long, default_value = "transform")]
+        kind: String,
+    },
     /// Run a plugin on JSON lines: a transform reads records and prints what it returns, a
     /// sink reads records, puts them in batches and flushes at the end, a source prints what
     /// it polls (acking each batch) until it returns an empty batch. A bad record is reported
@@ -462,6 +470,14 @@ fn describe(file: &Path) -> anyhow::Result<(weir_host::types::Descriptor, Vec<St
 pub fn run(cmd: PluginCmd) -> anyhow::Result<()> {
     match cmd {
         PluginCmd::Run(args) => run_plugin(args)?,
+        PluginCmd::New { dir, kind } => {
+            let wasm = crate::scaffold::new_project(&dir, &kind)?;
+            println!("created {} ({kind})", dir.display());
+            println!("  cd {}", dir.display());
+            println!("  rustup target add wasm32-wasip2          # once");
+            println!("  cargo build --release --target wasm32-wasip2");
+            println!("  weir plugin inspect {}", wasm.display());
+        }
         PluginCmd::Inspect { file } => {
             let (d, exports) = describe(&file)?;
             println!("plugin:      {} {}", d.name, d.version);

@@ -19,18 +19,16 @@ const TAIL_LINE_CHARS: usize = 500;
 
 #[derive(Clone)]
 pub(crate) struct LogStream {
-    plugin: Arc<str>,
-    task: Arc<str>,
     stream: &'static str,
     pending: Arc<Mutex<Vec<u8>>>,
     tail: Arc<Mutex<std::collections::VecDeque<String>>>,
 }
 
 impl LogStream {
-    pub(crate) fn new(plugin: &str, task: &str, stream: &'static str) -> LogStream {
+    /// The stream's lines are logged inside the span of the call that writes them, which
+    /// names the plugin and the task.
+    pub(crate) fn new(stream: &'static str) -> LogStream {
         LogStream {
-            plugin: plugin.into(),
-            task: task.into(),
             stream,
             pending: Arc::default(),
             tail: Arc::default(),
@@ -78,11 +76,11 @@ impl LogStream {
             }
             tail.push_back(text.chars().take(TAIL_LINE_CHARS).collect());
         }
-        let (plugin, task, stream) = (&*self.plugin, &*self.task, self.stream);
+        let stream = self.stream;
         if stream == "stderr" {
-            tracing::warn!(plugin, task, stream, "{text}");
+            tracing::warn!(stream, "{text}");
         } else {
-            tracing::info!(plugin, task, stream, "{text}");
+            tracing::info!(stream, "{text}");
         }
     }
 

@@ -513,8 +513,8 @@ fn instantiate<W: World>(
 ) -> Result<(Store<TaskState>, W), HostError> {
     let (plugin, grants) = (settings.plugin.as_str(), &settings.grants);
     let mut wasi = WasiCtx::builder();
-    let stderr = LogStream::new(plugin, &grants.task, "stderr");
-    wasi.stdout(LogStream::new(plugin, &grants.task, "stdout"));
+    let stderr = LogStream::new("stderr");
+    wasi.stdout(LogStream::new("stdout"));
     wasi.stderr(stderr.clone());
     for d in &grants.dirs {
         let perms = if d.read_only {
@@ -532,7 +532,7 @@ fn instantiate<W: World>(
             cap: settings.memory_limit,
             used: 0,
         },
-        log: LogCtx::new(plugin, &grants.task),
+        log: LogCtx,
         state: StateCtx::default(),
         http: HttpCtx::new(plugin, &grants.http_allow, settings.http_timeout()),
         watch: WatchCtx::new(plugin, &grants.dirs),

@@ -1,33 +1,22 @@
-//! `log`: a plugin's log lines, into the host's tracing span of its connector task.
+//! `log`: a plugin's log lines, into the host's tracing span of its connector task (every
+//! call runs inside a span naming the plugin, the task and the function).
 
 use wasmtime::component::{HasData, Linker};
 
 use crate::bindings::weir::connector::log;
 
-/// The `log` capability of one task.
-pub(crate) struct LogCtx {
-    plugin: String,
-    task: String,
-}
-
-impl LogCtx {
-    pub(crate) fn new(plugin: &str, task: &str) -> LogCtx {
-        LogCtx {
-            plugin: plugin.to_string(),
-            task: task.to_string(),
-        }
-    }
-}
+/// The `log` capability of one task. It holds nothing: the span of the call names the plugin,
+/// the task and the function.
+pub(crate) struct LogCtx;
 
 impl log::Host for LogCtx {
     fn log(&mut self, level: log::Level, message: String) {
-        let (plugin, task) = (self.plugin.as_str(), self.task.as_str());
         match level {
-            log::Level::Trace => tracing::trace!(plugin, task, "{message}"),
-            log::Level::Debug => tracing::debug!(plugin, task, "{message}"),
-            log::Level::Info => tracing::info!(plugin, task, "{message}"),
-            log::Level::Warn => tracing::warn!(plugin, task, "{message}"),
-            log::Level::Error => tracing::error!(plugin, task, "{message}"),
+            log::Level::Trace => tracing::trace!("{message}"),
+            log::Level::Debug => tracing::debug!("{message}"),
+            log::Level::Info => tracing::info!("{message}"),
+            log::Level::Warn => tracing::warn!("{message}"),
+            log::Level::Error => tracing::error!("{message}"),
         }
     }
 }
