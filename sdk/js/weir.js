@@ -250,13 +250,13 @@ export class Record {
   set key(v) { this._set("key", v); }
   get value() { const o = this._o; return o !== null && o.value !== undefined ? toBytes(o.value) : this._b._bytes(this._at + 16); }
   set value(v) { this._set("value", v); }
-  get timestamp() { const o = this._o; return o !== null && o.timestamp !== undefined ? o.timestamp : getI64(this._b._dv, this._at); }
+  get timestamp() { const o = this._o; return o !== null && o.timestamp !== undefined ? o.timestamp ?? 0 : getI64(this._b._dv, this._at); }
   set timestamp(v) { this._set("timestamp", v); }
-  get topic() { const o = this._o; return o !== null && o.topic !== undefined ? o.topic : this._b._text(this._at + 32); }
+  get topic() { const o = this._o; return o !== null && o.topic !== undefined ? o.topic ?? "" : this._b._text(this._at + 32); }
   set topic(v) { this._set("topic", v); }
-  get partition() { const o = this._o; return o !== null && o.partition !== undefined ? o.partition : this._b._dv.getInt32(this._at + 40, true); }
+  get partition() { const o = this._o; return o !== null && o.partition !== undefined ? o.partition ?? -1 : this._b._dv.getInt32(this._at + 40, true); }
   set partition(v) { this._set("partition", v); }
-  get offset() { const o = this._o; return o !== null && o.offset !== undefined ? o.offset : getI64(this._b._dv, this._at + 48); }
+  get offset() { const o = this._o; return o !== null && o.offset !== undefined ? o.offset ?? -1 : getI64(this._b._dv, this._at + 48); }
   set offset(v) { this._set("offset", v); }
   get sourcePartition() { const o = this._o; return o !== null && o.sourcePartition !== undefined ? toBytes(o.sourcePartition) : this._b._bytes(this._at + 56); }
   set sourcePartition(v) { this._set("sourcePartition", v); }
@@ -304,7 +304,7 @@ export class Record {
   }
 
   _set(name, v) {
-    (this._o === null ? (this._o = {}) : this._o)[name] = v;
+    (this._o === null ? (this._o = {}) : this._o)[name] = v === undefined ? null : v;
   }
 }
 Record.prototype._o = null; // the changes, {field: new value}, made on the first one
@@ -389,12 +389,12 @@ export class Builder {
     }
     if (o === null) return this;
     v.setUint32(at + 28, count, true);
-    if (o.timestamp !== undefined) setI64(v, at, o.timestamp);
+    if (o.timestamp !== undefined) setI64(v, at, o.timestamp ?? 0);
     if (o.key !== undefined) this._put(v, at + 8, o.key, false);
     if (o.value !== undefined) this._put(v, at + 16, o.value, false);
-    if (o.topic !== undefined) this._put(v, at + 32, o.topic, true);
-    if (o.partition !== undefined) v.setInt32(at + 40, o.partition, true);
-    if (o.offset !== undefined) setI64(v, at + 48, o.offset);
+    if (o.topic !== undefined) this._put(v, at + 32, o.topic ?? "", true);
+    if (o.partition !== undefined) v.setInt32(at + 40, o.partition ?? -1, true);
+    if (o.offset !== undefined) setI64(v, at + 48, o.offset ?? -1);
     if (o.sourcePartition !== undefined) this._put(v, at + 56, o.sourcePartition, false);
     if (o.sourceOffset !== undefined) this._put(v, at + 64, o.sourceOffset, false);
     return this;

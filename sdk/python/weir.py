@@ -30,13 +30,10 @@ exception traps, and the host reports its traceback. One instance of the class s
 it is created at `open` and kept at module level (componentize-py may make a new export object
 per call).
 """
-from array import array
 from collections import namedtuple
-from itertools import compress, repeat
-from operator import add, ne
+from itertools import repeat
 import json as _json
 import struct
-import sys
 
 NULL = 0xFFFFFFFF  # the length of a null range
 _HEAD = struct.Struct("<4sHHIHHIIIIII")  # header, 40 bytes
@@ -44,49 +41,46 @@ _ENTRY = struct.Struct("<qIIIIIIIIiIqIIII")  # record entry, 72 bytes: 16 values
 _HENTRY = struct.Struct("<IIII")  # header entry, 16 bytes
 _RANGE = struct.Struct("<II")
 _I32, _I64 = struct.Struct("<i"), struct.Struct("<q")
+_NUMBERS = (("timestamp", 0, _I64), ("partition", 40, _I32), ("offset", 48, _I64))
 # Checked in this order, so that the first bad field is named: (offset in the entry, field,
 # kind). The "headers" row reads (first, count), the "reserved" row (partition, reserved).
 _RECORD_CHECKS = ((8, "key", "null"), (16, "value", "null"), (24, "headers", "headers"),
                   (32, "topic", "text"), (40, "reserved", "reserved"),
                   (56, "source_partition", "null"), (64, "source_offset", "null"))
 _HEADER_CHECKS = ((0, "name", "text"), (8, "value", "null"))
-# Fields in the 16 values of an entry: the index of a range's offset (its length follows).
-_KEY_VALUE, _SOURCE = ((1, "key"), (3, "value")), ((12, "source_partition"), (14, "source_offset"))
-_NUMBER_SLOTS = ((0, "timestamp"), (9, "partition"), (11, "offset"))
 # Changes that keep every byte of the arena in use (see `output`).
 _ARENA_KEEPING = frozenset(("+headers", "timestamp", "partition", "offset"))
-_NUMBERS = (("timestamp", 0, _I64), ("partition", 40, _I32), ("offset", 48, _I64))
 _NO_CHANGES = {}
 
 
-def _column(section, code):
-    a = array(code)
-    a.frombytes(section)
-    if sys.byteorder == "big":
-        a.byteswap()
-    return a
+def _ranges_ok(pairs, ones, limit, nullable):
+    """Whether every (offset, length) in `pairs` (8 bytes each, little-endian u32s) lies within
+    `limit` bytes, null ones aside. Computed on one integer holding a 64-bit lane per pair
+    (`ones` has a 1 in each), so that no Python object is made per record."""
+    p = int.from_bytes(pairs, "little")
+    low = ones * 0xFFFFFFFF
+    lengths = (p >> 32) & low
+    # Bit 40 of a lane is set when offset + length > limit (the sum of a lane stays below 2**41).
+    bad = (((p & low) + lengths + ones * ((1 << 40) - 1 - limit)) >> 40) & ones
+    if nullable:  # bit 32 of length + 1 is set when the length is NULL
+        bad &= ~((lengths + ones) >> 32)
+    return not bad
 
 
-def _ranges_ok(u32, u64, rel, w, limit, nullable):
-    """Whether the (offset, length) at byte `rel` of every entry lies within `limit` bytes."""
-    pairs = u64[rel // 8::w // 2]
-    if pairs[0] == pairs[-1] and pairs.count(pairs[0]) == len(pairs):  # one range for all
-        o, n = pairs[0] & NULL, pairs[0] >> 32
-        return (nullable and n == NULL) or o + n <= limit
-    lengths = u32[rel // 4 + 1::w]
-    ends = map(add, u32[rel // 4::w], lengths)
-    if nullable and NULL in lengths:
-        ends = compress(ends, map(ne, lengths, repeat(NULL)))
-    return max(ends, default=0) <= limit
-
-
-def _utf8_ok(buf, base, u64, rel, w):
+def _utf8_ok(buf, base, pairs):
+    """Whether every range of `pairs` is UTF-8 (usually one, a topic or name used by all)."""
+    if pairs == pairs[:8] * (len(pairs) // 8):
+        pairs = pairs[:8]
     try:
-        for p in set(u64[rel // 8::w // 2]):
-            str(buf[base + (p & NULL):base + (p & NULL) + (p >> 32)], "utf-8")
+        for o, n in set(struct.iter_unpack("<II", pairs)):
+            str(buf[base + o:base + o + n], "utf-8")
     except UnicodeDecodeError:
         return False
     return True
+
+
+def _lanes(count):
+    return int.from_bytes(b"\x01\0\0\0\0\0\0\0" * count, "little")
 
 
 class Batch:
@@ -140,19 +134,24 @@ class Batch:
             raise ValueError(f"data_len: {dl}, expected {size - do} (buffer length - data_offset)")
         self._n, self._ro, self._rs, self._ho, self._hs, self._hn, self._do, self._dl = (
             n, ro, rs, ho, hs, hn, do, dl)
-        # Rules 4 and 5 as passes over whole columns, which run in C; only when one fails are
-        # the entries walked one by one, to name the first bad field.
+        # Rules 4 and 5 on whole columns at once (a few operations on big integers and bytes,
+        # none per record); only when one fails are the entries walked one by one, to name the
+        # first bad field.
         if n:
-            u32, u64, w = _column(self._mv[ro:ho], "I"), _column(self._mv[ro:ho], "Q"), rs // 4
-            if not (all(_ranges_ok(u32, u64, rel, w, dl, kind == "null") for rel, _, kind in
-                        _RECORD_CHECKS if kind in ("null", "text"))
-                    and _ranges_ok(u32, u64, 24, w, hn, False) and not any(u32[11::w])
-                    and _utf8_ok(buf, do, u64, 32, w)):
+            col = self._mv[ro:ho].cast("Q")
+            pairs = {rel: col[rel // 8::rs // 8].tobytes() for rel in (8, 16, 24, 32, 56, 64)}
+            ones = _lanes(n)
+            if not (all(_ranges_ok(pairs[rel], ones, dl, kind == "null") for rel, _, kind in _RECORD_CHECKS
+                        if kind in ("null", "text"))
+                    and _ranges_ok(pairs[24], ones, hn, False)
+                    and not self._mv[ro:ho].cast("I")[11::rs // 4].tobytes().strip(b"\0")  # reserved
+                    and _utf8_ok(buf, do, pairs[32])):
                 self._locate("record", n, ro, rs, _RECORD_CHECKS)
         if hn:
-            u32, u64, w = _column(self._mv[ho:do], "I"), _column(self._mv[ho:do], "Q"), hs // 4
-            if not (_ranges_ok(u32, u64, 0, w, dl, False) and _ranges_ok(u32, u64, 8, w, dl, True)
-                    and _utf8_ok(buf, do, u64, 0, w)):
+            col = self._mv[ho:do].cast("Q")
+            names, values, ones = col[::hs // 8].tobytes(), col[1::hs // 8].tobytes(), _lanes(hn)
+            if not (_ranges_ok(names, ones, dl, False) and _ranges_ok(values, ones, dl, True)
+                    and _utf8_ok(buf, do, names)):
                 self._locate("header", hn, ho, hs, _HEADER_CHECKS)
 
     def _locate(self, what, count, start, stride, checks):
@@ -202,7 +201,7 @@ def _header_list(headers):
     return [(str(n), _opt_bytes(v)) for n, v in headers]
 
 
-def _bytes_field(name, rel):
+def _bytes_field(name, rel, text=False):
     def get(self):
         c = self._c
         if c is not None and name in c:
@@ -212,12 +211,12 @@ def _bytes_field(name, rel):
         if n == NULL:
             return None
         o += self._b._do
-        return buf[o:o + n]
+        return str(buf[o:o + n], "utf-8") if text else buf[o:o + n]
 
     def set(self, v):
-        self._set(name, _opt_bytes(v))
+        self._set(name, str(v) if text else _opt_bytes(v))
 
-    return property(get, set, doc=f"{name}: bytes, or None when null")
+    return property(get, set, doc=f"{name}: {'str' if text else 'bytes, or None when null'}")
 
 
 def _int_field(name, rel, fmt):
@@ -255,22 +254,10 @@ class Record:
     value = _bytes_field("value", 16)
     source_partition = _bytes_field("source_partition", 56)
     source_offset = _bytes_field("source_offset", 64)
+    topic = _bytes_field("topic", 32, text=True)
     timestamp = _int_field("timestamp", 0, _I64)
     partition = _int_field("partition", 40, _I32)
     offset = _int_field("offset", 48, _I64)
-
-    @property
-    def topic(self):
-        c = self._c
-        if c is not None and "topic" in c:
-            return c["topic"]
-        o, n = _RANGE.unpack_from(self._buf, self._at + 32)
-        o += self._b._do
-        return str(self._buf[o:o + n], "utf-8")
-
-    @topic.setter
-    def topic(self, v):
-        self._set("topic", str(v))
 
     @property
     def headers(self):
@@ -348,7 +335,7 @@ class Builder:
         self._e, self._h, self._a = bytearray(), bytearray(), bytearray()
         self._n = self._hn = 0
         self._strs = {}  # topic or header name -> (offset, length) in the arena
-        self._src, self._copied = None, {}  # the same for ranges of batch _src's arena
+        self._src, self._copied = None, {}  # the same for the ranges of batch _src's arena
 
     def __len__(self):
         return self._n
@@ -357,11 +344,9 @@ class Builder:
                offset=-1, source_partition=None, source_offset=None):
         first = self._hn
         k, v = self._bytes(key), self._bytes(value)
-        for name, hv in headers:
-            self._header(self._strs.get(name) or self._str(name), self._bytes(hv))
-        t = self._strs.get(topic) or self._str(topic)
-        self._entry(timestamp, k, v, first, t, partition, offset, self._bytes(source_partition),
-                    self._bytes(source_offset))
+        self._headers(headers)
+        self._entry(timestamp, k, v, first, self._str(topic), partition, offset,
+                    self._bytes(source_partition), self._bytes(source_offset))
 
     def append_record(self, r):
         """Appends a record: a view's unchanged fields are copied as bytes, changed ones written."""
@@ -373,84 +358,39 @@ class Builder:
         c = c or _NO_CHANGES
         if b is not self._src:
             self._src, self._copied = b, {}
-        # Straight-line code: this is the per-record cost of every transform that changes records.
-        buf, do, a, copied, first = r._buf, b._do, self._a, self._copied, self._hn
-        f = list(_ENTRY.unpack_from(buf, r._at))
-        for j, name in _KEY_VALUE:
-            if name in c:
-                f[j], f[j + 1] = self._bytes(c[name])
-            elif f[j + 1] == 0 or f[j + 1] == NULL:
-                f[j] = 0
-            else:
-                o, f[j] = do + f[j], len(a)
-                a += buf[o:o + f[j + 1]]
+        f, first, copy = _ENTRY.unpack_from(r._buf, r._at), self._hn, self._copy
+        k = self._bytes(c["key"]) if "key" in c else copy(b, f[1], f[2])
+        v = self._bytes(c["value"]) if "value" in c else copy(b, f[3], f[4])
         if "headers" in c:
-            for name, hv in c["headers"]:
-                self._header(self._strs.get(name) or self._str(name), self._bytes(hv))
+            self._headers(c["headers"])
         else:
-            h, hs = self._h, b._hs
-            start = b._ho + f[5] * hs
-            for at in range(start, start + f[6] * hs, hs):
-                no, nl, vo, vl = _HENTRY.unpack_from(buf, at)
-                name = copied.get((no, nl))
-                if name is None:
-                    name = copied[no, nl] = (len(a), nl) if nl else _EMPTY_RANGE
-                    a += buf[do + no:do + no + nl]
-                if vl == 0 or vl == NULL:
-                    vo = 0
-                else:
-                    o, vo = do + vo, len(a)
-                    a += buf[o:o + vl]
-                h += _HENTRY.pack(name[0], nl, vo, vl)
-            self._hn += f[6]
-        for name, hv in c.get("+headers", ()):
-            self._header(self._strs.get(name) or self._str(name), self._bytes(hv))
-        f[5], f[6], f[10] = first, self._hn - first, 0
-        if "topic" in c:
-            f[7], f[8] = self._strs.get(c["topic"]) or self._str(c["topic"])
-        else:
-            t = copied.get((f[7], f[8]))
-            if t is None:
-                t = copied[f[7], f[8]] = (len(a), f[8]) if f[8] else _EMPTY_RANGE
-                a += buf[do + f[7]:do + f[7] + f[8]]
-            f[7] = t[0]
-        for j, name in _SOURCE:
-            if name in c:
-                f[j], f[j + 1] = self._bytes(c[name])
-            elif f[j + 1] == 0 or f[j + 1] == NULL:
-                f[j] = 0
-            else:
-                o, f[j] = do + f[j], len(a)
-                a += buf[o:o + f[j + 1]]
-        if c:
-            for j, name in _NUMBER_SLOTS:
-                if name in c:
-                    f[j] = c[name]
-        self._e += _ENTRY.pack(*f)
-        self._n += 1
+            for at in range(b._ho + f[5] * b._hs, b._ho + (f[5] + f[6]) * b._hs, b._hs):
+                no, nl, vo, vl = _HENTRY.unpack_from(b.buffer, at)
+                self._header(copy(b, no, nl, True), copy(b, vo, vl))
+        self._headers(c.get("+headers", ()))
+        t = self._str(c["topic"]) if "topic" in c else copy(b, f[7], f[8], True)
+        sp = self._bytes(c["source_partition"]) if "source_partition" in c else copy(b, f[12], f[13])
+        so = self._bytes(c["source_offset"]) if "source_offset" in c else copy(b, f[14], f[15])
+        self._entry(c.get("timestamp", f[0]), k, v, first, t, c.get("partition", f[9]),
+                    c.get("offset", f[11]), sp, so)
 
     def _extend_shared(self, batch, records):
-        """Appends views of `batch` whose arena is ours, changed at most by `_ARENA_KEEPING`:
-        their entries still point at the right bytes and are copied whole."""
-        buf, ho, e, h, hn = batch.buffer, batch._ho, self._e, self._h, self._hn
+        """Appends views of `batch` when our arena starts with batch's and they changed at most
+        by `_ARENA_KEEPING`: their entries point at the right bytes, and are copied whole."""
+        buf, ho, e = batch.buffer, batch._ho, self._e
         for r in records:
-            at, c = r._at, r._c
-            first, count = _RANGE.unpack_from(buf, at + 24)
-            h += buf[ho + first * 16:ho + (first + count) * 16]
+            at, c, first = r._at, r._c, self._hn
+            hf, hc = _RANGE.unpack_from(buf, at + 24)
+            self._h += buf[ho + hf * 16:ho + (hf + hc) * 16]
+            self._hn += hc
             pos = len(e)
             e += buf[at:at + 72]
             if c is not None:
-                self._hn = hn + count
-                for name, v in c.get("+headers", ()):
-                    self._header(self._strs.get(name) or self._str(name), self._bytes(v))
-                count = self._hn - hn
-                if len(c) > 1:
-                    for name, rel, fmt in _NUMBERS:
-                        if name in c:
-                            fmt.pack_into(e, pos + rel, c[name])
-            _RANGE.pack_into(e, pos + 24, hn, count)
-            hn += count
-        self._hn = hn
+                self._headers(c.get("+headers", ()))
+                for name, rel, fmt in _NUMBERS:
+                    if name in c:
+                        fmt.pack_into(e, pos + rel, c[name])
+            _RANGE.pack_into(e, pos + 24, first, self._hn - first)
         self._n += len(records)
 
     def finish(self):
@@ -467,6 +407,10 @@ class Builder:
                                partition, 0, offset, sp[0], sp[1], so[0], so[1])
         self._n += 1
 
+    def _headers(self, headers):
+        for name, value in headers:
+            self._header(self._str(name), self._bytes(value))
+
     def _header(self, name, value):
         self._h += _HENTRY.pack(name[0], name[1], value[0], value[1])
         self._hn += 1
@@ -478,12 +422,26 @@ class Builder:
             v = _opt_bytes(v)
         if not v:
             return _EMPTY_RANGE
-        a = self._a
-        a += v
-        return len(a) - len(v), len(v)
+        self._a += v
+        return len(self._a) - len(v), len(v)
 
     def _str(self, s):
-        r = self._strs[s] = self._bytes(s.encode())
+        r = self._strs.get(s)
+        if r is None:
+            r = self._strs[s] = self._bytes(s.encode())
+        return r
+
+    def _copy(self, b, o, n, shared=False):
+        """Copies the range (o, n) of batch b's arena into ours (a shared one, a topic or a
+        header name, only once)."""
+        if n == 0 or n == NULL:
+            return _NULL_RANGE if n else _EMPTY_RANGE
+        if shared and (o, n) in self._copied:
+            return self._copied[o, n]
+        self._a += b.buffer[b._do + o:b._do + o + n]
+        r = (len(self._a) - n, n)
+        if shared:
+            self._copied[o, n] = r
         return r
 
 
@@ -508,6 +466,8 @@ class Fatal(Error):
 
 
 class InvalidConfig(Error):
+    """The configuration is wrong (`key`'s value); the task cannot start."""
+
     def __init__(self, key, message):
         super().__init__(f"{key}: {message}")
         self.key, self.message = key, message
@@ -714,8 +674,9 @@ def _exports(cls, kind, interface, methods):
         configs = call(task.get().task_configs, Config(config), max_tasks)
         return [list(c.items()) if isinstance(c, dict) else list(c) for c in configs]
 
-    body = dict(describe=describe, validate=validate, task_configs=task_configs)
-    body.update(methods(task, call, t))
+    body = dict(describe=describe, validate=validate, **methods(task, call, t))
+    if kind != "TRANSFORM":
+        body["task_configs"] = task_configs
     return type(interface, (getattr(exports, interface),), body)
 
 
@@ -762,7 +723,8 @@ def sink(cls):
         def flush(self, up_to):
             asked = [Position(p.topic, p.partition, p.offset) for p in up_to]
             done = call(task.get().flush, asked)
-            return [t.LogPosition(topic=p[0], partition=p[1], offset=p[2])
+            return [t.LogPosition(topic=p[0], partition=p[1], offset=p[2]) if isinstance(p, tuple)
+                    else t.LogPosition(topic=p.topic, partition=p.partition, offset=p.offset)
                     for p in (asked if done is None else done)]
 
         return dict(open=open, flush=flush, put=lambda self, input: call(task.get().put, Batch(input)),

@@ -32,7 +32,8 @@ def test_a_python_exception_fails_the_task_with_its_traceback(weir_bin, tmp_path
     wasm = tmp_path / "python-raises.wasm"
     build = subprocess.run(
         [componentize_py(), "-d", str(HERE.parents[1] / "wit"), "-w", "transform", "componentize",
-         "-p", str(HERE / "plugins" / "python-raises"), "app", "-o", str(wasm)],
+         "-p", str(HERE / "plugins" / "python-raises"), "-p", str(HERE.parents[1] / "sdk" / "python"),
+         "app", "-o", str(wasm)],
         capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
     )  # fmt: skip
     assert build.returncode == 0, describe_process(build)
@@ -87,6 +88,7 @@ def test_a_javascript_exception_fails_the_task_with_its_message(weir_bin, tmp_pa
     wasm = tmp_path / "js-throws.wasm"
     build = subprocess.run(
         [str(tool), "--sync", "--wit", str(HERE.parents[1] / "wit"), "--world", "transform",
+         "--module-root", str(HERE.parents[1]),
          "--js", str(HERE / "plugins" / "js-throws" / "index.js"), "-o", str(wasm)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip

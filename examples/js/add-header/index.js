@@ -4,8 +4,8 @@ import { defineTransform } from "../../../sdk/js/weir.js";
 
 export const transformer = defineTransform({
   name: "add-header",
-  version: "0.1.0",
-  description: "Adds the header processed: weir to every record",
+  version: "0.2.0",
+  description: "Adds a header to every record",
   transform(record) {
     record.addHeader("processed", "weir");
     return record;

@@ -5,11 +5,13 @@
 // runtime dead-letters that record and sends the rest again). `flush` appends the buffered
 // lines, syncs the file, clears the buffer and returns every position it was asked for: all
 // of them are durable now. A write that fails is reported as retriable and the buffer is kept
-// for the retry. `committed` is not used: lines are appended (at least once).
+// for the retry. `open` logs the positions the runtime committed (lines are appended: at least
+// once).
 //
 // The QuickJS runtime has no `fs` module: files go through the raw WASI 0.2 filesystem
 // interfaces, which wit/world.wit adds to the world.
 import preopens from "wasi:filesystem/preopens@0.2.12";
+import log from "weir:connector/log@0.2.0";
 import { BadRecord, Retriable, configValue, defineSink, text, utf8 } from "../../../sdk/js/weir.js";
 
 let path = "";
@@ -77,11 +79,12 @@ const field = (bytes) => (bytes === null ? "-" : text(bytes));
 
 export const sink = defineSink({
   name: "file-sink",
-  version: "0.1.0",
+  version: "0.2.0",
   description: "Appends records to a file as lines",
   config: [{ name: "path", type: "string", required: true, doc: "file to append to, under a granted directory" }],
 
   open(config, committed) {
+    for (const p of committed) log.log("info", `resuming after ${p.topic}/${p.partition}/${p.offset}`);
     path = configValue(config, "path");
     buffered = "";
   },
@@ -90,7 +93,7 @@ export const sink = defineSink({
     let lines = "";
     for (let i = 0; i < batch.length; i++) {
       const r = batch.get(i);
-      if (r.offset < 0) throw new BadRecord(i, "record has no position");
+      if (r.partition < 0 || r.offset < 0) throw new BadRecord(i, "record has no position");
       lines += `${r.topic}/${r.partition}/${r.offset} ${field(r.key)} ${field(r.value)}\n`;
     }
     buffered += lines;

@@ -4,8 +4,8 @@ import { defineTransform } from "../../../sdk/js/weir.js";
 
 export const transformer = defineTransform({
   name: "filter",
-  version: "0.1.0",
-  description: "Keeps every other record (even indexes in the batch)",
+  version: "0.2.0",
+  description: "Keeps every other record",
   transform(record) {
     return record.index % 2 === 0 ? record : null;
   },

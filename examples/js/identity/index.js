@@ -3,7 +3,7 @@ import { defineTransform } from "../../../sdk/js/weir.js";
 
 export const transformer = defineTransform({
   name: "identity",
-  version: "0.1.0",
+  version: "0.2.0",
   description: "Returns records unchanged",
   transform(record) {
     return record;

@@ -19,7 +19,7 @@ function find(haystack, needle) {
 
 export const transformer = defineTransform({
   name: "json-rewrite",
-  version: "0.1.0",
+  version: "0.2.0",
   description: "Renames a top-level JSON field",
   config: [
     { name: "from", type: "string", required: true, doc: "field to rename" },

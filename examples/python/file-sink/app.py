@@ -1,8 +1,9 @@
 """file-sink: a sink that appends one line per record to a file under a granted directory.
 
-`put` only buffers (a batch whole, or nothing of it when a record is bad); `flush` appends the
-buffered lines, fsyncs the file, clears the buffer and says that everything asked is durable.
-A write that fails is reported as retriable and the buffer is kept for the retry.
+`open` logs the positions it resumes after; `put` only buffers (a batch whole, or nothing of it
+when a record is bad); `flush` appends the buffered lines, fsyncs the file, clears the buffer
+and reports every position it was asked for as durable. A write that fails is reported as
+retriable, and the buffer is kept for the retry.
 """
 import os
 
@@ -14,17 +15,19 @@ def text(data):
 
 
 class FileSink(weir.Sink):
-    name, version, description = "file-sink", "0.1.0", "Appends records to a file as lines"
+    name, version, description = "file-sink", "0.2.0", "Appends records to a file as lines"
     config_keys = [weir.key("path", "file to append to, under a granted directory", required=True)]
 
     def open(self, config, committed):
+        for p in committed:
+            weir.log(f"resuming after {p.topic}/{p.partition}/{p.offset}")
         self.path = config.require("path")
         self.lines = []
 
     def put(self, batch):
         lines = []
         for record in batch:
-            if record.offset < 0:
+            if record.partition < 0 or record.offset < 0:
                 raise weir.BadRecord(record.index, "record has no position")
             lines.append(f"{record.topic}/{record.partition}/{record.offset} "
                          f"{text(record.key)} {text(record.value)}\n")

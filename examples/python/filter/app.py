@@ -1,10 +1,10 @@
-"""filter: keeps every other record, those at an even index of their batch (the SDK answers
-`select`, so no record is copied)."""
+"""filter: keeps the records with an even index in their batch (the SDK answers `select` with
+their indexes: nothing is copied)."""
 import weir
 
 
 class EveryOther(weir.Transform):
-    name, version, description = "filter", "0.1.0", "Keeps the records at even indexes of each batch"
+    name, version, description = "filter", "0.2.0", "Keeps every other record"
 
     def transform(self, record):
         return record if record.index % 2 == 0 else None

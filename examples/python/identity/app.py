@@ -3,7 +3,7 @@ import weir
 
 
 class Identity(weir.Transform):
-    name, version, description = "identity", "0.1.0", "Returns records unchanged"
+    name, version, description = "identity", "0.2.0", "Returns records unchanged"
 
     def transform(self, record):
         return record

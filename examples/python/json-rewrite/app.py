@@ -8,7 +8,7 @@ import weir
 
 
 class JsonRewrite(weir.Transform):
-    name, version, description = "json-rewrite", "0.1.0", "Renames a top-level JSON field"
+    name, version, description = "json-rewrite", "0.2.0", "Renames a top-level JSON field"
     config_keys = [weir.key("from", "field to rename", required=True),
                    weir.key("to", "its new name", required=True)]
 

@@ -31,9 +31,14 @@ v8.setFlagsFromString("--experimental-wasm-extended-const");
 const OUT = fs.mkdtempSync(path.join(os.tmpdir(), "weir-js-components-"));
 const logs = [];
 const state = new Map();
+let stateFull = false; // when set, state.set refuses, as the host does over its bounds
 const WEIR = {
   log: { log: (level, message) => logs.push(`${level} ${message}`) },
-  state: { get: (k) => state.get(k), set: (k, v) => { state.set(k, v); }, delete: (k) => { state.delete(k); } },
+  state: {
+    get: (k) => state.get(k),
+    set: (k, v) => { if (stateFull) return { tag: "err", val: "state is full" }; state.set(k, v); },
+    delete: (k) => { state.delete(k); },
+  },
 };
 
 // The exports of OUT/js-NAME.wasm, in a fresh instance.
@@ -82,7 +87,7 @@ function thrown(f) {
 
 test("js-identity: passthrough", { skip }, async () => {
   const t = (await instance("identity")).transformer;
-  assert.equal(t.describe().name, "identity");
+  assert.deepEqual(t.describe(), { name: "identity", version: "0.2.0", kind: "transform", description: "Returns records unchanged", config: [] });
   t.open([]);
   const input = build([
     { key: "k0", value: '{"a":1}', headers: [["h", "v"], ["empty", null]], timestamp: 1700000000000 },
@@ -147,6 +152,11 @@ test("js-counter-source: polls, acks, logs, resumes after the committed offset",
   const again = (await instance("counter-source")).source;
   again.open([["topic", "numbers"], ["count", "5"]], [[utf8("counter"), utf8("2")]]);
   assert.deepEqual(read(again.poll(10)), [counter(3), counter(4)]);
+  // A refused state.set is logged as a warning, not a trap.
+  stateFull = true;
+  again.ack([[utf8("counter"), utf8("4")]]);
+  stateFull = false;
+  assert.equal(logs[logs.length - 1], "warn state is full");
 });
 
 test("js-file-sink: writes only on flush, into its granted directory; whole batches or nothing", { skip }, async () => {
@@ -159,7 +169,8 @@ test("js-file-sink: writes only on flush, into its granted directory; whole batc
   const upTo = [{ topic: "orders", partition: 0, offset: 3 }, { topic: "orders", partition: 1, offset: 11 }];
   await setPreopens({ "/out": dir });
   const k = (await instance("file-sink")).sink;
-  k.open([["path", "/out/records.txt"]], []);
+  k.open([["path", "/out/records.txt"]], [{ topic: "orders", partition: 1, offset: 9 }]);
+  assert.equal(logs[logs.length - 1], "info resuming after orders/1/9");
   k.put(build(records.slice(0, 2)));
   k.put(build(records.slice(2)));
   assert.ok(!fs.existsSync(path.join(dir, "records.txt")));

@@ -199,6 +199,8 @@ test("changed views are written with their changes, the rest copied", () => {
     if (r.index % 3 === 1) { r.addHeader("processed", "weir"); r.addHeader("processed", null); w.headers.push(["processed", asBytes("weir")], ["processed", null]); }
     if (r.index === 2) { r.topic = "新"; r.partition = 5; r.offset = -1; r.timestamp = 2 ** 50; r.key = null; r.sourcePartition = "p"; r.sourceOffset = new Uint8Array([0, 255]);
       Object.assign(w, { topic: "新", partition: 5, offset: -1, timestamp: 2 ** 50, key: null, sourcePartition: asBytes("p"), sourceOffset: new Uint8Array([0, 255]) }); }
+    if (r.index === 6) { r.key = undefined; r.partition = null; r.offset = undefined; r.topic = null; r.timestamp = null;
+      Object.assign(w, { key: null, partition: -1, offset: -1, topic: "", timestamp: 0 }); }
     if (r.index === 5) { r.headers = [["only", "one"]]; r.addHeader("two", "2"); w.headers = [["only", asBytes("one")], ["two", asBytes("2")]]; }
     assert.deepEqual(viewed(r), w, `view ${r.index} reads its changes`);
     b.appendRecord(r);

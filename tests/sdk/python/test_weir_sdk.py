@@ -243,6 +243,38 @@ def test_every_validation_rule_names_the_bad_field(buf, message):
     assert message in str(e.value)
 
 
+@pytest.mark.parametrize("rel, field", [(8, "key"), (16, "value"), (32, "topic"), (56, "source_partition"),
+                                        (64, "source_offset")])
+def test_a_bad_range_is_found_among_many_records_and_nulls(rel, field):
+    rng = random.Random(rel)
+    records = [random_record(rng) for _ in range(300)]
+    records[157][field] = "x" if field == "topic" else b"xy"
+    buf = bytearray(build(records))
+    batch = weir.Batch(bytes(buf))
+    at, dl = batch._ro + 157 * 72 + rel, batch._dl
+    struct.pack_into("<II", buf, at, dl - 2, 2)  # ends exactly at the end of the arena: fine
+    weir.Batch(bytes(buf))
+    struct.pack_into("<II", buf, at, dl - 1, 2)
+    with pytest.raises(ValueError, match=rf"^record 157: {field} \(offset {dl - 1}, length 2\) ends past"):
+        weir.Batch(bytes(buf))
+    struct.pack_into("<II", buf, at, 0, NULL)
+    if field == "topic":
+        with pytest.raises(ValueError, match="^record 157: topic is null"):
+            weir.Batch(bytes(buf))
+    else:
+        assert getattr(weir.Batch(bytes(buf))[157], field) is None
+
+
+def test_a_bad_header_entry_is_found_among_many():
+    rng = random.Random(5)
+    records = [dict(random_record(rng), headers=[("h%d" % (i % 7), b"v")] * 3) for i in range(100)]
+    buf = bytearray(build(records))
+    batch = weir.Batch(bytes(buf))
+    struct.pack_into("<I", buf, batch._ho + 250 * 16 + 12, batch._dl)  # header 250's value length
+    with pytest.raises(ValueError, match="^header 250: value .* ends past the data arena"):
+        weir.Batch(bytes(buf))
+
+
 def test_offset_plus_length_is_computed_without_overflow():
     # 0xFFFFFFF8 + 0x10 wraps to 8 in 32 bits, inside the arena; it must still be refused.
     buf = patched(R0 + 8, "I", 0xFFFFFFF8)
@@ -618,7 +650,7 @@ def example(name):
 
 def test_example_identity():
     T = example("identity").Transformer
-    assert T().describe().name == "identity" and T().describe().version == "0.1.0"
+    assert T().describe().name == "identity" and T().describe().version == "0.2.0"
     T().open([])
     records = [dict(key=b"k0", value=b'{"a":1}', headers=[("h", b"v"), ("empty", None)], timestamp=1700000000000),
                dict(key=None, value=b"plain text", timestamp=5),
@@ -691,10 +723,24 @@ def test_example_counter_source(host):
     assert S().task_configs([("topic", "x")], 3) == [[("topic", "x")]]
 
 
-def test_example_file_sink(tmp_path):
+def test_example_counter_source_logs_a_state_refusal(host, monkeypatch):
+    from wit_world.imports import log, state
+
+    def refuse(key, value):
+        raise Err("state is full")
+
+    monkeypatch.setattr(state, "set", refuse)
+    S = example("counter-source").Source
+    S().open([("topic", "numbers")], [])
+    S().ack([(b"counter", b"1")])
+    assert host[0] == [(log.Level.INFO, "acked 1"), (log.Level.WARN, "state is full")]
+
+
+def test_example_file_sink(tmp_path, host):
     S = example("file-sink").Sink
     path = tmp_path / "records.txt"
-    S().open([("path", str(path))], [])
+    S().open([("path", str(path))], [t.LogPosition("orders", 1, 9)])
+    assert [m for _, m in host[0]] == ["resuming after orders/1/9"]
     records = [dict(topic="orders", partition=1, offset=10, key=b"k0", value=b"v0", timestamp=1),
                dict(topic="orders", partition=1, offset=11, key=b"k1", value=b"v1", timestamp=2),
                dict(topic="orders", partition=0, offset=3, key=None, value=b"v2", timestamp=3)]
@@ -707,9 +753,10 @@ def test_example_file_sink(tmp_path):
     # A record without a position is refused by index, and nothing of its batch is buffered.
     second = tmp_path / "second.txt"
     S().open([("path", str(second))], [])
-    with pytest.raises(Err) as e:
-        S().put(build([records[0], dict(key=b"x", value=b"y", timestamp=4)]))
-    assert err(e) == t.Error_BadRecord(t.BadRecord(index=1, message="record has no position"))
+    for bad in (dict(key=b"x", value=b"y", timestamp=4), dict(topic="t", partition=-1, offset=5)):
+        with pytest.raises(Err) as e:
+            S().put(build([records[0], bad]))
+        assert err(e) == t.Error_BadRecord(t.BadRecord(index=1, message="record has no position"))
     S().flush([])
     assert second.read_text() == ""
     # A write that fails is retriable, and the lines stay buffered for the retry.
