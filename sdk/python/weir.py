@@ -48,7 +48,9 @@ _RECORD_CHECKS = ((8, "key", "null"), (16, "value", "null"), (24, "headers", "he
                   (32, "topic", "text"), (40, "reserved", "reserved"),
                   (56, "source_partition", "null"), (64, "source_offset", "null"))
 _HEADER_CHECKS = ((0, "name", "text"), (8, "value", "null"))
-# Changes that keep every byte of the arena in use (see `output`).
+# Changes that keep every byte of the arena in use (see `output`). A replaced key or value is
+# not one: its old bytes must not travel on in the new batch (a transform that redacts a value
+# hands on no trace of it).
 _ARENA_KEEPING = frozenset(("+headers", "timestamp", "partition", "offset"))
 _NO_CHANGES = {}
 
@@ -592,6 +594,10 @@ def output(batch, out):
         indexes = [r._i for r in out]
         if unchanged:
             return ("passthrough", None) if indexes == list(range(len(batch))) else ("select", indexes)
+        if batch._rs == 72 and batch._hs == 16 and indexes == list(range(len(batch))):
+            # Every record kept in order, only headers added or numbers set: the input's
+            # tables and arena, patched where changed.
+            return "replace", _patched(batch, out)
         if len(set(indexes)) == len(batch) and batch._rs == 72 and batch._hs == 16:
             # Every record kept, and only headers added or numbers set: the new batch starts
             # with the input's arena (no byte of it becomes garbage), and the entries are
@@ -602,6 +608,47 @@ def output(batch, out):
     for r in out:
         b.append_record(r)
     return "replace", b.finish()
+
+
+def _patched(batch, out):
+    """The batch of `out` (batch's records in order, changed at most by `_ARENA_KEEPING`): the
+    input's entries, header table and arena copied whole, then each changed record's entry
+    patched. A record given headers gets a new run of header entries (a copy of its old ones,
+    then the added) at the end of the table, their bytes at the end of the arena; its old run
+    stays in the table unreferenced (entries only: every byte they point at is still in use)."""
+    mv, ro, ho, do = batch._mv, batch._ro, batch._ho, batch._do
+    e, h, a = bytearray(mv[ro:ho]), bytearray(mv[ho:do]), bytearray(mv[do:])
+    hn = batch._hn
+    pack, unpack, tail = _RANGE.pack_into, _RANGE.unpack_from, len(a)
+    for r in out:
+        c = r._c
+        if c is None:
+            continue
+        at = r._i * 72
+        for name, rel, fmt in _NUMBERS:
+            if name in c:
+                fmt.pack_into(e, at + rel, c[name])
+        added = c.get("+headers")
+        if added:
+            first, count = unpack(e, at + 24)
+            h += h[first * 16:(first + count) * 16]
+            for name, value in added:
+                name = name.encode()
+                a += name
+                if value is None:
+                    h += _HENTRY.pack(tail, len(name), 0, NULL)
+                else:
+                    a += value
+                    h += _HENTRY.pack(tail, len(name), tail + len(name), len(value))
+                tail += len(name) + (len(value) if value else 0)
+            pack(e, at + 24, hn, count + len(added))
+            hn += count + len(added)
+    n = len(batch)
+    ho = 40 + 72 * n
+    do = ho + 16 * hn
+    if do + tail > 0xFFFFFFFF:
+        raise ValueError(f"batch: {do + tail} bytes, over the 4 GiB - 1 limit")
+    return b"".join((_HEAD.pack(b"WRB1", 1, 40, n, 72, 16, hn, 0, 40, ho, do, tail), e, h, a))
 
 
 def _batch_bytes(out):

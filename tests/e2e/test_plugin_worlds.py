@@ -193,6 +193,28 @@ def test_file_sink_writes_only_on_flush_into_its_granted_directory(weir_bin, com
     assert (out / "records.txt").read_text().count("\n") == 3
 
 
+def test_plugin_run_reports_only_what_the_sink_made_durable(weir_bin, compiled_cache, tmp_path):
+    """A sink that makes less durable than it was asked to flush is reported as such; one that
+    claims more than it was given is an error, not a commit."""
+    path = component(weir_bin, "rust", "file-sink")
+    records = [
+        {"topic": "orders", "partition": 0, "offset": 3, "key": "a", "value": "v0", "timestamp": 1},
+        {"topic": "orders", "partition": 1, "offset": 11, "key": "b", "value": "v1", "timestamp": 2},
+    ]
+    grant = ["-c", f"weir.dirs={tmp_path}:/out", "-c", "path=/out/r.txt"]
+    r = plugin_run(weir_bin, compiled_cache, path, *grant, "-c", "durable=first", input=lines(records))
+    assert r.returncode == 0, describe_process(r)
+    assert (
+        "put 2 records, flushed up to orders/0/3, orders/1/11; durable (would be committed): orders/0/3\n"
+        in r.stderr
+    ), describe_process(r)
+
+    r = plugin_run(weir_bin, compiled_cache, path, *grant, "-c", "durable=past", input=lines(records))
+    assert r.returncode == 1, describe_process(r)
+    assert "orders/0/4 durable, which is past what was asked (3)" in r.stderr, describe_process(r)
+    assert "durable (would be committed)" not in r.stderr, describe_process(r)
+
+
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_inspect_names_the_world_of_every_example(weir_bin, compiled_cache, language):
     for name, kind, export in [

@@ -66,10 +66,11 @@ impl LogStream {
         let text = text.trim_end_matches('\r');
         // Rust's panic hint names an environment variable the plugin's author cannot set in
         // the host (and wasm backtraces have no symbols anyway): keep it out of the error.
-        if text.starts_with("note: run with `RUST_BACKTRACE=1`") {
+        // A blank line carries nothing as a log event.
+        if text.starts_with("note: run with `RUST_BACKTRACE=1`") || text.trim().is_empty() {
             return;
         }
-        if !text.trim().is_empty() {
+        {
             let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
             if tail.len() == TAIL_LINES {
                 tail.pop_front();

@@ -365,7 +365,8 @@ impl<W: World> Runner<W> {
             Err(e) => {
                 // After a trap the instance's state is unknown: this task is done.
                 self.poisoned = true;
-                // The message says what happened; the wasm backtrace goes to the log.
+                // The message says what happened and goes back to the caller, which reports it;
+                // the wasm backtrace goes to the debug log.
                 let mut message = match e.downcast_ref::<wasmtime::Trap>() {
                     Some(wasmtime::Trap::Interrupt) => format!(
                         "ran past its call deadline of {} ms and was interrupted (the deadline is weir.call.deadline.ms)",
@@ -381,7 +382,7 @@ impl<W: World> Runner<W> {
                     message.push_str(&tail.join(" | "));
                 }
                 let (plugin, task) = (&self.settings.plugin, &self.settings.grants.task);
-                tracing::error!(%plugin, %task, function, error = %message, detail = %format!("{e:#}"), "plugin trapped; task failed");
+                tracing::debug!(%plugin, %task, function, detail = %format!("{e:#}"), "plugin trapped; wasm backtrace");
                 Err(HostError::Trap {
                     plugin: plugin.clone(),
                     function: function.to_string(),

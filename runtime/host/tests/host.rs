@@ -664,6 +664,61 @@ fn sink_world_writes_into_its_granted_directory_on_flush() {
     );
 }
 
+/// A sink may report less than it was asked to flush (only what it made durable), never more.
+#[test]
+fn sink_flush_reports_only_what_is_durable_and_never_past_what_was_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |partition: i32, offset: i64| LogPosition {
+        topic: "t".into(),
+        partition,
+        offset,
+    };
+    let positioned = |partition: i32, offset: i64| {
+        let mut r = rec(offset as usize, "v");
+        r.position = Some(at(partition, offset));
+        r
+    };
+    let h = host(64 << 20, Duration::from_secs(5));
+    let p = h.load(&guest("file-sink")).unwrap();
+    let open = |durable: &str| {
+        let (tc, c) = TaskConfig::from_config(&cfg(&[
+            ("weir.dirs", &format!("{}:/out", dir.path().display())),
+            ("path", "/out/r.txt"),
+            ("durable", durable),
+        ]))
+        .unwrap();
+        p.sink(&h, &c, &[], &tc).unwrap()
+    };
+
+    let mut first = open("first");
+    first
+        .put_records(&[positioned(0, 4), positioned(1, 9)])
+        .unwrap();
+    let durable = first.flush(&[at(0, 4), at(1, 9)]).unwrap();
+    assert_eq!(
+        durable,
+        vec![at(0, 4)],
+        "only the first position is reported"
+    );
+
+    let mut past = open("past");
+    past.put_records(&[positioned(0, 5)]).unwrap();
+    let e = past.flush(&[at(0, 5)]).unwrap_err();
+    assert!(
+        matches!(&e, HostError::BadBatch { function, message, .. } if function == "flush" && message.contains("t/0/6 durable, which is past what was asked (5)")),
+        "{e}"
+    );
+
+    let (tc, c) =
+        TaskConfig::from_config(&cfg(&[("path", "/out/r.txt"), ("durable", "some")])).unwrap();
+    let e = p.sink(&h, &c, &[], &tc).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("durable: must be all, first or past"),
+        "{e}"
+    );
+}
+
 /// Serves `body` with status 200 to one request on a local port.
 fn http_server(body: &'static str) -> (u16, std::thread::JoinHandle<()>) {
     use std::io::{Read, Write};

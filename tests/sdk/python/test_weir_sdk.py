@@ -432,6 +432,32 @@ def test_added_headers_reuse_the_input_arena_and_keep_every_field():
     assert [fields(r) for r in out] == expected
 
 
+def test_headers_added_to_some_records_in_place_leave_the_others_as_they_were():
+    batch = weir.Batch(build([dict(key=b"k%d" % i, value=b"v%d" % i, topic="t",
+                                   headers=[("h%d" % j, b"%d" % j) for j in range(i % 3)])
+                              for i in range(5)]))
+
+    def tag(r):
+        if r.index == 1:
+            r.add_header("null", None)
+            r.add_header("empty", b"")
+        if r.index == 4:
+            r.add_header("é", "ü")
+            r.offset = 7
+        return r
+
+    kind, payload = run(tag, batch)
+    assert kind == "replace"
+    out = weir.Batch(payload)  # checked: every entry, the unreferenced runs too
+    expected = [fields(r) for r in batch]
+    expected[1]["headers"] += [("null", None), ("empty", b"")]
+    expected[4]["headers"] += [("é", "ü".encode())]
+    expected[4]["offset"] = 7
+    assert [fields(r) for r in out] == expected
+    # Records 1 and 4 (one header each) get new runs of 3 and 2 entries; the others keep theirs.
+    assert (batch._hn, out._hn) == (4, 4 + 3 + 2)
+
+
 def test_no_bytes_of_dropped_or_replaced_values_leave_in_a_new_batch():
     batch = weir.Batch(build([dict(value=b"secret-%d" % i, topic="t") for i in range(4)]))
 

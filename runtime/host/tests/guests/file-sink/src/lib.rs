@@ -1,12 +1,14 @@
 //! Appends `<topic>/<partition>/<offset> <key> <value>` lines to the file at `path` (under a
 //! granted directory), buffered by `put` and written and synced by `flush`, which reports
-//! every position it was asked for as durable once the file is synced.
+//! every position it was asked for as durable once the file is synced. `durable` bends that
+//! report for tests: `first` reports only the first position asked, `past` one beyond it.
 use std::io::Write;
 
 use weir_sdk::{Batch, Config, ConfigType, Descriptor, Error, Level, LogPosition, PluginKind, Sink};
 
 struct FileSink {
     path: String,
+    durable: String,
     buffer: Vec<u8>,
 }
 
@@ -18,6 +20,7 @@ impl Sink for FileSink {
     fn describe() -> Descriptor {
         let mut d = weir_sdk::descriptor("file-sink", "0.2.0", PluginKind::Sink, "Appends records to a file as lines");
         d.config.push(weir_sdk::config_key("path", ConfigType::String, true, None, "file to append to, under a granted directory"));
+        d.config.push(weir_sdk::config_key("durable", ConfigType::String, false, Some("all"), "which positions flush reports: all, first, past"));
         d
     }
 
@@ -25,7 +28,11 @@ impl Sink for FileSink {
         for p in &committed {
             weir_sdk::log(Level::Info, &format!("resuming after {}/{}/{}", p.topic, p.partition, p.offset));
         }
-        Ok(FileSink { path: weir_sdk::config_required(&config, "path")?.to_string(), buffer: Vec::new() })
+        let durable = weir_sdk::config_get(&config, "durable").unwrap_or("all").to_string();
+        if !matches!(durable.as_str(), "all" | "first" | "past") {
+            return Err(weir_sdk::invalid_config("durable", "must be all, first or past"));
+        }
+        Ok(FileSink { path: weir_sdk::config_required(&config, "path")?.to_string(), durable, buffer: Vec::new() })
     }
 
     fn put(&mut self, batch: &Batch<'_>) -> Result<(), Error> {
@@ -49,7 +56,11 @@ impl Sink for FileSink {
         };
         write().map_err(|e| Error::Retriable(format!("{}: {e}", self.path)))?;
         self.buffer.clear();
-        Ok(up_to)
+        Ok(match self.durable.as_str() {
+            "first" => up_to.into_iter().take(1).collect(),
+            "past" => up_to.into_iter().map(|p| LogPosition { offset: p.offset + 1, ..p }).collect(),
+            _ => up_to,
+        })
     }
 }
 
