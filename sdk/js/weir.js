@@ -518,6 +518,10 @@ function wit(e, index) {
   if (e instanceof BadRecord && e.index === undefined) e.index = index ?? 0;
   if (e instanceof WeirError) return e.toWit();
   if (e !== null && typeof e === "object" && !(e instanceof Error) && typeof e.tag === "string") return e;
+  // A bug: the trap's message says which record it hit.
+  if (index !== undefined && e instanceof Error) {
+    e.message += ` (weir: thrown by transform for record ${index} of the batch, index from 0)`;
+  }
   throw e;
 }
 

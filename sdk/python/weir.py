@@ -459,6 +459,11 @@ class Error(Exception):
     """The contract's expected failures (raise a subclass); any other exception traps."""
 
 
+class RecordFailed(Exception):
+    """A transform's per-record function raised something other than a `weir.Error` (a bug):
+    the task traps with this, naming the record, the original chained to it."""
+
+
 class Retriable(Error):
     """Try the same call again later (a database restarting, a timeout)."""
 
@@ -536,7 +541,13 @@ class Transform(Plugin):
         fn, out = self.transform, []
         keep, extend = out.append, out.extend
         for rec in batch:
-            r = fn(rec)
+            try:
+                r = fn(rec)
+            except Error:
+                raise
+            except Exception as e:  # a bug: the trap's message says which record it hit
+                raise RecordFailed(f"transform raised {type(e).__name__} at record {rec.index} of the "
+                                   f"batch (index from 0): {e}") from e
             if r.__class__ is Record:
                 keep(r)
             elif r is not None:

@@ -42,8 +42,11 @@ def test_a_python_exception_fails_the_task_with_its_traceback(weir_bin, tmp_path
     assert r.returncode == 1, describe_process(r)
     assert "plugin python-raises failed in apply" in r.stderr, describe_process(r)
     assert "ZeroDivisionError: division by zero" in r.stderr, describe_process(r)
+    # The error names the batch by its input lines, the traceback the record within it.
+    assert "error: the batch of input lines 1-2: plugin python-raises failed in apply" in r.stderr, describe_process(r)
+    assert "transform raised ZeroDivisionError at record 1 of the batch (index from 0): division by zero" in r.stderr, describe_process(r)
     # The print before the exception reached the log, with the plugin named.
-    assert "python-raises got 2 records" in r.stderr, describe_process(r)
+    assert "python-raises got a batch" in r.stderr, describe_process(r)
     assert "plugin{plugin=python-raises" in r.stderr, describe_process(r)
 
 
@@ -93,7 +96,10 @@ def test_a_javascript_exception_fails_the_task_with_its_message(weir_bin, tmp_pa
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert build.returncode == 0, describe_process(build)
-    r = run_cli(weir_bin, "plugin", "run", str(wasm), input='{"key":"a","value":"b","timestamp":1}\n', timeout=180)
+    records = '{"key":"a","value":"b","timestamp":1}\n{"key":"c","value":"d","timestamp":2}\n'
+    r = run_cli(weir_bin, "plugin", "run", str(wasm), input=records, timeout=180)
     assert r.returncode == 1, describe_process(r)
     assert "plugin js-throws failed in apply: wasm trap: wasm `unreachable` instruction executed" in r.stderr, describe_process(r)
     assert "cannot read property 'length' of undefined" in r.stderr, describe_process(r)
+    assert "thrown by transform for record 1 of the batch" in r.stderr, describe_process(r)
+    assert "the batch of input lines 1-2" in r.stderr, describe_process(r)

@@ -240,7 +240,18 @@ fn with_bad_records<T>(
                 *bad += 1;
                 eprintln!("input line {line}: bad record ({function}): {}", b.message);
             }
-            other => return Ok(Some(other?)),
+            Ok(v) => return Ok(Some(v)),
+            // A trap or an error names the batch by its input lines (the plugin's stderr, in
+            // the message, names the record within it when its SDK knows).
+            Err(e) => {
+                let (first, last) = (chunk[0].0, chunk[chunk.len() - 1].0);
+                let lines = if first == last {
+                    format!("the batch of input line {first}")
+                } else {
+                    format!("the batch of input lines {first}-{last}")
+                };
+                return Err(anyhow::Error::new(e).context(lines));
+            }
         }
     }
 }

@@ -290,6 +290,20 @@ fn isolation_trap_loop_and_memory() {
         trap.apply_records(&[]),
         Err(HostError::Poisoned { .. })
     ));
+    // A panic in the SDK's per-record function names the record it was at.
+    let mut at = h
+        .load(&guest("trap"))
+        .unwrap()
+        .transform(&h, &cfg(&[("on", "boom")]), &TaskConfig::default())
+        .unwrap();
+    let e = at
+        .apply_records(&[rec(0, "a"), rec(1, "b"), rec(2, "boom"), rec(3, "c")])
+        .unwrap_err();
+    assert!(
+        matches!(&e, HostError::Trap { message, .. } if message.contains("deliberate panic at a record")
+            && message.contains("the function for record 2 of the batch")),
+        "{e}"
+    );
 
     let mut spin = h
         .load(&guest("spin"))

@@ -1,7 +1,32 @@
 //! Building a transform's [`Output`] at the least cost: `passthrough` copies nothing back,
 //! `select` sends four bytes per kept record, and only a changed record costs a new batch.
 
+use std::cell::Cell;
+
 use crate::{Batch, BatchBuilder, Error, Output, RecordRef, Verdict};
+
+thread_local! {
+    /// The index of the record a per-record function is looking at, for the panic message.
+    static CURRENT: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Calls `f` on `r`, so that a panic inside says which record of the batch it was.
+fn at_record<T>(r: &RecordRef<'_>, f: impl FnOnce(&RecordRef<'_>) -> T) -> T {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            previous(info);
+            if let Some(i) = CURRENT.with(Cell::get) {
+                eprintln!("weir: the panic was in the function for record {i} of the batch (index from 0)");
+            }
+        }));
+    });
+    CURRENT.with(|c| c.set(Some(r.index())));
+    let out = f(r);
+    CURRENT.with(|c| c.set(None));
+    out
+}
 
 /// Asks `f` about each record and answers `passthrough` (every record kept), `select` (some
 /// dropped) or a new batch (some changed), copying unchanged records by their byte ranges.
@@ -13,7 +38,7 @@ pub fn per_record(
     let mut dropped = false;
     let mut out: Option<BatchBuilder> = None;
     for r in batch.iter() {
-        let v = f(&r)?;
+        let v = at_record(&r, &mut f)?;
         if out.is_none() {
             match v {
                 Verdict::Keep => {
@@ -89,7 +114,7 @@ pub fn map_values(
 ) -> Result<Output, Error> {
     let mut b = BatchBuilder::with_capacity(batch.len(), batch.as_bytes().len());
     for r in batch.iter() {
-        match f(&r)? {
+        match at_record(&r, &mut f)? {
             Some(v) => b.push_ref_with_value(&r, Some(&v)),
             None => b.push_ref(&r),
         }

@@ -475,6 +475,25 @@ def test_no_bytes_of_dropped_or_replaced_values_leave_in_a_new_batch():
     assert [r.value for r in weir.Batch(payload)] == [b"secret-1", b"secret-2", b"secret-3"]
 
 
+def test_a_bug_in_transform_names_the_record_and_keeps_the_cause():
+    def buggy(r):
+        if r.index == 2:
+            return {}["missing"]
+        return r
+
+    with pytest.raises(weir.RecordFailed) as e:
+        run(buggy, sample_batch())
+    assert str(e.value) == "transform raised KeyError at record 2 of the batch (index from 0): 'missing'"
+    assert isinstance(e.value.__cause__, KeyError)
+    assert not isinstance(e.value, weir.Error)  # a bug traps; it is not the contract's error
+
+    def refuses(r):
+        raise weir.BadRecord(r.index, "no")
+
+    with pytest.raises(weir.BadRecord):  # the contract's errors go through as they are
+        run(refuses, sample_batch())
+
+
 def test_a_transform_must_return_records():
     batch = sample_batch()
     with pytest.raises(TypeError, match="weir.Record objects, not str"):
@@ -572,8 +591,8 @@ def test_errors_become_the_contracts_error_variant():
         with pytest.raises(Err) as e:
             T().apply(build([dict(value=b"ok"), dict(value=value)]))
         assert err(e) == expected
-    with pytest.raises(KeyError):  # a bug traps: the host reports the traceback
-        T().apply(build([dict(value=b"bug")]))
+    with pytest.raises(weir.RecordFailed, match="KeyError at record 0"):  # a bug traps: the
+        T().apply(build([dict(value=b"bug")]))  # host reports the traceback
     with pytest.raises(ValueError, match="magic"):  # so does a batch that breaks the layout
         T().apply(b"x" * 40)
     assert T().validate([("a", "1")]) == [t.ConfigError(key="a", message="needs b"),
