@@ -1,8 +1,8 @@
 """Test harness for the Weir end-to-end suite.
 
 Provides `WeirBroker`, which runs the real `weir up` binary as a child
-process on a free loopback port with its own data directory, and the
-fixtures built on it:
+process on free loopback ports (Kafka listener and the Connect REST API)
+with its own data directory, and the fixtures built on it:
 
   * `weir_bin`     - path of the binary under test ($WEIR_BIN, default
                      ${CARGO_TARGET_DIR:-/var/cache/weir/target}/release/weir)
@@ -18,11 +18,14 @@ up in pytest's report.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Optional
 
@@ -63,14 +66,14 @@ def _kill_leftovers() -> None:
 
 
 class WeirBroker:
-    """One `weir up` process with a fixed port and data directory.
+    """One `weir up` process with fixed ports and data directory.
 
-    The port and data directory stay the same across kill9()/restart(), so a
-    restarted broker recovers the same log and clients can reconnect to the
-    same address.
+    The ports (Kafka and the REST API's, `--http-listen`) and the data
+    directory stay the same across kill9()/restart(), so a restarted broker
+    recovers the same log and clients can reconnect to the same addresses.
     """
 
-    READY_TIMEOUT = 20.0  # seconds for the port to accept connections
+    READY_TIMEOUT = 20.0  # seconds for both ports to accept connections
     STOP_TIMEOUT = 30.0  # seconds for a graceful shutdown after SIGTERM
     KILL_TIMEOUT = 10.0  # seconds for the process to vanish after SIGKILL
 
@@ -85,6 +88,9 @@ class WeirBroker:
         self.binary = binary
         self.name = name
         self.port = free_port()
+        self.http_port = free_port()
+        while self.http_port == self.port:
+            self.http_port = free_port()
         self.data_dir = workdir / f"{name}-data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / f"{name}.log"
@@ -99,6 +105,53 @@ class WeirBroker:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def http_address(self) -> str:
+        """host:port of the Connect REST API."""
+        return f"127.0.0.1:{self.http_port}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self.http_address}"
+
+    def rest(self, method: str, path: str, body=None, headers: Optional[dict] = None, timeout: float = 10.0):
+        """One REST API request: returns (status, headers, payload) and never
+        raises for an HTTP error status (4xx/5xx are returned like 2xx).
+
+        `body`: None (no body), bytes or str (sent as they are), or anything
+        else (sent as JSON). A body goes with `Content-Type: application/json`
+        unless `headers` names another Content-Type. `headers` of the answer
+        is a dict with lower-cased names; `payload` is the parsed JSON, the
+        text when it is not JSON, or None when the body is empty.
+        Connection errors (nothing listening) do raise.
+        """
+        data = None
+        sent = {str(k): str(v) for k, v in (headers or {}).items()}
+        if body is not None:
+            if isinstance(body, bytes):
+                data = body
+            elif isinstance(body, str):
+                data = body.encode()
+            else:
+                data = json.dumps(body).encode()
+            if not any(k.lower() == "content-type" for k in sent):
+                sent["Content-Type"] = "application/json"
+        sent.setdefault("Accept", "application/json")
+        request = urllib.request.Request(self.rest_url + path, data=data, headers=sent, method=method.upper())
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                status, answer, raw = response.status, response.headers, response.read()
+        except urllib.error.HTTPError as err:
+            status, answer, raw = err.code, err.headers, err.read()
+        answer_headers = {k.lower(): v for k, v in answer.items()}
+        if not raw:
+            return status, answer_headers, None
+        text = raw.decode("utf-8", errors="replace")
+        try:
+            return status, answer_headers, json.loads(text)
+        except ValueError:
+            return status, answer_headers, text
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -117,10 +170,14 @@ class WeirBroker:
 
     def start(self) -> "WeirBroker":
         assert not self.running, "broker already running"
-        if port_accepts(self.port, timeout=0.2):
-            raise RuntimeError(f"port {self.port} is already taken by another process")
+        for port in (self.port, self.http_port):
+            if port_accepts(port, timeout=0.2):
+                raise RuntimeError(f"port {port} is already taken by another process")
         self.starts += 1
-        cmd = [self.binary, "up", "--listen", self.bootstrap, "--data-dir", str(self.data_dir), *self.extra_args]
+        cmd = [
+            self.binary, "up", "--listen", self.bootstrap, "--http-listen", self.http_address,
+            "--data-dir", str(self.data_dir), *self.extra_args,
+        ]  # fmt: skip
         self._log(f"start #{self.starts}: {' '.join(cmd)} env={self.env_overrides}")
         log = open(self.log_path, "ab")
         try:
@@ -149,12 +206,12 @@ class WeirBroker:
                 raise RuntimeError(
                     f"{self.name} exited with code {code} before accepting connections\n{self.log_tail()}"
                 )
-            if port_accepts(self.port):
+            if port_accepts(self.port) and port_accepts(self.http_port):
                 return
             if time.monotonic() >= deadline:
                 raise RuntimeError(
-                    f"{self.name} did not accept connections on {self.bootstrap} "
-                    f"within {self.READY_TIMEOUT}s\n{self.log_tail()}"
+                    f"{self.name} did not accept connections on both {self.bootstrap} (Kafka) and "
+                    f"{self.http_address} (REST) within {self.READY_TIMEOUT}s\n{self.log_tail()}"
                 )
             time.sleep(0.05)
 

@@ -35,7 +35,7 @@ fn s(v: impl Into<String>) -> StrBytes {
 }
 
 /// Waits for a coordinator write to be durable when the flush policy asks for it.
-async fn durable(shared: &Shared, w: Written) -> Result<(), String> {
+pub(crate) async fn durable(shared: &Shared, w: Written) -> Result<(), String> {
     if !w.needs_sync {
         return Ok(());
     }

@@ -18,6 +18,7 @@ mod fetch;
 mod frame;
 mod group_api;
 pub mod groups;
+mod handle;
 mod metadata;
 mod produce;
 mod sync;
@@ -33,6 +34,7 @@ use tokio::task::JoinSet;
 use weir_log::Storage;
 
 pub use frame::{DecodeError, decode_request};
+pub use handle::{BrokerHandle, Produced};
 pub use versions::SUPPORTED_APIS;
 
 /// Broker settings.

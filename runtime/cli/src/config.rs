@@ -1,6 +1,7 @@
 //! `weir.toml`: the configuration file, overridden by `WEIR_*` environment variables
 //! (`WEIR_LOG__FLUSH=batch` sets `[log] flush`), overridden by command-line flags.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -14,6 +15,145 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     pub broker: BrokerSection,
     pub log: LogSection,
+    pub http: HttpSection,
+    pub plugins: PluginsSection,
+    pub connect: ConnectSection,
+    /// `[connectors.<name>]`: connectors declared in the file, created or updated at start.
+    /// Keys are Kafka Connect's dotted keys, quoted (`"connector.class" = ...`) or as TOML
+    /// dotted keys (`connector.class = ...`).
+    pub connectors: BTreeMap<String, serde_json::Value>,
+}
+
+/// `[http]`: the REST API listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Serve the Kafka Connect REST API.
+    pub enabled: bool,
+    /// Address it binds (Kafka Connect's port by default).
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8083)),
+        }
+    }
+}
+
+/// `[plugins]`: where connector plugins are found, and their default limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsSection {
+    /// Installed plugins, as `<name>/<version>.wasm` (`weir plugin install` writes them).
+    pub dir: PathBuf,
+    /// Compiled components are cached here (default: ~/.cache/weir/compiled).
+    pub cache_dir: Option<PathBuf>,
+    /// Linear memory a task may use unless its connector says otherwise (MiB).
+    pub memory_limit_mib: u64,
+    /// Longest one call into a plugin may run unless its connector says otherwise (ms).
+    pub call_deadline_ms: u64,
+}
+
+impl Default for PluginsSection {
+    fn default() -> Self {
+        PluginsSection {
+            dir: PathBuf::from("plugins"),
+            cache_dir: None,
+            memory_limit_mib: 64,
+            call_deadline_ms: 5000,
+        }
+    }
+}
+
+/// `[connect]`: the Connect runtime.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectSection {
+    /// Run connectors (and serve the REST API for them).
+    pub enabled: bool,
+    /// Compacted topic of connector configs and target states.
+    pub config_topic: String,
+    /// Compacted topic of source offsets.
+    pub offset_topic: String,
+    /// Compacted topic of connector and task statuses.
+    pub status_topic: String,
+    /// How often source offsets are stored and sink offsets committed (Kafka's
+    /// `offset.flush.interval.ms`).
+    pub offset_flush_interval_ms: u64,
+    /// Most records one source poll or sink put carries.
+    pub batch_records: u32,
+}
+
+impl Default for ConnectSection {
+    fn default() -> Self {
+        let w = weir_connect::WorkerConfig::default();
+        ConnectSection {
+            enabled: true,
+            config_topic: w.config_topic,
+            offset_topic: w.offset_topic,
+            status_topic: w.status_topic,
+            offset_flush_interval_ms: w.offset_flush_interval.as_millis() as u64,
+            batch_records: w.batch_records,
+        }
+    }
+}
+
+/// Flattens a declared connector's table into Kafka Connect's string map: nested tables
+/// (from TOML dotted keys) join their keys with dots; numbers and booleans become strings.
+pub fn connector_config(
+    name: &str,
+    table: &serde_json::Value,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    fn walk(
+        prefix: &str,
+        v: &serde_json::Value,
+        out: &mut BTreeMap<String, String>,
+        name: &str,
+    ) -> anyhow::Result<()> {
+        use serde_json::Value;
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out, name)?;
+                }
+            }
+            Value::String(s) => {
+                out.insert(prefix.to_string(), s.clone());
+            }
+            Value::Number(n) => {
+                out.insert(prefix.to_string(), n.to_string());
+            }
+            Value::Bool(b) => {
+                out.insert(prefix.to_string(), b.to_string());
+            }
+            Value::Array(a) => {
+                let items: Vec<String> = a
+                    .iter()
+                    .map(|x| match x {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect();
+                out.insert(prefix.to_string(), items.join(","));
+            }
+            Value::Null => {}
+        }
+        Ok(())
+    }
+    if !table.is_object() {
+        anyhow::bail!("[connectors.{name}] must be a table of connector config keys");
+    }
+    let mut out = BTreeMap::new();
+    walk("", table, &mut out, name)?;
+    Ok(out)
 }
 
 /// `[broker]`: the Kafka listener.
@@ -120,7 +260,9 @@ pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
         Env::prefixed("WEIR_")
             .filter(|k| {
                 let k = k.as_str().to_ascii_lowercase();
-                k.starts_with("broker__") || k.starts_with("log__")
+                ["broker__", "log__", "http__", "plugins__", "connect__"]
+                    .iter()
+                    .any(|p| k.starts_with(p))
             })
             .split("__"),
     );
@@ -148,6 +290,38 @@ mod tests {
         let err = load(Some(&f)).unwrap_err().to_string();
         assert!(err.contains("flussh"), "{err}");
         assert!(load(Some(&dir.path().join("missing.toml"))).is_err());
+    }
+
+    #[test]
+    fn declared_connectors_flatten_to_kafka_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("weir.toml");
+        std::fs::write(
+            &f,
+            "[http]\nlisten = \"127.0.0.1:18083\"\n[connect]\noffset_flush_interval_ms = 500\n\
+             [connectors.src]\n\"connector.class\" = \"FileStreamSource\"\ntasks.max = 1\n\
+             file = \"/tmp/in.txt\"\ntopic = \"t\"\n",
+        )
+        .unwrap();
+        let c = load(Some(&f)).unwrap();
+        assert_eq!(c.http.listen.port(), 18083);
+        assert_eq!(c.connect.offset_flush_interval_ms, 500);
+        let m = connector_config("src", &c.connectors["src"]).unwrap();
+        let want: Vec<(&str, &str)> = vec![
+            ("connector.class", "FileStreamSource"),
+            ("file", "/tmp/in.txt"),
+            ("tasks.max", "1"),
+            ("topic", "t"),
+        ];
+        let got: Vec<(&str, &str)> = m.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(got, want);
+        std::fs::write(&f, "[connect]\nofset_topic = \"x\"\n").unwrap();
+        assert!(
+            load(Some(&f))
+                .unwrap_err()
+                .to_string()
+                .contains("ofset_topic")
+        );
     }
 
     #[test]

@@ -30,7 +30,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Start the broker (Kafka protocol on 127.0.0.1:9092 by default).
+    /// Start the broker (Kafka protocol on 127.0.0.1:9092), the Connect runtime and its REST
+    /// API (127.0.0.1:8083).
     Up(UpArgs),
     /// Create, list, describe and delete topics.
     Topic {
@@ -75,6 +76,12 @@ struct UpArgs {
     /// Flush mode: none or batch (fsync per produce, group commit).
     #[arg(long)]
     flush: Option<String>,
+    /// Address of the REST API (Kafka Connect's), overriding the config.
+    #[arg(long)]
+    http_listen: Option<std::net::SocketAddr>,
+    /// Directory of installed plugins (`<name>/<version>.wasm`), overriding the config.
+    #[arg(long)]
+    plugins_dir: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -139,6 +146,17 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     if let Some(d) = args.data_dir {
         cfg.log.dir = d;
+    }
+    if let Some(l) = args.http_listen {
+        cfg.http.listen = l;
+    }
+    if let Some(d) = args.plugins_dir {
+        cfg.plugins.dir = d;
+    }
+    // Declared connectors are checked before anything starts.
+    let mut declared = Vec::new();
+    for (name, table) in &cfg.connectors {
+        declared.push((name.clone(), config::connector_config(name, table)?));
     }
     if let Some(f) = args.flush {
         cfg.log.flush = match f.as_str() {
@@ -207,14 +225,86 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let broker = weir_broker::Broker::bind(broker_cfg, Arc::new(storage))
         .await
         .with_context(|| format!("cannot listen on {}", cfg.broker.listen))?;
+    let handle = broker.handle();
     let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
+    let serving = tokio::spawn(broker.serve(rx));
+    // Runs until the signal, then stops HTTP, then the runtime (final flushes and commits),
+    // then the broker.
+    let connect = async {
+        let runtime = if cfg.connect.enabled {
+            Some(start_connect(&cfg, handle, declared).await?)
+        } else {
+            None
+        };
+        let (http_stop, http_rx) = tokio::sync::oneshot::channel::<()>();
+        let http = match (&runtime, cfg.http.enabled) {
+            (Some(rt), true) => {
+                let listener = tokio::net::TcpListener::bind(cfg.http.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {} (REST API)", cfg.http.listen))?;
+                let rt = rt.clone();
+                Some(tokio::spawn(weir_http::serve(listener, rt, async {
+                    let _ = http_rx.await;
+                })))
+            }
+            _ => None,
+        };
         wait_for_signal().await;
         tracing::info!("shutdown requested");
-        let _ = tx.send(true);
-    });
-    broker.serve(rx).await.context("broker failed")?;
+        let _ = http_stop.send(());
+        if let Some(h) = http {
+            match h.await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "REST API failed"),
+                Err(e) => tracing::warn!(error = %e, "REST API task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
+        if let Some(rt) = runtime {
+            rt.shutdown().await;
+        }
+        anyhow::Ok(())
+    };
+    let outcome = connect.await;
+    let _ = tx.send(true);
+    let served = serving.await.context("broker task failed")?;
+    outcome?;
+    served.context("broker failed")?;
     Ok(())
+}
+
+/// Starts the Connect runtime over the in-process broker, with the declared connectors.
+async fn start_connect(
+    cfg: &config::Config,
+    broker: weir_broker::BrokerHandle,
+    declared: Vec<(String, std::collections::BTreeMap<String, String>)>,
+) -> anyhow::Result<weir_connect::Runtime> {
+    let host = weir_host::Host::new(weir_host::HostConfig {
+        cache_dir: cfg.plugins.cache_dir.clone().or_else(plugin::cache_dir),
+        memory_limit: (cfg.plugins.memory_limit_mib.clamp(1, 4096) as usize) << 20,
+        call_deadline: Duration::from_millis(cfg.plugins.call_deadline_ms.max(1)),
+    })
+    .context("cannot start the plugin host")?;
+    let registry = weir_connect::Registry::new(Arc::new(host), Some(cfg.plugins.dir.clone()));
+    let worker = weir_connect::WorkerConfig {
+        config_topic: cfg.connect.config_topic.clone(),
+        offset_topic: cfg.connect.offset_topic.clone(),
+        status_topic: cfg.connect.status_topic.clone(),
+        offset_flush_interval: Duration::from_millis(cfg.connect.offset_flush_interval_ms.max(1)),
+        batch_records: cfg.connect.batch_records.max(1),
+        worker_id: cfg.http.listen.to_string(),
+    };
+    let cluster: Arc<dyn weir_cluster::Cluster> = Arc::new(weir_cluster::Embedded::new(broker));
+    let rt = weir_connect::Runtime::start(cluster, Arc::new(registry), worker)
+        .await
+        .context("cannot start the Connect runtime")?;
+    for (name, config) in declared {
+        if let Err(e) = rt.declare(&name, config).await {
+            rt.shutdown().await;
+            anyhow::bail!("connector {name} declared in the configuration: {e}");
+        }
+        tracing::info!(connector = %name, "declared connector running");
+    }
+    Ok(rt)
 }
 
 async fn wait_for_signal() {

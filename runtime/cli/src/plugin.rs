@@ -161,7 +161,7 @@ fn encode(chunk: &[(usize, JsonRecord)]) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Where compiled components are cached between runs.
-fn cache_dir() -> Option<PathBuf> {
+pub(crate) fn cache_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("WEIR_PLUGIN_CACHE") {
         return Some(PathBuf::from(d));
     }

@@ -309,6 +309,30 @@ impl Plugin {
         }
     }
 
+    /// Splits a connector's configuration into at most `max_tasks` task configurations, on a
+    /// throwaway instance granted what `tc` grants (`open` is not called).
+    pub fn task_configs(
+        &self,
+        host: &Host,
+        config: &[(String, String)],
+        max_tasks: u32,
+        tc: &TaskConfig,
+    ) -> Result<Vec<Vec<(String, String)>>, HostError> {
+        self.check_versions(host)?;
+        match self.kind(host) {
+            Some(types::PluginKind::Source) => {
+                SourceTask::instantiate(self, host, tc)?.task_configs(config, max_tasks)
+            }
+            Some(types::PluginKind::Sink) => {
+                SinkTask::instantiate(self, host, tc)?.task_configs(config, max_tasks)
+            }
+            _ => Err(HostError::Config(format!(
+                "plugin {} is a transform, not a connector",
+                self.name
+            ))),
+        }
+    }
+
     /// Refuses a component built against a contract version this host cannot run (another
     /// minor version, or a newer 0.2.x), naming the version it was built against.
     pub fn check_versions(&self, host: &Host) -> Result<(), HostError> {

@@ -275,10 +275,14 @@ macro_rules! __weir_slot {
                 const { ::std::cell::RefCell::new(::std::option::Option::None) };
         }
 
-        fn __weir_with<R>(f: impl FnOnce(&mut $t) -> ::std::result::Result<R, $crate::Error>) -> ::std::result::Result<R, $crate::Error> {
+        fn __weir_with<R>(
+            f: impl FnOnce(&mut $t) -> ::std::result::Result<R, $crate::Error>,
+        ) -> ::std::result::Result<R, $crate::Error> {
             __WEIR_PLUGIN.with(|slot| match slot.borrow_mut().as_mut() {
                 ::std::option::Option::Some(t) => f(t),
-                ::std::option::Option::None => ::std::result::Result::Err($crate::Error::Fatal("called before open".into())),
+                ::std::option::Option::None => {
+                    ::std::result::Result::Err($crate::Error::Fatal("called before open".into()))
+                }
             })
         }
 

@@ -18,7 +18,9 @@ fn at_record<T>(r: &RecordRef<'_>, f: impl FnOnce(&RecordRef<'_>) -> T) -> T {
         std::panic::set_hook(Box::new(move |info| {
             previous(info);
             if let Some(i) = CURRENT.with(Cell::get) {
-                eprintln!("weir: the panic was in the function for record {i} of the batch (index from 0)");
+                eprintln!(
+                    "weir: the panic was in the function for record {i} of the batch (index from 0)"
+                );
             }
         }));
     });

@@ -1,0 +1,315 @@
+//! A connector's configuration: Kafka Connect's string map, split into the runtime's keys
+//! (name, class, tasks, topics, converters, ...), the host's `weir.*` grants and limits, and
+//! the plugin's own keys.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use weir_host::TaskConfig;
+
+use crate::ConnectError;
+
+/// A connector config as Kafka Connect's REST API carries it.
+pub type ConfigMap = BTreeMap<String, String>;
+
+/// Keys the runtime reads (or, for Kafka keys it does not act on, accepts) and never passes to
+/// the plugin.
+fn is_runtime_key(k: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "name",
+        "connector.class",
+        "tasks.max",
+        "tasks.max.enforce",
+        "topics",
+        "topics.regex",
+        "key.converter",
+        "value.converter",
+        "header.converter",
+        "config.action.reload",
+        "exactly.once.support",
+        "transaction.boundary",
+        "offsets.storage.topic",
+    ];
+    const PREFIXES: &[&str] = &[
+        "key.converter.",
+        "value.converter.",
+        "header.converter.",
+        "transforms",
+        "predicates",
+        "errors.",
+        "topic.creation.",
+        "consumer.override.",
+        "producer.override.",
+        "admin.override.",
+    ];
+    EXACT.contains(&k) || PREFIXES.iter().any(|p| k.starts_with(p))
+}
+
+/// What the runtime makes of a connector config.
+#[derive(Debug, Clone)]
+pub struct ConnectorConfig {
+    pub name: String,
+    pub class: String,
+    pub tasks_max: u32,
+    /// Sinks: the topics to read.
+    pub topics: Vec<String>,
+    /// Sinks: a pattern topics to read must match (whole name).
+    pub topics_regex: Option<regex::Regex>,
+    /// Grants and limits for every task.
+    pub task: TaskConfig,
+    /// The plugin's own keys (what `task-configs` and `open` receive), with the `weir.*` keys
+    /// that the host reads again per task.
+    pub plugin: Vec<(String, String)>,
+    /// The whole map, as given.
+    pub raw: ConfigMap,
+}
+
+impl ConnectorConfig {
+    /// Parses and checks everything the runtime owns; the plugin's keys are checked against
+    /// its descriptor later.
+    pub fn parse(name: &str, raw: &ConfigMap) -> Result<ConnectorConfig, ConnectError> {
+        let bad = |m: String| ConnectError::BadConfig(m);
+        check_name(name)?;
+        if let Some(n) = raw.get("name")
+            && n != name
+        {
+            return Err(bad(format!(
+                "name: the config's name {n:?} differs from the connector's name {name:?}"
+            )));
+        }
+        let class = raw
+            .get("connector.class")
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                bad("connector.class: missing required configuration \"connector.class\" which has no default value".into())
+            })?;
+        let tasks_max = match raw.get("tasks.max") {
+            None => 1,
+            Some(v) => match v.trim().parse::<u32>() {
+                Ok(n) if (1..=1024).contains(&n) => n,
+                _ => {
+                    return Err(bad(format!(
+                        "tasks.max: invalid value {v:?}: must be a whole number from 1 to 1024"
+                    )));
+                }
+            },
+        };
+        let topics: Vec<String> = raw
+            .get("topics")
+            .map(|s| {
+                s.split(',')
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let topics_regex = match raw.get("topics.regex").map(|s| s.trim()) {
+            None | Some("") => None,
+            Some(r) => Some(
+                regex::Regex::new(&format!("^(?:{r})$"))
+                    .map_err(|e| bad(format!("topics.regex: invalid pattern {r:?}: {e}")))?,
+            ),
+        };
+        for key in ["key.converter", "value.converter", "header.converter"] {
+            if let Some(v) = raw.get(key) {
+                check_converter(key, v)?;
+            }
+        }
+        if let Some(t) = raw.get("transforms")
+            && !t.trim().is_empty()
+        {
+            return Err(bad(format!(
+                "transforms: transform chains are not supported by this version of Weir yet (got {t:?})"
+            )));
+        }
+        let mut plugin: Vec<(String, String)> = raw
+            .iter()
+            .filter(|(k, _)| !is_runtime_key(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        // Kafka's file connectors name one file: the task is granted its directory.
+        if !plugin.iter().any(|(k, _)| k == "weir.dirs") {
+            let mut dirs = Vec::new();
+            for key in ["file", "directory"] {
+                if let Some(v) = raw.get(key) {
+                    dirs.push(auto_grant(key, v)?);
+                }
+            }
+            if !dirs.is_empty() {
+                dirs.dedup();
+                plugin.push(("weir.dirs".into(), dirs.join(",")));
+            }
+        }
+        let (task, _) = TaskConfig::from_config(&plugin).map_err(|e| bad(e.to_string()))?;
+        Ok(ConnectorConfig {
+            name: name.to_string(),
+            class,
+            tasks_max,
+            topics,
+            topics_regex,
+            task,
+            plugin,
+            raw: raw.clone(),
+        })
+    }
+
+    /// The plugin's keys without the runtime's `weir.*` ones.
+    pub fn plugin_keys(&self) -> Vec<(String, String)> {
+        self.plugin
+            .iter()
+            .filter(|(k, _)| !k.starts_with("weir."))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Connector names as Kafka Connect allows them: not empty, no control characters, and
+/// nothing a URL path would mangle.
+pub fn check_name(name: &str) -> Result<(), ConnectError> {
+    if name.trim().is_empty() {
+        return Err(ConnectError::BadConfig(
+            "name: connector name is empty".into(),
+        ));
+    }
+    if name.chars().any(|c| c.is_control() || c == '/') {
+        return Err(ConnectError::BadConfig(format!(
+            "name: connector name {name:?} contains a control character or '/'"
+        )));
+    }
+    Ok(())
+}
+
+/// The converters that leave bytes as they are; the others come with the transform chain.
+fn check_converter(key: &str, v: &str) -> Result<(), ConnectError> {
+    let short = v.trim().rsplit('.').next().unwrap_or("");
+    match short {
+        "ByteArrayConverter" | "StringConverter" => Ok(()),
+        _ => Err(ConnectError::BadConfig(format!(
+            "{key}: {v:?} is not supported by this version of Weir yet (supported: org.apache.kafka.connect.converters.ByteArrayConverter, org.apache.kafka.connect.storage.StringConverter)"
+        ))),
+    }
+}
+
+/// `host_dir:host_dir` for the directory of a file (or the directory itself), so the plugin
+/// sees the same absolute path the config names.
+fn auto_grant(key: &str, v: &str) -> Result<String, ConnectError> {
+    let p = Path::new(v.trim());
+    if !p.is_absolute() {
+        return Err(ConnectError::BadConfig(format!(
+            "{key}: {v:?} must be an absolute path"
+        )));
+    }
+    let dir = if key == "directory" {
+        p
+    } else {
+        p.parent().unwrap_or(Path::new("/"))
+    };
+    let dir = dir.display().to_string();
+    if dir.contains([',', ':']) {
+        return Err(ConnectError::BadConfig(format!(
+            "{key}: {v:?}: a directory with ',' or ':' in its name cannot be granted; grant it with weir.dirs"
+        )));
+    }
+    if !Path::new(&dir).is_dir() {
+        return Err(ConnectError::BadConfig(format!(
+            "{key}: directory {dir} does not exist"
+        )));
+    }
+    Ok(format!("{dir}:{dir}"))
+}
+
+/// Settings of the runtime itself (`[connect]` in weir.toml).
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Where connector configs and target states are kept (compacted).
+    pub config_topic: String,
+    /// Where source offsets are kept (compacted).
+    pub offset_topic: String,
+    /// Where connector and task statuses are kept (compacted).
+    pub status_topic: String,
+    /// How often source offsets are stored and sink offsets committed.
+    pub offset_flush_interval: Duration,
+    /// Most records a source poll or a sink put carries.
+    pub batch_records: u32,
+    /// Reported as `worker_id` in statuses.
+    pub worker_id: String,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            config_topic: "connect-configs".into(),
+            offset_topic: "connect-offsets".into(),
+            status_topic: "connect-status".into(),
+            offset_flush_interval: Duration::from_secs(10),
+            batch_records: 2000,
+            worker_id: "127.0.0.1:8083".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(kv: &[(&str, &str)]) -> ConfigMap {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn splits_runtime_and_plugin_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("in.txt").display().to_string();
+        let c = ConnectorConfig::parse(
+            "s",
+            &map(&[
+                ("connector.class", "FileStreamSource"),
+                ("tasks.max", "2"),
+                ("file", &file),
+                ("topic", "t"),
+                ("errors.tolerance", "none"),
+                (
+                    "value.converter",
+                    "org.apache.kafka.connect.storage.StringConverter",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.tasks_max, 2);
+        let pk = c.plugin_keys();
+        let keys: Vec<&str> = pk.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["file", "topic"]);
+        let d = dir.path().display().to_string();
+        assert_eq!(c.task.dirs.len(), 1);
+        assert_eq!(c.task.dirs[0].guest, d);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = |kv: &[(&str, &str)]| {
+            ConnectorConfig::parse("c", &map(kv))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(e(&[]).contains("connector.class"));
+        assert!(e(&[("connector.class", "x"), ("tasks.max", "0")]).contains("tasks.max"));
+        assert!(e(&[("connector.class", "x"), ("topics.regex", "(")]).contains("topics.regex"));
+        assert!(e(&[("connector.class", "x"), ("file", "rel/path")]).contains("absolute"));
+        assert!(e(&[("connector.class", "x"), ("name", "other")]).contains("name"));
+        assert!(
+            e(&[
+                ("connector.class", "x"),
+                (
+                    "value.converter",
+                    "org.apache.kafka.connect.json.JsonConverter"
+                )
+            ])
+            .contains("value.converter")
+        );
+        assert!(e(&[("connector.class", "x"), ("weir.bogus", "1")]).contains("weir.bogus"));
+    }
+}

@@ -1,0 +1,263 @@
+//! A sink task's loop: fetch its partitions from their committed offsets, decode each stored
+//! batch once into the contract's batch layout, `put` it, and every
+//! `offset.flush.interval.ms` (and on stop) ask the plugin to `flush` and commit, as the group
+//! `connect-<name>`, only what it reports durable.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use weir_batch::{BatchBuilder, RecordData};
+use weir_cluster::ClusterError;
+use weir_host::types::LogPosition;
+
+use crate::task::TaskCtx;
+
+/// Most bytes one fetch reads from a partition.
+const FETCH_BYTES: usize = 1 << 20;
+/// Longest a task waits for new records before checking its flags again.
+const IDLE_WAIT: Duration = Duration::from_millis(100);
+
+/// The group a sink connector's offsets are committed under.
+pub fn group(connector: &str) -> String {
+    format!("connect-{connector}")
+}
+
+pub(crate) fn run(ctx: TaskCtx, assignment: Vec<(String, i32)>) {
+    let span = tracing::info_span!("task", connector = %ctx.connector, task = ctx.control.id);
+    let _g = span.enter();
+    match run_inner(&ctx, &assignment) {
+        Ok(()) => tracing::info!("sink task stopped"),
+        Err(e) => ctx.fail(e),
+    }
+}
+
+/// One assigned partition: the next offset to fetch, and the last offset put.
+#[derive(Debug)]
+struct Part {
+    topic: String,
+    partition: i32,
+    next: i64,
+}
+
+fn run_inner(ctx: &TaskCtx, assignment: &[(String, i32)]) -> Result<(), String> {
+    let group = group(&ctx.connector);
+    let committed = ctx
+        .rt
+        .block_on(ctx.cluster.committed(&group))
+        .map_err(|e| format!("cannot read the committed offsets of {group}: {e}"))?;
+    let mut parts = Vec::new();
+    let mut open_at = Vec::new();
+    for (t, p) in assignment {
+        let next = match committed.get(&(t.clone(), *p)) {
+            Some(o) => {
+                open_at.push(LogPosition {
+                    topic: t.clone(),
+                    partition: *p,
+                    offset: o - 1,
+                });
+                *o
+            }
+            // Kafka Connect's sinks start at the earliest offset.
+            None => {
+                ctx.rt
+                    .block_on(ctx.cluster.offsets(t, *p))
+                    .map_err(|e| format!("{t}-{p}: {e}"))?
+                    .log_start
+            }
+        };
+        parts.push(Part {
+            topic: t.clone(),
+            partition: *p,
+            next,
+        });
+    }
+    tracing::info!(
+        partitions = parts.len(),
+        "sink task starting after its committed offsets"
+    );
+    let mut tc = ctx.grants.clone();
+    tc.task = ctx.name();
+    let mut task = ctx
+        .plugin
+        .sink(&ctx.host, &ctx.config, &open_at, &tc)
+        .map_err(|e| e.to_string())?;
+    // Last offset put per partition, not yet reported durable.
+    let mut put: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    let mut next_flush = Instant::now() + ctx.worker.offset_flush_interval;
+    let result = loop {
+        if ctx.control.stopping() {
+            break Ok(());
+        }
+        if Instant::now() >= next_flush {
+            if let Err(e) = flush(ctx, &mut task, &group, &mut put) {
+                break Err(e);
+            }
+            next_flush = Instant::now() + ctx.worker.offset_flush_interval;
+        }
+        if ctx.control.paused() || parts.is_empty() {
+            ctx.nap(IDLE_WAIT);
+            continue;
+        }
+        let mut got = 0usize;
+        for i in 0..parts.len() {
+            // Wait for data only on the last partition of a round that found nothing.
+            let wait = if got == 0 && i + 1 == parts.len() {
+                IDLE_WAIT
+            } else {
+                Duration::ZERO
+            };
+            match read(ctx, &mut parts[i], wait, ctx.worker.batch_records as usize) {
+                Ok(Some((batch, last))) => {
+                    got += 1;
+                    if let Err(e) = task.put(&batch) {
+                        return fail_closing(&mut task, e.to_string());
+                    }
+                    put.insert((parts[i].topic.clone(), parts[i].partition), last);
+                }
+                Ok(None) => {}
+                Err(e) => return fail_closing(&mut task, e),
+            }
+        }
+    };
+    let flushed = flush(ctx, &mut task, &group, &mut put);
+    if let Err(e) = task.close() {
+        tracing::warn!(error = %e, "sink close failed");
+    }
+    result.and(flushed)
+}
+
+fn fail_closing(task: &mut weir_host::SinkTask, e: String) -> Result<(), String> {
+    if !task.is_poisoned()
+        && let Err(c) = task.close()
+    {
+        tracing::warn!(error = %c, "sink close failed");
+    }
+    Err(e)
+}
+
+/// Reads from one partition: a batch in the contract's layout and its last offset, or nothing.
+fn read(
+    ctx: &TaskCtx,
+    part: &mut Part,
+    wait: Duration,
+    max_records: usize,
+) -> Result<Option<(Vec<u8>, i64)>, String> {
+    let fetched = ctx.rt.block_on(ctx.cluster.fetch(
+        &part.topic,
+        part.partition,
+        part.next,
+        FETCH_BYTES,
+        wait,
+    ));
+    let f = match fetched {
+        Ok(f) => f,
+        Err(ClusterError::OffsetOutOfRange {
+            offset, log_start, ..
+        }) => {
+            // Retention removed records before they were read: go on from the oldest kept.
+            tracing::warn!(
+                topic = %part.topic, partition = part.partition, offset, log_start,
+                "records were deleted before this sink read them; skipping to the oldest kept"
+            );
+            part.next = log_start;
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(format!(
+                "cannot read {}-{}: {e}",
+                part.topic, part.partition
+            ));
+        }
+    };
+    if f.records.is_empty() {
+        return Ok(None);
+    }
+    let mut b = BatchBuilder::with_capacity(256, f.records.len());
+    let mut last = None;
+    let ranges = weir_log::batch::split_validated(&f.records)
+        .map_err(|e| format!("{}-{}: {e}", part.topic, part.partition))?;
+    'batches: for (h, range) in ranges {
+        if h.is_control() || h.last_offset() < part.next {
+            continue;
+        }
+        let recs = weir_log::batch::decode_records(&f.records[range])
+            .map_err(|e| format!("{}-{}: {e}", part.topic, part.partition))?;
+        for r in recs {
+            if r.offset < part.next || r.control {
+                continue;
+            }
+            let headers: Vec<(&str, Option<&[u8]>)> = r
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_deref()))
+                .collect();
+            b.push(&RecordData {
+                timestamp: r.timestamp,
+                key: r.key.as_deref(),
+                value: r.value.as_deref(),
+                headers: &headers,
+                topic: &part.topic,
+                partition: Some(part.partition),
+                offset: Some(r.offset),
+                source_partition: None,
+                source_offset: None,
+            });
+            last = Some(r.offset);
+            if b.len() >= max_records {
+                break 'batches;
+            }
+        }
+    }
+    let Some(last) = last else {
+        // Only control records or records before our position: move past them.
+        if let Some(h) = weir_log::batch::split_validated(&f.records)
+            .ok()
+            .and_then(|v| v.last().map(|(h, _)| h.last_offset()))
+        {
+            part.next = part.next.max(h + 1);
+        }
+        return Ok(None);
+    };
+    part.next = last + 1;
+    let batch = b
+        .finish()
+        .map_err(|e| format!("cannot build a batch: {e}"))?;
+    Ok(Some((batch, last)))
+}
+
+/// Asks the plugin to make what was put durable, and commits what it reports.
+fn flush(
+    ctx: &TaskCtx,
+    task: &mut weir_host::SinkTask,
+    group: &str,
+    put: &mut BTreeMap<(String, i32), i64>,
+) -> Result<(), String> {
+    if put.is_empty() || task.is_poisoned() {
+        return Ok(());
+    }
+    let up_to: Vec<LogPosition> = put
+        .iter()
+        .map(|((t, p), o)| LogPosition {
+            topic: t.clone(),
+            partition: *p,
+            offset: *o,
+        })
+        .collect();
+    let durable = task.flush(&up_to).map_err(|e| e.to_string())?;
+    if durable.is_empty() {
+        return Ok(());
+    }
+    let commit: BTreeMap<(String, i32), i64> = durable
+        .iter()
+        .map(|d| ((d.topic.clone(), d.partition), d.offset + 1))
+        .collect();
+    ctx.rt
+        .block_on(ctx.cluster.commit(group, commit))
+        .map_err(|e| format!("cannot commit the offsets of {group}: {e}"))?;
+    for d in durable {
+        if put.get(&(d.topic.clone(), d.partition)) == Some(&d.offset) {
+            put.remove(&(d.topic, d.partition));
+        }
+    }
+    Ok(())
+}

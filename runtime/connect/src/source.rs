@@ -1,0 +1,288 @@
+//! A source task's loop: poll the plugin, route each record to its topic partition, append
+//! the partitions' batches to the log (concurrently), and only then ack the plugin and keep
+//! its source offsets, which go to `connect-offsets` every `offset.flush.interval.ms` and on
+//! stop. After a crash, only records polled after the last stored offsets are read again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::protocol::StrBytes;
+use weir_batch::Batch;
+use weir_cluster::Cluster;
+
+use crate::store::{TopicStore, offset_key, parse_offset_key};
+use crate::task::TaskCtx;
+
+/// Longest wait between polls of a source that had nothing.
+const IDLE_MAX: Duration = Duration::from_millis(100);
+
+pub(crate) fn run(ctx: TaskCtx, offsets: TopicStore, default_topic: Option<String>) {
+    let name = ctx.name();
+    let span = tracing::info_span!("task", connector = %ctx.connector, task = ctx.control.id);
+    let _g = span.enter();
+    match run_inner(&ctx, &offsets, default_topic.as_deref()) {
+        Ok(()) => tracing::info!(task = %name, "source task stopped"),
+        Err(e) => ctx.fail(e),
+    }
+}
+
+fn run_inner(
+    ctx: &TaskCtx,
+    offsets: &TopicStore,
+    default_topic: Option<&str>,
+) -> Result<(), String> {
+    // The offsets stored for this connector.
+    let stored: Vec<(Vec<u8>, Vec<u8>)> = ctx
+        .rt
+        .block_on(offsets.read_all())
+        .map_err(|e| format!("cannot read source offsets from {}: {e}", offsets.topic()))?
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let (c, p) = parse_offset_key(&k)?;
+            let offset: serde_json::Value = serde_json::from_slice(&v).ok()?;
+            (c == ctx.connector).then(|| (p, crate::store::json_to_bytes(&offset)))
+        })
+        .collect();
+    tracing::info!(
+        partitions = stored.len(),
+        "source task starting at its stored offsets"
+    );
+    let mut tc = ctx.grants.clone();
+    tc.task = ctx.name();
+    let mut task = ctx
+        .plugin
+        .source(&ctx.host, &ctx.config, &stored, &tc)
+        .map_err(|e| e.to_string())?;
+    let mut router = Router::default();
+    // Offsets acked but not yet written to the offsets topic.
+    let mut pending: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    let mut next_flush = Instant::now() + ctx.worker.offset_flush_interval;
+    let mut idle = Duration::from_millis(1);
+    let result = loop {
+        if ctx.control.stopping() {
+            break Ok(());
+        }
+        if Instant::now() >= next_flush {
+            if let Err(e) = flush_offsets(ctx, offsets, &mut pending) {
+                break Err(e);
+            }
+            next_flush = Instant::now() + ctx.worker.offset_flush_interval;
+        }
+        if ctx.control.paused() {
+            ctx.nap(IDLE_MAX);
+            continue;
+        }
+        let polled = match task.poll(ctx.worker.batch_records) {
+            Ok(b) => b,
+            Err(e) => break Err(e.to_string()),
+        };
+        let batch = match Batch::parse(&polled) {
+            Ok(b) => b,
+            Err(e) => break Err(format!("poll returned a bad batch: {e}")),
+        };
+        if batch.is_empty() {
+            ctx.nap(idle);
+            idle = (idle * 2).min(IDLE_MAX);
+            continue;
+        }
+        idle = Duration::from_millis(1);
+        if let Err(e) = store(ctx, &mut router, &batch, default_topic) {
+            break Err(e);
+        }
+        // Everything is in the log: the plugin may forget it, and its offsets may be kept.
+        let mut acked: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        for r in batch.iter() {
+            if let (Some(p), Some(o)) = (r.source_partition(), r.source_offset()) {
+                acked.insert(p.to_vec(), o.to_vec());
+            }
+        }
+        let acked: Vec<(Vec<u8>, Vec<u8>)> = acked.into_iter().collect();
+        if let Err(e) = task.ack(&acked) {
+            break Err(e.to_string());
+        }
+        pending.extend(acked);
+    };
+    // Whatever happened, what was stored in the log keeps its offsets.
+    let flushed = flush_offsets(ctx, offsets, &mut pending);
+    if let Err(e) = task.close() {
+        tracing::warn!(error = %e, "source close failed");
+    }
+    result.and(flushed)
+}
+
+fn flush_offsets(
+    ctx: &TaskCtx,
+    offsets: &TopicStore,
+    pending: &mut BTreeMap<Vec<u8>, Vec<u8>>,
+) -> Result<(), String> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = pending
+        .iter()
+        .map(|(p, o)| {
+            let v = serde_json::to_vec(&crate::store::bytes_to_json(o)).unwrap_or_default();
+            (offset_key(&ctx.connector, p), Some(v))
+        })
+        .collect();
+    ctx.rt
+        .block_on(offsets.put(&records))
+        .map_err(|e| format!("cannot store source offsets: {e}"))?;
+    tracing::debug!(partitions = records.len(), "source offsets stored");
+    pending.clear();
+    Ok(())
+}
+
+/// Picks partitions as Kafka's default partitioner does: murmur2 of the key, or one partition
+/// per batch for records without a key (sticky).
+#[derive(Debug, Default)]
+struct Router {
+    partitions: HashMap<String, u32>,
+    sticky: u32,
+}
+
+impl Router {
+    fn partitions(&mut self, ctx: &TaskCtx, topic: &str) -> Result<u32, String> {
+        if let Some(n) = self.partitions.get(topic) {
+            return Ok(*n);
+        }
+        let t = ctx
+            .rt
+            .block_on(ctx.cluster.ensure_topic(topic))
+            .map_err(|e| format!("topic {topic}: {e}"))?;
+        self.partitions
+            .insert(topic.to_string(), t.partitions.max(1));
+        Ok(t.partitions.max(1))
+    }
+}
+
+/// Appends a polled batch: one Kafka batch per (topic, partition), in record order.
+fn store(
+    ctx: &TaskCtx,
+    router: &mut Router,
+    batch: &Batch<'_>,
+    default_topic: Option<&str>,
+) -> Result<(), String> {
+    let now = weir_log::now_ms();
+    router.sticky = router.sticky.wrapping_add(1);
+    let mut groups: BTreeMap<(String, i32), Vec<kafka_protocol::records::Record>> = BTreeMap::new();
+    for r in batch.iter() {
+        let topic = match (r.topic(), default_topic) {
+            ("", Some(d)) => d,
+            ("", None) => {
+                return Err(format!(
+                    "record {} has no topic and the connector sets no `topic`",
+                    r.index()
+                ));
+            }
+            (t, _) => t,
+        };
+        let n = router.partitions(ctx, topic)?;
+        let partition = match (r.partition(), r.key()) {
+            (Some(p), _) if p >= 0 && (p as u32) < n => p,
+            (Some(p), _) => {
+                return Err(format!(
+                    "record {} asks for partition {p} of {topic}, which has {n}",
+                    r.index()
+                ));
+            }
+            (None, Some(k)) => ((murmur2(k) & 0x7fff_ffff) % n) as i32,
+            (None, None) => (router.sticky % n) as i32,
+        };
+        let ts = if r.timestamp() > 0 {
+            r.timestamp()
+        } else {
+            now
+        };
+        let mut rec = weir_log::batch::new_record(r.key(), r.value(), ts);
+        for h in r.headers() {
+            rec.headers.insert(
+                StrBytes::from_string(h.name.to_string()),
+                h.value.map(Bytes::copy_from_slice),
+            );
+        }
+        groups
+            .entry((topic.to_string(), partition))
+            .or_default()
+            .push(rec);
+    }
+    let cluster: &dyn Cluster = ctx.cluster.as_ref();
+    let appends = groups.iter().map(|((t, p), recs)| {
+        let batch = weir_log::batch::build(recs);
+        async move {
+            cluster
+                .produce(t, *p, batch)
+                .await
+                .map_err(|e| format!("cannot append to {t}-{p}: {e}"))
+        }
+    });
+    ctx.rt
+        .block_on(futures_util::future::try_join_all(appends))
+        .map(|_| ())
+}
+
+/// Kafka's murmur2 (the Java client's `Utils.murmur2`), so keyed records land where a Kafka
+/// producer would put them.
+pub(crate) fn murmur2(data: &[u8]) -> u32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let len = data.len();
+    let mut h: u32 = SEED ^ len as u32;
+    let chunks = data.chunks_exact(4);
+    let tail = chunks.remainder();
+    for c in chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    match tail.len() {
+        3 => {
+            h ^= (tail[2] as u32) << 16;
+            h ^= (tail[1] as u32) << 8;
+            h ^= tail[0] as u32;
+            h = h.wrapping_mul(M);
+        }
+        2 => {
+            h ^= (tail[1] as u32) << 8;
+            h ^= tail[0] as u32;
+            h = h.wrapping_mul(M);
+        }
+        1 => {
+            h ^= tail[0] as u32;
+            h = h.wrapping_mul(M);
+        }
+        _ => {}
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn murmur2_matches_kafka() {
+        // Values of org.apache.kafka.common.utils.Utils.murmur2 (its unit test's vectors).
+        assert_eq!(super::murmur2(b"21") as i32, -973932308);
+        assert_eq!(super::murmur2(b"foobar") as i32, -790332482);
+        assert_eq!(
+            super::murmur2(b"a-little-bit-long-string") as i32,
+            -985981536
+        );
+        assert_eq!(
+            super::murmur2(b"a-little-bit-longer-string") as i32,
+            -1486304829
+        );
+        assert_eq!(
+            super::murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32,
+            -58897971
+        );
+        assert_eq!(super::murmur2(&[b'a', b'b', b'c']) as i32, 479470107);
+    }
+}

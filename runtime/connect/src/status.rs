@@ -1,0 +1,56 @@
+//! Connector and task statuses, in Kafka Connect's states and JSON.
+
+use serde::{Deserialize, Serialize};
+
+/// A connector's or task's state, as Kafka Connect names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum State {
+    Unassigned,
+    Running,
+    Paused,
+    Stopped,
+    Failed,
+    Restarting,
+}
+
+/// A task's status (`GET /connectors/{name}/tasks/{id}/status`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskStatus {
+    pub id: u32,
+    pub state: State,
+    pub worker_id: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub trace: Option<String>,
+}
+
+/// The connector part of a status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectorState {
+    pub state: State,
+    pub worker_id: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub trace: Option<String>,
+}
+
+/// `GET /connectors/{name}/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectorStatus {
+    pub name: String,
+    pub connector: ConnectorState,
+    pub tasks: Vec<TaskStatus>,
+    #[serde(rename = "type")]
+    pub kind: crate::Kind,
+}
+
+impl<'de> Deserialize<'de> for crate::Kind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "source" => Ok(crate::Kind::Source),
+            "sink" => Ok(crate::Kind::Sink),
+            other => Err(serde::de::Error::custom(format!(
+                "unknown connector type {other}"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! The runtime over a real broker and storage, with the first-party file connectors: a
+//! pipeline, a restart that resumes it, target states, statuses and config errors.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weir_broker::{Broker, BrokerConfig};
+use weir_connect::{ConfigMap, ConnectError, Registry, Runtime, State, TargetState, WorkerConfig};
+use weir_host::{Host, HostConfig};
+
+struct Worker {
+    runtime: Runtime,
+    stop: tokio::sync::watch::Sender<bool>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn start(data: &Path) -> Worker {
+    // The last worker's storage closes when its fsync thread notices the broker is gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let storage = loop {
+        match weir_log::DiskStorage::open(weir_log::LogOptions {
+            dir: data.to_path_buf(),
+            defaults: Default::default(),
+            flush: weir_log::FlushMode::None,
+        }) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() < deadline && e.to_string().contains("in use") => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("cannot open {}: {e}", data.display()),
+        }
+    };
+    let cfg = BrokerConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..Default::default()
+    };
+    let broker = Broker::bind(cfg, Arc::new(storage)).await.unwrap();
+    let cluster: Arc<dyn weir_cluster::Cluster> =
+        Arc::new(weir_cluster::Embedded::new(broker.handle()));
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let served = tokio::spawn(broker.serve(rx));
+    let host = Host::new(HostConfig::default()).unwrap();
+    let registry = Registry::new(Arc::new(host), None);
+    let worker = WorkerConfig {
+        offset_flush_interval: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let runtime = Runtime::start(cluster, Arc::new(registry), worker)
+        .await
+        .unwrap();
+    Worker {
+        runtime,
+        stop,
+        served,
+    }
+}
+
+impl Worker {
+    async fn shutdown(self) {
+        self.runtime.shutdown().await;
+        self.stop.send(true).unwrap();
+        self.served.await.unwrap().unwrap();
+    }
+}
+
+fn map(kv: &[(&str, &str)]) -> ConfigMap {
+    kv.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn append(path: &Path, from: usize, to: usize) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    for i in from..to {
+        writeln!(f, "line {i}").unwrap();
+    }
+}
+
+async fn wait_lines(path: &Path, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let lines: Vec<String> = std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if lines.len() >= n || Instant::now() > deadline {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_state(rt: &Runtime, name: &str, want: State) -> weir_connect::ConnectorStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = rt.status(name).await.unwrap();
+        if st.connector.state == want || Instant::now() > deadline {
+            return st;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn expected(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("line {i}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_pipeline_survives_a_restart_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let input = dir.path().join("in.txt");
+    let output = dir.path().join("out.txt");
+    append(&input, 0, 100);
+    let w = start(&data).await;
+    let src = map(&[
+        ("connector.class", "FileStreamSource"),
+        ("file", input.to_str().unwrap()),
+        ("topic", "lines"),
+    ]);
+    let snk = map(&[
+        (
+            "connector.class",
+            "org.apache.kafka.connect.file.FileStreamSinkConnector",
+        ),
+        ("file", output.to_str().unwrap()),
+        ("topics", "lines"),
+    ]);
+    let info = w.runtime.create("src", src.clone()).await.unwrap();
+    assert_eq!(info.kind, weir_connect::Kind::Source);
+    assert_eq!(info.tasks.len(), 1);
+    assert_eq!(info.config.get("name").map(String::as_str), Some("src"));
+    w.runtime.create("snk", snk).await.unwrap();
+    assert!(matches!(
+        w.runtime.create("src", src).await,
+        Err(ConnectError::Exists(_))
+    ));
+    assert_eq!(wait_lines(&output, 100).await, expected(100));
+    let st = w.runtime.status("snk").await.unwrap();
+    assert_eq!(st.connector.state, State::Running);
+    assert_eq!(st.tasks[0].state, State::Running);
+    w.shutdown().await;
+
+    // Lines written while Weir is down arrive after the restart, each once.
+    append(&input, 100, 150);
+    let w = start(&data).await;
+    assert_eq!(w.runtime.connectors().await, ["snk", "src"]);
+    assert_eq!(wait_lines(&output, 150).await, expected(150));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(wait_lines(&output, 150).await, expected(150));
+
+    // Paused: nothing moves; resumed: everything does.
+    w.runtime
+        .set_target("src", TargetState::Paused)
+        .await
+        .unwrap();
+    assert_eq!(
+        wait_state(&w.runtime, "src", State::Paused).await.tasks[0].state,
+        State::Paused
+    );
+    append(&input, 150, 160);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(wait_lines(&output, 150).await.len(), 150);
+    w.runtime
+        .set_target("src", TargetState::Started)
+        .await
+        .unwrap();
+    assert_eq!(wait_lines(&output, 160).await, expected(160));
+
+    // Stopped: no tasks; started again from where it was.
+    w.runtime
+        .set_target("src", TargetState::Stopped)
+        .await
+        .unwrap();
+    let st = w.runtime.status("src").await.unwrap();
+    assert_eq!((st.connector.state, st.tasks.len()), (State::Stopped, 0));
+    append(&input, 160, 170);
+    w.runtime
+        .set_target("src", TargetState::Started)
+        .await
+        .unwrap();
+    assert_eq!(wait_lines(&output, 170).await, expected(170));
+
+    w.runtime.delete("src").await.unwrap();
+    assert!(matches!(
+        w.runtime.status("src").await,
+        Err(ConnectError::NotFound(_))
+    ));
+    assert_eq!(w.runtime.connectors().await, ["snk"]);
+    w.shutdown().await;
+    let w = start(&data).await;
+    assert_eq!(w.runtime.connectors().await, ["snk"]);
+    w.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configs_are_checked_and_errors_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = start(&dir.path().join("data")).await;
+    let file = dir.path().join("x.txt");
+    let file = file.to_str().unwrap();
+    let err = |r: Result<weir_connect::ConnectorInfo, ConnectError>| match r {
+        Err(ConnectError::BadConfig(m)) => m,
+        other => panic!("expected a config error, got {other:?}"),
+    };
+    let m = err(w
+        .runtime
+        .create("a", map(&[("connector.class", "NoSuchConnector")]))
+        .await);
+    assert!(
+        m.contains("connector.class") && m.contains("NoSuchConnector"),
+        "{m}"
+    );
+    let m = err(w.runtime.create("a", map(&[("file", file)])).await);
+    assert!(m.contains("connector.class"), "{m}");
+    let m = err(w
+        .runtime
+        .create(
+            "a",
+            map(&[("connector.class", "FileStreamSink"), ("file", file)]),
+        )
+        .await);
+    assert!(m.contains("topics"), "{m}");
+    let m = err(w
+        .runtime
+        .create(
+            "a",
+            map(&[
+                ("connector.class", "FileStreamSource"),
+                ("file", file),
+                ("topic", "t"),
+                ("topics", "t"),
+            ]),
+        )
+        .await);
+    assert!(m.contains("topics"), "{m}");
+    let m = err(w
+        .runtime
+        .create(
+            "a",
+            map(&[
+                ("connector.class", "FileStreamSource"),
+                ("file", file),
+                ("topic", "t"),
+                ("bogus.key", "1"),
+            ]),
+        )
+        .await);
+    assert!(m.contains("bogus.key"), "{m}");
+    assert!(w.runtime.connectors().await.is_empty());
+    assert!(matches!(
+        w.runtime.info("a").await,
+        Err(ConnectError::NotFound(_))
+    ));
+    assert!(matches!(
+        w.runtime.delete("a").await,
+        Err(ConnectError::NotFound(_))
+    ));
+    w.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_whose_tasks_all_failed_is_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = start(&dir.path().join("data")).await;
+    // The sink's output is a directory: its task cannot open it.
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let cfg: BTreeMap<_, _> = map(&[
+        ("connector.class", "FileStreamSink"),
+        ("file", out.to_str().unwrap()),
+        ("topics", "t"),
+    ]);
+    w.runtime.create("bad", cfg).await.unwrap();
+    let st = wait_state(&w.runtime, "bad", State::Failed).await;
+    assert_eq!(st.connector.state, State::Failed, "{st:?}");
+    assert_eq!(st.tasks[0].state, State::Failed);
+    assert!(st.tasks[0].trace.as_deref().is_some_and(|t| !t.is_empty()));
+    w.shutdown().await;
+}

@@ -1,0 +1,299 @@
+//! `weir-http`: the Kafka Connect REST API (same paths, status codes and JSON as Kafka Connect
+//! 4.x) over a [`weir_connect::Runtime`]. Errors are `{"error_code": N, "message": "..."}`
+//! with the HTTP status as the code, as Kafka Connect answers them.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use serde_json::{Value, json};
+use weir_connect::{ConfigMap, ConnectError, Runtime, TargetState};
+
+/// Serves the REST API on `listener` until `shutdown` resolves; requests in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    runtime: Runtime,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    tracing::info!(addr = %listener.local_addr()?, "REST API listening");
+    axum::serve(listener, router(runtime))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The API's routes.
+pub fn router(runtime: Runtime) -> Router {
+    Router::new()
+        .route("/", get(root))
+        .route("/connectors", get(list).post(create))
+        .route("/connectors/{name}", get(info).delete(delete))
+        .route("/connectors/{name}/config", get(config).put(put_config))
+        .route("/connectors/{name}/status", get(status))
+        .route("/connectors/{name}/tasks", get(tasks))
+        .route("/connectors/{name}/tasks/{id}/status", get(task_status))
+        .route("/connectors/{name}/pause", put(pause))
+        .route("/connectors/{name}/resume", put(resume))
+        .route("/connectors/{name}/stop", put(stop))
+        .route("/connector-plugins", get(plugins))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(runtime)
+}
+
+/// An error answer in Kafka Connect's shape.
+#[derive(Debug)]
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error_code": self.0.as_u16(), "message": self.1 });
+        (self.0, axum::Json(body)).into_response()
+    }
+}
+
+impl From<ConnectError> for ApiError {
+    fn from(e: ConnectError) -> Self {
+        let code = match &e {
+            ConnectError::NotFound(_) | ConnectError::TaskNotFound(..) => StatusCode::NOT_FOUND,
+            ConnectError::Exists(_) => StatusCode::CONFLICT,
+            ConnectError::BadConfig(_) => StatusCode::BAD_REQUEST,
+            ConnectError::Cluster(c) if c.is_retriable() => StatusCode::SERVICE_UNAVAILABLE,
+            ConnectError::Cluster(_) | ConnectError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        ApiError(code, e.to_string())
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn ok(v: impl serde::Serialize) -> ApiResult {
+    Ok(axum::Json(v).into_response())
+}
+
+async fn not_found() -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, "HTTP 404 Not Found".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "HTTP 405 Method Not Allowed".into(),
+    )
+}
+
+async fn root(State(rt): State<Runtime>) -> ApiResult {
+    ok(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "commit": option_env!("WEIR_COMMIT").unwrap_or("unknown"),
+        "kafka_cluster_id": rt.cluster_id(),
+    }))
+}
+
+/// `GET /connectors`, with `?expand=status` and/or `?expand=info`.
+async fn list(State(rt): State<Runtime>, RawQuery(q): RawQuery) -> ApiResult {
+    let mut expand = (false, false);
+    for pair in q.as_deref().unwrap_or("").split('&') {
+        match pair.split_once('=') {
+            Some(("expand", "status")) => expand.0 = true,
+            Some(("expand", "info")) => expand.1 = true,
+            _ => {}
+        }
+    }
+    if expand == (false, false) {
+        return ok(rt.connectors().await);
+    }
+    let mut out = serde_json::Map::new();
+    for (info, status) in rt.all().await {
+        let mut e = serde_json::Map::new();
+        if expand.0 {
+            e.insert("status".into(), json!(status));
+        }
+        if expand.1 {
+            e.insert("info".into(), json!(info));
+        }
+        out.insert(info.name.clone(), Value::Object(e));
+    }
+    ok(out)
+}
+
+/// The request body as JSON; 415 unless it says it is JSON, 400 when it is not.
+fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime != "application/json" && !mime.ends_with("+json") {
+        return Err(ApiError(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "HTTP 415 Unsupported Media Type".into(),
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("Request body is not valid JSON: {e}"),
+        )
+    })
+}
+
+/// A config map: string values (numbers and booleans are accepted and written as strings, as
+/// Kafka Connect's JSON mapper does).
+fn config_map(v: &Value) -> Result<ConfigMap, ApiError> {
+    let obj = v.as_object().ok_or_else(|| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            "connector config must be a JSON object of string values".into(),
+        )
+    })?;
+    let mut out = BTreeMap::new();
+    for (k, v) in obj {
+        let s = match v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            other => {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("{k}: config values must be strings, not {other}"),
+                ));
+            }
+        };
+        out.insert(k.clone(), s);
+    }
+    Ok(out)
+}
+
+async fn create(State(rt): State<Runtime>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let v = json_body(&headers, &body)?;
+    let config = match v.get("config") {
+        Some(c) => config_map(c)?,
+        None => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "config: the request has no connector config".into(),
+            ));
+        }
+    };
+    let name = match v.get("name") {
+        Some(Value::String(n)) => n.clone(),
+        Some(_) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "name: connector name must be a string".into(),
+            ));
+        }
+        None => config.get("name").cloned().ok_or_else(|| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                "name: connector name should not be null".into(),
+            )
+        })?,
+    };
+    let info = rt.create(&name, config).await?;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost:8083");
+    let location = format!("http://{host}/connectors/{}", encode_path(&name));
+    let mut resp = (StatusCode::CREATED, axum::Json(info)).into_response();
+    if let Ok(l) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, l);
+    }
+    Ok(resp)
+}
+
+/// Percent-encodes a path segment.
+fn encode_path(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+async fn info(State(rt): State<Runtime>, Path(name): Path<String>) -> ApiResult {
+    ok(rt.info(&name).await?)
+}
+
+async fn delete(State(rt): State<Runtime>, Path(name): Path<String>) -> ApiResult {
+    rt.delete(&name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn config(State(rt): State<Runtime>, Path(name): Path<String>) -> ApiResult {
+    ok(rt.config(&name).await?)
+}
+
+async fn put_config(
+    State(rt): State<Runtime>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let v = json_body(&headers, &body)?;
+    let config = config_map(&v)?;
+    let (created, info) = rt.put_config(&name, config).await?;
+    let code = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((code, axum::Json(info)).into_response())
+}
+
+async fn status(State(rt): State<Runtime>, Path(name): Path<String>) -> ApiResult {
+    ok(rt.status(&name).await?)
+}
+
+async fn tasks(State(rt): State<Runtime>, Path(name): Path<String>) -> ApiResult {
+    ok(rt.tasks(&name).await?)
+}
+
+async fn task_status(
+    State(rt): State<Runtime>,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult {
+    let id: u32 = id.parse().map_err(|_| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("Task {id} of connector {name} not found"),
+        )
+    })?;
+    ok(rt.task_status(&name, id).await?)
+}
+
+async fn pause(State(rt): State<Runtime>, Path(name): Path<String>) -> ApiResult {
+    rt.set_target(&name, TargetState::Paused).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+async fn resume(State(rt): State<Runtime>, Path(name): Path<String>) -> ApiResult {
+    rt.set_target(&name, TargetState::Started).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+async fn stop(State(rt): State<Runtime>, Path(name): Path<String>) -> ApiResult {
+    rt.set_target(&name, TargetState::Stopped).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn plugins(State(rt): State<Runtime>) -> ApiResult {
+    ok(rt.plugins().await)
+}
