@@ -88,7 +88,7 @@ def get(broker, path: str):
     return call(broker, "GET", path, status=200)[1]
 
 
-def error(broker, method: str, path: str, status: int, body=None, headers=None, mentions=()) -> str:
+def error(broker, method: str, path: str, body=None, *, status: int, headers=None, mentions=()) -> str:
     """A call that must fail with `status` and the JSON error body; returns its message."""
     _, payload = call(broker, method, path, body, status=status, headers=headers)
     assert isinstance(payload, dict) and set(payload) == {"error_code", "message"}, (

@@ -107,12 +107,7 @@ pub fn connector_config(
     name: &str,
     table: &serde_json::Value,
 ) -> anyhow::Result<BTreeMap<String, String>> {
-    fn walk(
-        prefix: &str,
-        v: &serde_json::Value,
-        out: &mut BTreeMap<String, String>,
-        name: &str,
-    ) -> anyhow::Result<()> {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, String>) {
         use serde_json::Value;
         match v {
             Value::Object(m) => {
@@ -122,7 +117,7 @@ pub fn connector_config(
                     } else {
                         format!("{prefix}.{k}")
                     };
-                    walk(&key, v, out, name)?;
+                    walk(&key, v, out);
                 }
             }
             Value::String(s) => {
@@ -146,13 +141,12 @@ pub fn connector_config(
             }
             Value::Null => {}
         }
-        Ok(())
     }
     if !table.is_object() {
         anyhow::bail!("[connectors.{name}] must be a table of connector config keys");
     }
     let mut out = BTreeMap::new();
-    walk("", table, &mut out, name)?;
+    walk("", table, &mut out);
     Ok(out)
 }
 
