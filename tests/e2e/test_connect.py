@@ -750,3 +750,113 @@ def test_bad_declaration_stops_weir_up(weir_bin, tmp_path, declaration, problem)
     assert result.returncode != 0, describe_process(result)
     assert "broken-one" in result.stderr, "the error names the connector\n" + describe_process(result)
     assert problem in result.stderr, f"the error names {problem!r}\n" + describe_process(result)
+
+
+# ---------------------------------------------------------------------------
+# Converters and the transform chain
+# ---------------------------------------------------------------------------
+
+
+def rust_guest(weir_bin: str, name: str) -> Path:
+    """A Rust guest fixture of weir-host, as its build script built it."""
+    import glob
+
+    pattern = os.path.join(
+        os.path.dirname(weir_bin), "build", "weir-host-*", "out", "guests", "wasm32-wasip2", "release", f"{name}.wasm"
+    )
+    found = sorted(glob.glob(pattern), key=os.path.getmtime)
+    if not found:
+        pytest.fail(f"guest component {name}.wasm not found ({pattern})", pytrace=False)
+    return Path(found[-1])
+
+
+@pytest.mark.timeout(180)
+def test_converters_kafka_transforms_and_a_wasm_transform(weir_bin, start_broker, tmp_path):
+    """FileStreamSource with JsonConverter (schemas on) writes Kafka's envelopes; the sink
+    reads them with JsonConverter, hoists the line into a struct, inserts fields, masks one,
+    filters records by a predicate, and a Rust WebAssembly transform (json-rewrite, installed
+    in the plugins directory) renames a field: the file holds the JSON rows."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    installed = run_cli(weir_bin, "plugin", "install", str(rust_guest(weir_bin, "json_rewrite")), "--dir", str(plugins))
+    assert installed.returncode == 0, describe_process(installed)
+    broker = start_connect(start_broker, tmp_path)
+    src_file, out_file = tmp_path / "in.txt", tmp_path / "out.txt"
+    lines = [f"line {i}" for i in range(40)]
+    append_lines(src_file, lines)
+    create(broker, "json-src", source_config(
+        src_file, "chain",
+        **{"value.converter": "org.apache.kafka.connect.json.JsonConverter", "value.converter.schemas.enable": "true"},
+    ))  # fmt: skip
+    wait_until(lambda: high_watermark(broker.bootstrap, "chain") == len(lines), timeout=WAIT, what="40 records")
+    first = ck_consume_partition(broker.bootstrap, "chain", 0, 0, timeout=30)[0]
+    assert json.loads(first.value) == {"schema": {"type": "string", "optional": False}, "payload": "line 0"}
+
+    sink = sink_config(out_file, "chain", **{
+        "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "transforms": "skip,hoist,insert,mask,rename",
+        "transforms.skip.type": "org.apache.kafka.connect.transforms.Filter",
+        "transforms.skip.predicate": "isLine",
+        "transforms.skip.negate": "true",
+        "predicates": "isLine",
+        # Filter applies where the predicate does not match (negate): here, nowhere.
+        "predicates.isLine.type": "org.apache.kafka.connect.transforms.predicates.TopicNameMatches",
+        "predicates.isLine.pattern": "cha.*",
+        "transforms.hoist.type": "org.apache.kafka.connect.transforms.HoistField$Value",
+        "transforms.hoist.field": "line",
+        "transforms.insert.type": "org.apache.kafka.connect.transforms.InsertField$Value",
+        "transforms.insert.static.field": "via",
+        "transforms.insert.static.value": "weir",
+        "transforms.insert.offset.field": "offset",
+        "transforms.insert.topic.field": "topic",
+        "transforms.mask.type": "org.apache.kafka.connect.transforms.MaskField$Value",
+        "transforms.mask.fields": "topic",
+        "transforms.rename.type": "json-rewrite",
+        "transforms.rename.from": "via",
+        "transforms.rename.to": "through",
+    })  # fmt: skip
+    create(broker, "json-sink", sink)
+
+    def rows():
+        got = [json.loads(x) for x in complete_lines(out_file)]
+        assert len(got) == len(lines), f"{len(got)} rows"
+        return got
+
+    got = wait_until(rows, timeout=WAIT, what="every row in the output")
+    assert got[0] == {"line": "line 0", "through": "weir", "offset": 0, "topic": ""}, got[0]
+    assert [r["line"] for r in got] == lines
+    assert [r["offset"] for r in got] == list(range(len(lines)))
+    status = wait_state(broker, "json-sink", "RUNNING")
+    assert status["tasks"][0]["state"] == "RUNNING", status
+
+    # The plugins list knows Kafka's transforms and predicates, and the installed one.
+    everything = get(broker, "/connector-plugins?connectorsOnly=false")
+    classes = {p["class"]: p["type"] for p in everything}
+    assert classes["org.apache.kafka.connect.transforms.InsertField$Value"] == "transformation"
+    assert classes["org.apache.kafka.connect.transforms.predicates.TopicNameMatches"] == "predicate"
+    assert classes["json-rewrite"] == "transformation"
+    assert all(p["type"] in ("source", "sink") for p in get(broker, "/connector-plugins"))
+
+    # A sink whose chain drops every record still commits what it read: its lag reaches 0.
+    drop_out = tmp_path / "dropped.txt"
+    create(broker, "drop-sink", sink_config(drop_out, "chain", **{
+        "transforms": "all",
+        "transforms.all.type": "org.apache.kafka.connect.transforms.Filter",
+        "transforms.all.predicate": "isLine",
+        "predicates": "isLine",
+        "predicates.isLine.type": "org.apache.kafka.connect.transforms.predicates.TopicNameMatches",
+        "predicates.isLine.pattern": "chain",
+    }))  # fmt: skip
+    wait_lag(weir_bin, broker, "connect-drop-sink", "chain", len(lines))
+    assert complete_lines(drop_out) == []
+
+    # A chain that cannot work is refused, naming the key.
+    bad = {**sink, "transforms.rename.from": None}
+    bad = {k: v for k, v in bad.items() if v is not None}
+    error(broker, "POST", "/connectors", {"name": "bad-chain", "config": bad}, status=400, mentions=["from"])
+    bad = {**sink, "transforms.mask.type": "org.apache.kafka.connect.transforms.Nope$Value"}
+    error(broker, "POST", "/connectors", {"name": "bad-chain", "config": bad}, status=400,
+          mentions=["transforms.mask.type"])  # fmt: skip
+    bad = {**sink, "value.converter.schemas.enable": "sometimes"}
+    error(broker, "POST", "/connectors", {"name": "bad-chain", "config": bad}, status=400,
+          mentions=["value.converter.schemas.enable"])  # fmt: skip

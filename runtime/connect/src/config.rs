@@ -9,6 +9,7 @@ use std::time::Duration;
 use weir_host::TaskConfig;
 
 use crate::ConnectError;
+use crate::convert::{Converter, Format};
 
 /// A connector config as Kafka Connect's REST API carries it.
 pub type ConfigMap = BTreeMap<String, String>;
@@ -63,6 +64,12 @@ pub struct ConnectorConfig {
     pub plugin: Vec<(String, String)>,
     /// The whole map, as given.
     pub raw: ConfigMap,
+    pub key_converter: Converter,
+    pub value_converter: Converter,
+    /// How the plugin's key and value bytes are to be read (`weir.key.format`,
+    /// `weir.value.format`; else what the plugin declares; else bytes).
+    pub key_format: Option<Format>,
+    pub value_format: Option<Format>,
 }
 
 impl ConnectorConfig {
@@ -112,21 +119,27 @@ impl ConnectorConfig {
                     .map_err(|e| bad(format!("topics.regex: invalid pattern {r:?}: {e}")))?,
             ),
         };
-        for key in ["key.converter", "value.converter", "header.converter"] {
-            if let Some(v) = raw.get(key) {
-                check_converter(key, v)?;
+        let key_converter = Converter::from_config("key.converter", raw)?;
+        let value_converter = Converter::from_config("value.converter", raw)?;
+        if let Some(h) = raw.get("header.converter") {
+            let short = h.trim().rsplit('.').next().unwrap_or("");
+            if !matches!(
+                short,
+                "SimpleHeaderConverter" | "ByteArrayConverter" | "StringConverter"
+            ) {
+                return Err(bad(format!(
+                    "header.converter: {h:?} is not supported (headers pass through as bytes)"
+                )));
             }
         }
-        if let Some(t) = raw.get("transforms")
-            && !t.trim().is_empty()
-        {
-            return Err(bad(format!(
-                "transforms: transform chains are not supported by this version of Weir yet (got {t:?})"
-            )));
-        }
+        let format = |k: &str| raw.get(k).map(|v| Format::parse(k, v)).transpose();
+        let key_format = format("weir.key.format")?;
+        let value_format = format("weir.value.format")?;
         let mut plugin: Vec<(String, String)> = raw
             .iter()
-            .filter(|(k, _)| !is_runtime_key(k))
+            .filter(|(k, _)| {
+                !is_runtime_key(k) && !matches!(k.as_str(), "weir.key.format" | "weir.value.format")
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         // Kafka's file connectors name one file: the task is granted its directory.
@@ -152,6 +165,10 @@ impl ConnectorConfig {
             task,
             plugin,
             raw: raw.clone(),
+            key_converter,
+            value_converter,
+            key_format,
+            value_format,
         })
     }
 
@@ -179,17 +196,6 @@ pub fn check_name(name: &str) -> Result<(), ConnectError> {
         )));
     }
     Ok(())
-}
-
-/// The converters that leave bytes as they are; the others come with the transform chain.
-fn check_converter(key: &str, v: &str) -> Result<(), ConnectError> {
-    let short = v.trim().rsplit('.').next().unwrap_or("");
-    match short {
-        "ByteArrayConverter" | "StringConverter" => Ok(()),
-        _ => Err(ConnectError::BadConfig(format!(
-            "{key}: {v:?} is not supported by this version of Weir yet (supported: org.apache.kafka.connect.converters.ByteArrayConverter, org.apache.kafka.connect.storage.StringConverter)"
-        ))),
-    }
 }
 
 /// `host_dir:host_dir` for the directory of a file (or the directory itself), so the plugin
@@ -303,12 +309,24 @@ mod tests {
         assert!(
             e(&[
                 ("connector.class", "x"),
+                ("value.converter", "org.example.AvroConverter")
+            ])
+            .contains("value.converter")
+        );
+        assert!(
+            e(&[
+                ("connector.class", "x"),
                 (
                     "value.converter",
                     "org.apache.kafka.connect.json.JsonConverter"
-                )
+                ),
+                ("value.converter.schemas.enable", "maybe")
             ])
-            .contains("value.converter")
+            .contains("value.converter.schemas.enable")
+        );
+        assert!(
+            e(&[("connector.class", "x"), ("weir.value.format", "xml")])
+                .contains("weir.value.format")
         );
         assert!(e(&[("connector.class", "x"), ("weir.bogus", "1")]).contains("weir.bogus"));
     }

@@ -9,12 +9,15 @@
 //! plugin registry and the settings. [`Runtime`] is the handle the REST API and the CLI drive.
 
 pub mod config;
+pub mod convert;
+mod pipe;
 pub mod registry;
 mod sink;
 mod source;
 pub mod status;
 pub mod store;
 mod task;
+pub mod transforms;
 mod worker;
 
 pub use config::{ConfigMap, ConnectorConfig, WorkerConfig};

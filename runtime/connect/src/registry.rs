@@ -75,9 +75,11 @@ pub struct Resolved {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PluginInfo {
     pub class: String,
+    /// `source`, `sink`, `transformation` or `predicate`.
     #[serde(rename = "type")]
-    pub kind: Kind,
-    pub version: String,
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// Finds and loads connector plugins (compiled once, then shared).
@@ -155,6 +157,28 @@ impl Registry {
         Ok(r)
     }
 
+    /// Loads the WebAssembly transform a `transforms.<name>.type` names (from the plugins
+    /// directory).
+    pub fn resolve_transform(&self, class: &str) -> Result<Plugin, ConnectError> {
+        let path = self.find_file(class.trim()).map_err(|_| {
+            ConnectError::BadConfig(format!(
+                "{class:?} is neither one of Kafka's transforms nor a transform plugin installed in the plugins directory"
+            ))
+        })?;
+        let bytes = std::fs::read(&path)
+            .map_err(|e| ConnectError::BadConfig(format!("cannot read {}: {e}", path.display())))?;
+        let plugin = self
+            .host
+            .load_bytes(&short_name(class), &bytes)
+            .map_err(|e| ConnectError::BadConfig(e.to_string()))?;
+        match plugin.kind(&self.host) {
+            Some(PluginKind::Transform) => Ok(plugin),
+            _ => Err(ConnectError::BadConfig(format!(
+                "plugin {class} is not a transform"
+            ))),
+        }
+    }
+
     fn cached(&self, key: &str) -> Option<Resolved> {
         self.loaded.lock().ok()?.get(key).cloned()
     }
@@ -214,15 +238,16 @@ impl Registry {
     }
 
     /// Every connector plugin: the built-ins under their Kafka class names, then the plugins
-    /// directory's (those that load as a source or sink).
-    pub fn plugins(&self) -> Vec<PluginInfo> {
+    /// directory's (those that load as a source or sink); with `connectors_only` false, the
+    /// transforms and predicates too.
+    pub fn plugins(&self, connectors_only: bool) -> Vec<PluginInfo> {
         let mut out = Vec::new();
         for b in BUILTINS {
             if let Ok(r) = self.resolve(b.name) {
                 out.push(PluginInfo {
                     class: b.aliases[0].to_string(),
-                    kind: r.kind,
-                    version: r.version.clone(),
+                    kind: r.kind.as_str().into(),
+                    version: Some(r.version.clone()),
                 });
             }
         }
@@ -230,10 +255,28 @@ impl Registry {
             match self.resolve(&name) {
                 Ok(r) => out.push(PluginInfo {
                     class: name,
-                    kind: r.kind,
-                    version: r.version,
+                    kind: r.kind.as_str().into(),
+                    version: Some(r.version),
                 }),
+                Err(_) if !connectors_only => {
+                    if let Ok(p) = self.resolve_transform(&name) {
+                        out.push(PluginInfo {
+                            class: name,
+                            kind: "transformation".into(),
+                            version: p.describe(&self.host).ok().map(|d| d.version),
+                        });
+                    }
+                }
                 Err(e) => tracing::debug!(plugin = %name, error = %e, "not a connector plugin"),
+            }
+        }
+        if !connectors_only {
+            for (class, kind) in crate::transforms::native_classes() {
+                out.push(PluginInfo {
+                    class,
+                    kind: kind.into(),
+                    version: Some(env!("CARGO_PKG_VERSION").into()),
+                });
             }
         }
         out

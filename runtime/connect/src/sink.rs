@@ -10,7 +10,10 @@ use weir_batch::{BatchBuilder, RecordData};
 use weir_cluster::ClusterError;
 use weir_host::types::LogPosition;
 
+use crate::convert::Data;
+use crate::pipe::Pipeline;
 use crate::task::TaskCtx;
+use crate::transforms::Rec;
 
 /// Most bytes one fetch reads from a partition.
 const FETCH_BYTES: usize = 1 << 20;
@@ -81,15 +84,22 @@ fn run_inner(ctx: &TaskCtx, assignment: &[(String, i32)]) -> Result<(), String> 
         .plugin
         .sink(&ctx.host, &ctx.config, &open_at, &tc)
         .map_err(|e| e.to_string())?;
-    // Last offset put per partition, not yet reported durable.
-    let mut put: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    let mut pipeline = if ctx.pipe.passthrough() {
+        None
+    } else {
+        match Pipeline::new(ctx.pipe.clone(), &ctx.host, &ctx.name()) {
+            Ok(p) => Some(p),
+            Err(e) => return fail_closing(&mut task, e),
+        }
+    };
+    let mut pos = Positions::default();
     let mut next_flush = Instant::now() + ctx.worker.offset_flush_interval;
     let result = loop {
         if ctx.control.stopping() {
             break Ok(());
         }
         if Instant::now() >= next_flush {
-            if let Err(e) = flush(ctx, &mut task, &group, &mut put) {
+            if let Err(e) = flush(ctx, &mut task, &group, &mut pos) {
                 break Err(e);
             }
             next_flush = Instant::now() + ctx.worker.offset_flush_interval;
@@ -106,20 +116,30 @@ fn run_inner(ctx: &TaskCtx, assignment: &[(String, i32)]) -> Result<(), String> 
             } else {
                 Duration::ZERO
             };
-            match read(ctx, &mut parts[i], wait, ctx.worker.batch_records as usize) {
+            match read(
+                ctx,
+                &mut parts[i],
+                wait,
+                ctx.worker.batch_records as usize,
+                pipeline.as_mut(),
+            ) {
                 Ok(Some((batch, last))) => {
                     got += 1;
-                    if let Err(e) = task.put(&batch) {
-                        return fail_closing(&mut task, e.to_string());
+                    let tp = (parts[i].topic.clone(), parts[i].partition);
+                    if let Some(batch) = batch {
+                        if let Err(e) = task.put(&batch) {
+                            return fail_closing(&mut task, e.to_string());
+                        }
+                        pos.delivered.insert(tp.clone(), last);
                     }
-                    put.insert((parts[i].topic.clone(), parts[i].partition), last);
+                    pos.read.insert(tp, last);
                 }
                 Ok(None) => {}
                 Err(e) => return fail_closing(&mut task, e),
             }
         }
     };
-    let flushed = flush(ctx, &mut task, &group, &mut put);
+    let flushed = flush(ctx, &mut task, &group, &mut pos);
     if let Err(e) = task.close() {
         tracing::warn!(error = %e, "sink close failed");
     }
@@ -135,13 +155,15 @@ fn fail_closing(task: &mut weir_host::SinkTask, e: String) -> Result<(), String>
     Err(e)
 }
 
-/// Reads from one partition: a batch in the contract's layout and its last offset, or nothing.
+/// Reads from one partition: the batch for the plugin (none when the transforms dropped every
+/// record) and the last offset read, or nothing.
 fn read(
     ctx: &TaskCtx,
     part: &mut Part,
     wait: Duration,
     max_records: usize,
-) -> Result<Option<(Vec<u8>, i64)>, String> {
+    pipeline: Option<&mut Pipeline>,
+) -> Result<Option<Read>, String> {
     let fetched = ctx.rt.block_on(ctx.cluster.fetch(
         &part.topic,
         part.partition,
@@ -173,6 +195,9 @@ fn read(
         return Ok(None);
     }
     let mut b = BatchBuilder::with_capacity(256, f.records.len());
+    let mut structured_recs: Vec<Rec> = Vec::new();
+    let structured = pipeline.is_some();
+    let mut count = 0usize;
     let mut last = None;
     let ranges = weir_log::batch::split_validated(&f.records)
         .map_err(|e| format!("{}-{}: {e}", part.topic, part.partition))?;
@@ -186,24 +211,43 @@ fn read(
             if r.offset < part.next || r.control {
                 continue;
             }
-            let headers: Vec<(&str, Option<&[u8]>)> = r
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_deref()))
-                .collect();
-            b.push(&RecordData {
-                timestamp: r.timestamp,
-                key: r.key.as_deref(),
-                value: r.value.as_deref(),
-                headers: &headers,
-                topic: &part.topic,
-                partition: Some(part.partition),
-                offset: Some(r.offset),
-                source_partition: None,
-                source_offset: None,
-            });
             last = Some(r.offset);
-            if b.len() >= max_records {
+            count += 1;
+            if structured {
+                structured_recs.push(Rec {
+                    topic: part.topic.clone(),
+                    partition: Some(part.partition),
+                    offset: Some(r.offset),
+                    timestamp: r.timestamp,
+                    key: Data::Raw(r.key.map(|k| k.to_vec())),
+                    value: Data::Raw(r.value.map(|v| v.to_vec())),
+                    headers: r
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.as_ref().map(|v| v.to_vec())))
+                        .collect(),
+                    source_partition: None,
+                    source_offset: None,
+                });
+            } else {
+                let headers: Vec<(&str, Option<&[u8]>)> = r
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_deref()))
+                    .collect();
+                b.push(&RecordData {
+                    timestamp: r.timestamp,
+                    key: r.key.as_deref(),
+                    value: r.value.as_deref(),
+                    headers: &headers,
+                    topic: &part.topic,
+                    partition: Some(part.partition),
+                    offset: Some(r.offset),
+                    source_partition: None,
+                    source_offset: None,
+                });
+            }
+            if count >= max_records {
                 break 'batches;
             }
         }
@@ -219,44 +263,79 @@ fn read(
         return Ok(None);
     };
     part.next = last + 1;
-    let batch = b
-        .finish()
-        .map_err(|e| format!("cannot build a batch: {e}"))?;
+    let batch = match pipeline {
+        Some(p) => p.sink_batch(structured_recs)?,
+        None => Some(
+            b.finish()
+                .map_err(|e| format!("cannot build a batch: {e}"))?,
+        ),
+    };
     Ok(Some((batch, last)))
 }
 
-/// Asks the plugin to make what was put durable, and commits what it reports.
+/// What one read gives: the batch for the plugin (none when the chain dropped every record)
+/// and the last offset read.
+type Read = (Option<Vec<u8>>, i64);
+
+/// Per partition: the last offset read, and the last offset handed to the plugin, since the
+/// last commit.
+#[derive(Debug, Default)]
+struct Positions {
+    read: BTreeMap<(String, i32), i64>,
+    delivered: BTreeMap<(String, i32), i64>,
+}
+
+/// Asks the plugin to make what was put durable, and commits what it reports: where all it
+/// was given is durable (or the transforms dropped everything read), up to what was read.
 fn flush(
     ctx: &TaskCtx,
     task: &mut weir_host::SinkTask,
     group: &str,
-    put: &mut BTreeMap<(String, i32), i64>,
+    pos: &mut Positions,
 ) -> Result<(), String> {
-    if put.is_empty() || task.is_poisoned() {
+    if pos.read.is_empty() || task.is_poisoned() {
         return Ok(());
     }
-    let up_to: Vec<LogPosition> = put
-        .iter()
-        .map(|((t, p), o)| LogPosition {
-            topic: t.clone(),
-            partition: *p,
-            offset: *o,
-        })
-        .collect();
-    let durable = task.flush(&up_to).map_err(|e| e.to_string())?;
-    if durable.is_empty() {
+    let durable: BTreeMap<(String, i32), i64> = if pos.delivered.is_empty() {
+        BTreeMap::new()
+    } else {
+        let up_to: Vec<LogPosition> = pos
+            .delivered
+            .iter()
+            .map(|((t, p), o)| LogPosition {
+                topic: t.clone(),
+                partition: *p,
+                offset: *o,
+            })
+            .collect();
+        task.flush(&up_to)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|d| ((d.topic, d.partition), d.offset))
+            .collect()
+    };
+    let mut commit = BTreeMap::new();
+    for (tp, read) in &pos.read {
+        let next = match (pos.delivered.get(tp), durable.get(tp)) {
+            (None, _) => Some(read + 1),
+            (Some(given), Some(d)) if d >= given => Some(read + 1),
+            (Some(_), Some(d)) => Some(d + 1),
+            (Some(_), None) => None,
+        };
+        if let Some(n) = next {
+            commit.insert(tp.clone(), n);
+        }
+    }
+    if commit.is_empty() {
         return Ok(());
     }
-    let commit: BTreeMap<(String, i32), i64> = durable
-        .iter()
-        .map(|d| ((d.topic.clone(), d.partition), d.offset + 1))
-        .collect();
     ctx.rt
-        .block_on(ctx.cluster.commit(group, commit))
+        .block_on(ctx.cluster.commit(group, commit.clone()))
         .map_err(|e| format!("cannot commit the offsets of {group}: {e}"))?;
-    for d in durable {
-        if put.get(&(d.topic.clone(), d.partition)) == Some(&d.offset) {
-            put.remove(&(d.topic, d.partition));
+    for (tp, next) in commit {
+        if pos.read.get(&tp) == Some(&(next - 1)) {
+            pos.read.remove(&tp);
+            pos.delivered.remove(&tp);
         }
     }
     Ok(())

@@ -11,6 +11,7 @@ use kafka_protocol::protocol::StrBytes;
 use weir_batch::Batch;
 use weir_cluster::Cluster;
 
+use crate::pipe::Pipeline;
 use crate::store::{TopicStore, offset_key, parse_offset_key};
 use crate::task::TaskCtx;
 
@@ -55,6 +56,11 @@ fn run_inner(
         .source(&ctx.host, &ctx.config, &stored, &tc)
         .map_err(|e| e.to_string())?;
     let mut router = Router::default();
+    let mut pipeline = if ctx.pipe.passthrough() {
+        None
+    } else {
+        Some(Pipeline::new(ctx.pipe.clone(), &ctx.host, &ctx.name())?)
+    };
     // Offsets acked but not yet written to the offsets topic.
     let mut pending: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut next_flush = Instant::now() + ctx.worker.offset_flush_interval;
@@ -87,7 +93,7 @@ fn run_inner(
             continue;
         }
         idle = Duration::from_millis(1);
-        if let Err(e) = store(ctx, &mut router, &batch, default_topic) {
+        if let Err(e) = store(ctx, &mut router, pipeline.as_mut(), &batch, default_topic) {
             break Err(e);
         }
         // Everything is in the log: the plugin may forget it, and its offsets may be kept.
@@ -157,55 +163,88 @@ impl Router {
     }
 }
 
-/// Appends a polled batch: one Kafka batch per (topic, partition), in record order.
+/// Appends a polled batch: one Kafka batch per (topic, partition), in record order. Through
+/// the pipeline (converters, transforms) when the connector has one, else byte for byte.
 fn store(
     ctx: &TaskCtx,
     router: &mut Router,
+    pipeline: Option<&mut Pipeline>,
     batch: &Batch<'_>,
     default_topic: Option<&str>,
 ) -> Result<(), String> {
     let now = weir_log::now_ms();
     router.sticky = router.sticky.wrapping_add(1);
     let mut groups: BTreeMap<(String, i32), Vec<kafka_protocol::records::Record>> = BTreeMap::new();
-    for r in batch.iter() {
-        let topic = match (r.topic(), default_topic) {
+    let mut add = |i: usize,
+                   topic: &str,
+                   partition: Option<i32>,
+                   ts: i64,
+                   key: Option<&[u8]>,
+                   value: Option<&[u8]>,
+                   headers: &mut dyn Iterator<Item = (String, Option<Bytes>)>|
+     -> Result<(), String> {
+        let topic = match (topic, default_topic) {
             ("", Some(d)) => d,
             ("", None) => {
                 return Err(format!(
-                    "record {} has no topic and the connector sets no `topic`",
-                    r.index()
+                    "record {i} has no topic and the connector sets no `topic`"
                 ));
             }
             (t, _) => t,
         };
         let n = router.partitions(ctx, topic)?;
-        let partition = match (r.partition(), r.key()) {
+        let partition = match (partition, key) {
             (Some(p), _) if p >= 0 && (p as u32) < n => p,
             (Some(p), _) => {
                 return Err(format!(
-                    "record {} asks for partition {p} of {topic}, which has {n}",
-                    r.index()
+                    "record {i} asks for partition {p} of {topic}, which has {n}"
                 ));
             }
             (None, Some(k)) => ((murmur2(k) & 0x7fff_ffff) % n) as i32,
             (None, None) => (router.sticky % n) as i32,
         };
-        let ts = if r.timestamp() > 0 {
-            r.timestamp()
-        } else {
-            now
-        };
-        let mut rec = weir_log::batch::new_record(r.key(), r.value(), ts);
-        for h in r.headers() {
-            rec.headers.insert(
-                StrBytes::from_string(h.name.to_string()),
-                h.value.map(Bytes::copy_from_slice),
-            );
+        let ts = if ts > 0 { ts } else { now };
+        let mut rec = weir_log::batch::new_record(key, value, ts);
+        for (name, v) in headers {
+            rec.headers.insert(StrBytes::from_string(name), v);
         }
         groups
             .entry((topic.to_string(), partition))
             .or_default()
             .push(rec);
+        Ok(())
+    };
+    match pipeline {
+        None => {
+            for r in batch.iter() {
+                let mut headers = r
+                    .headers()
+                    .map(|h| (h.name.to_string(), h.value.map(Bytes::copy_from_slice)));
+                add(
+                    r.index(),
+                    r.topic(),
+                    r.partition(),
+                    r.timestamp(),
+                    r.key(),
+                    r.value(),
+                    &mut headers,
+                )?;
+            }
+        }
+        Some(p) => {
+            for (i, r) in p.source_records(batch)?.into_iter().enumerate() {
+                let mut headers = r.headers.into_iter().map(|(n, v)| (n, v.map(Bytes::from)));
+                add(
+                    i,
+                    &r.topic,
+                    r.partition,
+                    r.timestamp,
+                    r.key.as_deref(),
+                    r.value.as_deref(),
+                    &mut headers,
+                )?;
+            }
+        }
     }
     let cluster: &dyn Cluster = ctx.cluster.as_ref();
     let appends = groups.iter().map(|((t, p), recs)| {

@@ -94,6 +94,7 @@ pub(crate) struct TaskCtx {
     pub control: Arc<Control>,
     pub worker: WorkerConfig,
     pub status: TopicStore,
+    pub pipe: Arc<crate::pipe::Pipe>,
 }
 
 impl TaskCtx {

@@ -8,10 +8,13 @@ use serde::{Deserialize, Serialize};
 use weir_cluster::Cluster;
 
 use crate::config::{ConfigMap, ConnectorConfig, WorkerConfig};
+use crate::convert::Format;
+use crate::pipe::{Pipe, WasmStep};
 use crate::registry::{Kind, PluginInfo, Registry, Resolved};
 use crate::status::{ConnectorState, ConnectorStatus, State, TaskStatus};
 use crate::store::TopicStore;
 use crate::task::{Control, TaskCtx};
+use crate::transforms::Chain;
 use crate::{ConnectError, sink, source};
 
 /// What a connector is asked to be: Kafka Connect's target states.
@@ -169,12 +172,13 @@ impl Runtime {
         self.inner.cluster.cluster_id()
     }
 
-    /// Checks a config fully (runtime keys, the plugin's class and its keys).
+    /// Checks a config fully (runtime keys, the plugin's class and its keys, converters and
+    /// the transform chain, each WebAssembly transform's keys).
     fn validate(
         &self,
         name: &str,
         raw: &ConfigMap,
-    ) -> Result<(ConnectorConfig, Resolved), ConnectError> {
+    ) -> Result<(ConnectorConfig, Resolved, Pipe), ConnectError> {
         let cc = ConnectorConfig::parse(name, raw)?;
         let r = self.inner.registry.resolve(&cc.class)?;
         match r.kind {
@@ -203,7 +207,67 @@ impl Runtime {
         if !problems.is_empty() {
             return Err(ConnectError::BadConfig(problems.join("; ")));
         }
-        Ok((cc, r))
+        let pipe = self.pipe(&cc, &r)?;
+        Ok((cc, r, pipe))
+    }
+
+    /// The connector's converters, formats and transform chain.
+    fn pipe(&self, cc: &ConnectorConfig, r: &Resolved) -> Result<Pipe, ConnectError> {
+        let registry = &self.inner.registry;
+        let chain = Chain::parse(&cc.raw, &|ty| registry.resolve_transform(ty).map(|_| ()))?;
+        let mut wasm = Vec::new();
+        for (index, plugin, config) in chain.wasm_steps() {
+            let key = format!("transforms.{}", chain.steps[index].name);
+            let p = registry.resolve_transform(&plugin)?;
+            let (grants, own) = weir_host::TaskConfig::from_config(&config)
+                .map_err(|e| ConnectError::BadConfig(format!("{key}: {e}")))?;
+            let d = p
+                .describe(registry.host())
+                .map_err(|e| ConnectError::BadConfig(format!("{key}.type: {e}")))?;
+            let problems = weir_host::check_config(&d, &own);
+            if !problems.is_empty() {
+                return Err(ConnectError::BadConfig(
+                    problems
+                        .iter()
+                        .map(|p| format!("{key}.{p}"))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ));
+            }
+            wasm.push(WasmStep {
+                index,
+                plugin: p,
+                config: own,
+                grants,
+            });
+        }
+        // What the plugin says its bytes are, unless the connector says otherwise.
+        let declared = |k: &str| -> Result<Format, ConnectError> {
+            match r
+                .descriptor
+                .config
+                .iter()
+                .find(|c| c.name == k)
+                .and_then(|c| c.default_value.clone())
+            {
+                Some(v) => Format::parse(k, &v),
+                None => Ok(Format::Bytes),
+            }
+        };
+        Ok(Pipe {
+            chain,
+            key_converter: cc.key_converter,
+            value_converter: cc.value_converter,
+            key_format: match cc.key_format {
+                Some(f) => f,
+                None => declared("weir.key.format")?,
+            },
+            value_format: match cc.value_format {
+                Some(f) => f,
+                None => declared("weir.value.format")?,
+            },
+            wasm,
+        })
     }
 
     /// Starts a connector's tasks (or records why it cannot run).
@@ -216,7 +280,7 @@ impl Runtime {
             tasks: Vec::new(),
             failed: None,
         };
-        let (cc, resolved) = match self.validate(name, &config) {
+        let (cc, resolved, pipe) = match self.validate(name, &config) {
             Ok(v) => v,
             Err(e) => {
                 tracing::error!(connector = %name, error = %e, "connector cannot start");
@@ -232,7 +296,7 @@ impl Runtime {
             return c;
         }
         match self
-            .start_tasks(&cc, &resolved, target == TargetState::Paused)
+            .start_tasks(&cc, &resolved, pipe, target == TargetState::Paused)
             .await
         {
             Ok((configs, tasks)) => {
@@ -260,8 +324,10 @@ impl Runtime {
         &self,
         cc: &ConnectorConfig,
         r: &Resolved,
+        pipe: Pipe,
         paused: bool,
     ) -> Result<(Vec<ConfigMap>, Vec<Running>), ConnectError> {
+        let pipe = Arc::new(pipe);
         let host = self.inner.registry.host().clone();
         let (plugin, keys, grants, max) = (
             r.plugin.clone(),
@@ -301,6 +367,7 @@ impl Runtime {
                 control: control.clone(),
                 worker: self.inner.cfg.clone(),
                 status: self.inner.status.clone(),
+                pipe: pipe.clone(),
             };
             let kind = r.kind;
             let offsets = self.inner.offsets.clone();
@@ -624,10 +691,10 @@ impl Runtime {
             .ok_or_else(|| ConnectError::TaskNotFound(name.to_string(), id))
     }
 
-    /// `GET /connector-plugins`.
-    pub async fn plugins(&self) -> Vec<PluginInfo> {
+    /// `GET /connector-plugins` (`connectorsOnly=false`: transforms and predicates too).
+    pub async fn plugins(&self, connectors_only: bool) -> Vec<PluginInfo> {
         let reg = self.inner.registry.clone();
-        tokio::task::spawn_blocking(move || reg.plugins())
+        tokio::task::spawn_blocking(move || reg.plugins(connectors_only))
             .await
             .unwrap_or_default()
     }

@@ -294,6 +294,11 @@ async fn stop(State(rt): State<Runtime>, Path(name): Path<String>) -> ApiResult 
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn plugins(State(rt): State<Runtime>) -> ApiResult {
-    ok(rt.plugins().await)
+async fn plugins(State(rt): State<Runtime>, RawQuery(q): RawQuery) -> ApiResult {
+    let all = q
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .any(|p| p.eq_ignore_ascii_case("connectorsOnly=false"));
+    ok(rt.plugins(!all).await)
 }
