@@ -85,6 +85,11 @@ pub struct ConnectSection {
     pub offset_flush_interval_ms: u64,
     /// Most records one source poll or sink put carries.
     pub batch_records: u32,
+    /// Restart a failed task by itself (a plugin's `fatal` error excepted), after a backoff
+    /// that doubles from `restart_backoff_initial_ms` up to `restart_backoff_max_ms`.
+    pub restart_failed_tasks: bool,
+    pub restart_backoff_initial_ms: u64,
+    pub restart_backoff_max_ms: u64,
 }
 
 impl Default for ConnectSection {
@@ -97,6 +102,9 @@ impl Default for ConnectSection {
             status_topic: w.status_topic,
             offset_flush_interval_ms: w.offset_flush_interval.as_millis() as u64,
             batch_records: w.batch_records,
+            restart_failed_tasks: true,
+            restart_backoff_initial_ms: 1000,
+            restart_backoff_max_ms: 60_000,
         }
     }
 }

@@ -292,6 +292,17 @@ async fn start_connect(
         offset_flush_interval: Duration::from_millis(cfg.connect.offset_flush_interval_ms.max(1)),
         batch_records: cfg.connect.batch_records.max(1),
         worker_id: cfg.http.listen.to_string(),
+        restart: cfg
+            .connect
+            .restart_failed_tasks
+            .then(|| weir_connect::Backoff {
+                initial: Duration::from_millis(cfg.connect.restart_backoff_initial_ms.max(1)),
+                max: Duration::from_millis(
+                    cfg.connect
+                        .restart_backoff_max_ms
+                        .max(cfg.connect.restart_backoff_initial_ms.max(1)),
+                ),
+            }),
     };
     let cluster: Arc<dyn weir_cluster::Cluster> = Arc::new(weir_cluster::Embedded::new(broker));
     let rt = weir_connect::Runtime::start(cluster, Arc::new(registry), worker)

@@ -70,6 +70,7 @@ pub struct ConnectorConfig {
     /// `weir.value.format`; else what the plugin declares; else bytes).
     pub key_format: Option<Format>,
     pub value_format: Option<Format>,
+    pub errors: crate::ErrorPolicy,
 }
 
 impl ConnectorConfig {
@@ -169,6 +170,7 @@ impl ConnectorConfig {
             value_converter,
             key_format,
             value_format,
+            errors: crate::ErrorPolicy::parse(raw)?,
         })
     }
 
@@ -241,6 +243,15 @@ pub struct WorkerConfig {
     pub batch_records: u32,
     /// Reported as `worker_id` in statuses.
     pub worker_id: String,
+    /// How a failed task is restarted (none: it stays FAILED until restarted by hand).
+    pub restart: Option<Backoff>,
+}
+
+/// Exponential backoff between automatic restarts of a failed task.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -252,6 +263,10 @@ impl Default for WorkerConfig {
             offset_flush_interval: Duration::from_secs(10),
             batch_records: 2000,
             worker_id: "127.0.0.1:8083".into(),
+            restart: Some(Backoff {
+                initial: Duration::from_secs(1),
+                max: Duration::from_secs(60),
+            }),
         }
     }
 }

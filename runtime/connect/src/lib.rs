@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod convert;
+pub mod errors;
 mod pipe;
 pub mod registry;
 mod sink;
@@ -20,7 +21,8 @@ mod task;
 pub mod transforms;
 mod worker;
 
-pub use config::{ConfigMap, ConnectorConfig, WorkerConfig};
+pub use config::{Backoff, ConfigMap, ConnectorConfig, WorkerConfig};
+pub use errors::ErrorPolicy;
 pub use registry::{Kind, PluginInfo, Registry};
 pub use status::{ConnectorState, ConnectorStatus, State, TaskStatus};
 pub use worker::{ConnectorInfo, Runtime, TargetState, TaskId, TaskInfo};

@@ -9,6 +9,7 @@ use weir_batch::Batch;
 use weir_host::{Host, Plugin, TaskConfig, TransformTask};
 
 use crate::convert::{Converter, Data, Format};
+use crate::errors::{DeadRecord, Failure, Reporter, Stage, bad_record};
 use crate::transforms::{Chain, Rec, from_batch, to_batch};
 
 /// A WebAssembly step of the chain, ready to instantiate.
@@ -83,41 +84,73 @@ impl Pipeline {
         Ok(Pipeline { pipe, wasm })
     }
 
-    fn chain(&mut self, recs: Vec<Rec>) -> Result<Vec<Rec>, String> {
+    /// Runs the chain; failures go to the reporter (tolerated or not).
+    fn chain(&mut self, recs: Vec<Rec>, reporter: &Reporter) -> Result<Vec<Rec>, Failure> {
         let wasm = &mut self.wasm;
         let pipe = &self.pipe;
-        pipe.chain.apply(recs, &mut |i, recs| {
-            if recs.is_empty() {
-                return Ok(recs);
-            }
-            let (_, task) = wasm
-                .iter_mut()
-                .find(|(j, _)| *j == i)
-                .ok_or("no instance for a WebAssembly step")?;
-            let input = to_batch(recs)?;
-            let out = task.apply(&input).map_err(|e| e.to_string())?;
-            let bytes = weir_host::output_batch(&input, out).map_err(|e| e.to_string())?;
-            let batch = Batch::parse(&bytes).map_err(|e| e.to_string())?;
-            Ok(from_batch(&batch))
-        })
+        pipe.chain.apply(
+            recs,
+            &mut |i, mut recs| {
+                let (_, task) = wasm
+                    .iter_mut()
+                    .find(|(j, _)| *j == i)
+                    .ok_or_else(|| Failure::retriable("no instance for a WebAssembly step"))?;
+                // A record the plugin reports bad is reported; the rest is sent again.
+                loop {
+                    if recs.is_empty() {
+                        return Ok(recs);
+                    }
+                    let input = to_batch(recs.clone()).map_err(Failure::retriable)?;
+                    match task.apply(&input) {
+                        Ok(out) => {
+                            let bytes = weir_host::output_batch(&input, out)
+                                .map_err(|e| Failure::retriable(e.to_string()))?;
+                            let batch = Batch::parse(&bytes)
+                                .map_err(|e| Failure::retriable(e.to_string()))?;
+                            return Ok(from_batch(&batch));
+                        }
+                        Err(e) => match bad_record(&e) {
+                            Some((index, why)) if (index as usize) < recs.len() => {
+                                let r = recs.remove(index as usize);
+                                reporter.report(Stage::Transformation, dead(&r), &why)?;
+                            }
+                            _ => return Err(e.into()),
+                        },
+                    }
+                }
+            },
+            &mut |r, why| reporter.report(Stage::Transformation, dead(r), &why),
+        )
     }
 
     /// A source's polled batch through the chain and the converters.
-    pub fn source_records(&mut self, batch: &Batch<'_>) -> Result<Vec<OutRec>, String> {
-        let mut recs = from_batch(batch);
-        for r in &mut recs {
-            r.key = read(
+    pub fn source_records(
+        &mut self,
+        batch: &Batch<'_>,
+        reporter: &Reporter,
+    ) -> Result<Vec<OutRec>, Failure> {
+        let mut recs = Vec::with_capacity(batch.len());
+        for mut r in from_batch(batch) {
+            let key = read(
                 self.pipe.key_format,
                 std::mem::replace(&mut r.key, Data::Raw(None)),
-            )
-            .map_err(|e| format!("record {} key: {e}", r.offset.unwrap_or(-1)))?;
-            r.value = read(
+            );
+            let value = read(
                 self.pipe.value_format,
                 std::mem::replace(&mut r.value, Data::Raw(None)),
-            )
-            .map_err(|e| format!("record value: {e}"))?;
+            );
+            match (key, value) {
+                (Ok(k), Ok(v)) => {
+                    r.key = k;
+                    r.value = v;
+                    recs.push(r);
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    reporter.report(Stage::TaskPoll, dead(&r), &e)?;
+                }
+            }
         }
-        let recs = self.chain(recs)?;
+        let recs = self.chain(recs, reporter)?;
         Ok(recs
             .into_iter()
             .map(|r| OutRec {
@@ -132,25 +165,31 @@ impl Pipeline {
     }
 
     /// Records read from the log through the converters and the chain, as the batch the sink
-    /// plugin gets (`None`: the chain dropped them all).
-    pub fn sink_batch(&mut self, recs: Vec<Rec>) -> Result<Option<Vec<u8>>, String> {
-        let mut recs = recs;
-        for r in &mut recs {
-            let at = format!(
-                "{}-{} offset {}",
-                r.topic,
-                r.partition.unwrap_or(-1),
-                r.offset.unwrap_or(-1)
-            );
-            r.key = deserialize(self.pipe.key_converter, &r.key)
-                .map_err(|e| format!("{at}: key: {e}"))?;
-            r.value = deserialize(self.pipe.value_converter, &r.value)
-                .map_err(|e| format!("{at}: value: {e}"))?;
+    /// plugin gets with the last offset in it (`None`: none is left).
+    pub fn sink_batch(
+        &mut self,
+        recs: Vec<Rec>,
+        reporter: &Reporter,
+    ) -> Result<Option<(Vec<u8>, i64)>, Failure> {
+        let mut ok = Vec::with_capacity(recs.len());
+        for mut r in recs {
+            let key = deserialize(self.pipe.key_converter, &r.key);
+            let value = deserialize(self.pipe.value_converter, &r.value);
+            match (key, value) {
+                (Ok(k), Ok(v)) => {
+                    r.key = k;
+                    r.value = v;
+                    ok.push(r);
+                }
+                (Err(e), _) => reporter.report(Stage::KeyConverter, dead(&r), &e)?,
+                (_, Err(e)) => reporter.report(Stage::ValueConverter, dead(&r), &e)?,
+            }
         }
-        let mut recs = self.chain(recs)?;
+        let mut recs = self.chain(ok, reporter)?;
         if recs.is_empty() {
             return Ok(None);
         }
+        let last = recs.iter().filter_map(|r| r.offset).max().unwrap_or(-1);
         for r in &mut recs {
             r.key = Data::Raw(
                 self.pipe
@@ -163,7 +202,22 @@ impl Pipeline {
                     .write(std::mem::replace(&mut r.value, Data::Raw(None))),
             );
         }
-        to_batch(recs).map(Some)
+        to_batch(recs)
+            .map(|b| Some((b, last)))
+            .map_err(Failure::retriable)
+    }
+}
+
+/// A record as the dead letter queue gets it.
+fn dead(r: &Rec) -> DeadRecord {
+    DeadRecord {
+        topic: r.topic.clone(),
+        partition: r.partition,
+        offset: r.offset,
+        timestamp: r.timestamp,
+        key: r.key.clone().into_bytes(),
+        value: r.value.clone().into_bytes(),
+        headers: r.headers.clone(),
     }
 }
 

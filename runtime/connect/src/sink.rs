@@ -6,11 +6,12 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use weir_batch::{BatchBuilder, RecordData};
+use weir_batch::{Batch, BatchBuilder, RecordData};
 use weir_cluster::ClusterError;
 use weir_host::types::LogPosition;
 
 use crate::convert::Data;
+use crate::errors::{DeadRecord, Failure, Reporter, Stage, bad_record};
 use crate::pipe::Pipeline;
 use crate::task::TaskCtx;
 use crate::transforms::Rec;
@@ -28,10 +29,8 @@ pub fn group(connector: &str) -> String {
 pub(crate) fn run(ctx: TaskCtx, assignment: Vec<(String, i32)>) {
     let span = tracing::info_span!("task", connector = %ctx.connector, task = ctx.control.id);
     let _g = span.enter();
-    match run_inner(&ctx, &assignment) {
-        Ok(()) => tracing::info!("sink task stopped"),
-        Err(e) => ctx.fail(e),
-    }
+    ctx.supervise(|ctx| run_inner(ctx, &assignment));
+    tracing::info!("sink task stopped");
 }
 
 /// One assigned partition: the next offset to fetch, and the last offset put.
@@ -42,7 +41,7 @@ struct Part {
     next: i64,
 }
 
-fn run_inner(ctx: &TaskCtx, assignment: &[(String, i32)]) -> Result<(), String> {
+fn run_inner(ctx: &TaskCtx, assignment: &[(String, i32)]) -> Result<(), Failure> {
     let group = group(&ctx.connector);
     let committed = ctx
         .rt
@@ -80,10 +79,7 @@ fn run_inner(ctx: &TaskCtx, assignment: &[(String, i32)]) -> Result<(), String> 
     );
     let mut tc = ctx.grants.clone();
     tc.task = ctx.name();
-    let mut task = ctx
-        .plugin
-        .sink(&ctx.host, &ctx.config, &open_at, &tc)
-        .map_err(|e| e.to_string())?;
+    let mut task = ctx.plugin.sink(&ctx.host, &ctx.config, &open_at, &tc)?;
     let mut pipeline = if ctx.pipe.passthrough() {
         None
     } else {
@@ -100,7 +96,7 @@ fn run_inner(ctx: &TaskCtx, assignment: &[(String, i32)]) -> Result<(), String> 
         }
         if Instant::now() >= next_flush {
             if let Err(e) = flush(ctx, &mut task, &group, &mut pos) {
-                break Err(e);
+                break Err(e.into());
             }
             next_flush = Instant::now() + ctx.worker.offset_flush_interval;
         }
@@ -122,15 +118,16 @@ fn run_inner(ctx: &TaskCtx, assignment: &[(String, i32)]) -> Result<(), String> 
                 wait,
                 ctx.worker.batch_records as usize,
                 pipeline.as_mut(),
+                &ctx.reporter,
             ) {
                 Ok(Some((batch, last))) => {
                     got += 1;
                     let tp = (parts[i].topic.clone(), parts[i].partition);
-                    if let Some(batch) = batch {
-                        if let Err(e) = task.put(&batch) {
-                            return fail_closing(&mut task, e.to_string());
+                    if let Some((batch, delivered)) = batch {
+                        if let Err(e) = put(&mut task, batch, &ctx.reporter) {
+                            return fail_closing(&mut task, e);
                         }
-                        pos.delivered.insert(tp.clone(), last);
+                        pos.delivered.insert(tp.clone(), delivered.max(0).min(last));
                     }
                     pos.read.insert(tp, last);
                 }
@@ -143,10 +140,54 @@ fn run_inner(ctx: &TaskCtx, assignment: &[(String, i32)]) -> Result<(), String> 
     if let Err(e) = task.close() {
         tracing::warn!(error = %e, "sink close failed");
     }
-    result.and(flushed)
+    result.and(flushed.map_err(Failure::from))
 }
 
-fn fail_closing(task: &mut weir_host::SinkTask, e: String) -> Result<(), String> {
+/// Puts a batch; a record the plugin reports bad is handed to the error reporter (which
+/// fails the task unless errors are tolerated) and the rest of the batch is put again.
+fn put(
+    task: &mut weir_host::SinkTask,
+    mut batch: Vec<u8>,
+    reporter: &Reporter,
+) -> Result<(), Failure> {
+    loop {
+        let Err(e) = task.put(&batch) else {
+            return Ok(());
+        };
+        let Some((index, message)) = bad_record(&e) else {
+            return Err(e.into());
+        };
+        let parsed = Batch::parse(&batch).map_err(|e| Failure::retriable(e.to_string()))?;
+        let Some(r) = parsed.get(index as usize) else {
+            return Err(e.into());
+        };
+        reporter.report(
+            Stage::TaskPut,
+            DeadRecord {
+                topic: r.topic().to_string(),
+                partition: r.partition(),
+                offset: r.offset(),
+                timestamp: r.timestamp(),
+                key: r.key().map(<[u8]>::to_vec),
+                value: r.value().map(<[u8]>::to_vec),
+                headers: r
+                    .headers()
+                    .map(|h| (h.name.to_string(), h.value.map(<[u8]>::to_vec)))
+                    .collect(),
+            },
+            &message,
+        )?;
+        let rest: Vec<u32> = (0..parsed.len() as u32).filter(|i| *i != index).collect();
+        if rest.is_empty() {
+            return Ok(());
+        }
+        batch =
+            weir_batch::select(&parsed, &rest).map_err(|e| Failure::retriable(e.to_string()))?;
+    }
+}
+
+fn fail_closing(task: &mut weir_host::SinkTask, e: impl Into<Failure>) -> Result<(), Failure> {
+    let e = e.into();
     if !task.is_poisoned()
         && let Err(c) = task.close()
     {
@@ -163,7 +204,8 @@ fn read(
     wait: Duration,
     max_records: usize,
     pipeline: Option<&mut Pipeline>,
-) -> Result<Option<Read>, String> {
+    reporter: &Reporter,
+) -> Result<Option<Read>, Failure> {
     let fetched = ctx.rt.block_on(ctx.cluster.fetch(
         &part.topic,
         part.partition,
@@ -185,10 +227,7 @@ fn read(
             return Ok(None);
         }
         Err(e) => {
-            return Err(format!(
-                "cannot read {}-{}: {e}",
-                part.topic, part.partition
-            ));
+            return Err(format!("cannot read {}-{}: {e}", part.topic, part.partition).into());
         }
     };
     if f.records.is_empty() {
@@ -264,18 +303,19 @@ fn read(
     };
     part.next = last + 1;
     let batch = match pipeline {
-        Some(p) => p.sink_batch(structured_recs)?,
-        None => Some(
+        Some(p) => p.sink_batch(structured_recs, reporter)?,
+        None => Some((
             b.finish()
                 .map_err(|e| format!("cannot build a batch: {e}"))?,
-        ),
+            last,
+        )),
     };
     Ok(Some((batch, last)))
 }
 
-/// What one read gives: the batch for the plugin (none when the chain dropped every record)
-/// and the last offset read.
-type Read = (Option<Vec<u8>>, i64);
+/// What one read gives: the batch for the plugin with its last offset (none when the chain
+/// dropped every record), and the last offset read.
+type Read = (Option<(Vec<u8>, i64)>, i64);
 
 /// Per partition: the last offset read, and the last offset handed to the plugin, since the
 /// last commit.

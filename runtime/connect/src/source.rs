@@ -11,6 +11,7 @@ use kafka_protocol::protocol::StrBytes;
 use weir_batch::Batch;
 use weir_cluster::Cluster;
 
+use crate::errors::Failure;
 use crate::pipe::Pipeline;
 use crate::store::{TopicStore, offset_key, parse_offset_key};
 use crate::task::TaskCtx;
@@ -19,20 +20,17 @@ use crate::task::TaskCtx;
 const IDLE_MAX: Duration = Duration::from_millis(100);
 
 pub(crate) fn run(ctx: TaskCtx, offsets: TopicStore, default_topic: Option<String>) {
-    let name = ctx.name();
     let span = tracing::info_span!("task", connector = %ctx.connector, task = ctx.control.id);
     let _g = span.enter();
-    match run_inner(&ctx, &offsets, default_topic.as_deref()) {
-        Ok(()) => tracing::info!(task = %name, "source task stopped"),
-        Err(e) => ctx.fail(e),
-    }
+    ctx.supervise(|ctx| run_inner(ctx, &offsets, default_topic.as_deref()));
+    tracing::info!("source task stopped");
 }
 
 fn run_inner(
     ctx: &TaskCtx,
     offsets: &TopicStore,
     default_topic: Option<&str>,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     // The offsets stored for this connector.
     let stored: Vec<(Vec<u8>, Vec<u8>)> = ctx
         .rt
@@ -51,15 +49,12 @@ fn run_inner(
     );
     let mut tc = ctx.grants.clone();
     tc.task = ctx.name();
-    let mut task = ctx
-        .plugin
-        .source(&ctx.host, &ctx.config, &stored, &tc)
-        .map_err(|e| e.to_string())?;
+    let mut task = ctx.plugin.source(&ctx.host, &ctx.config, &stored, &tc)?;
     let mut router = Router::default();
     let mut pipeline = if ctx.pipe.passthrough() {
         None
     } else {
-        Some(Pipeline::new(ctx.pipe.clone(), &ctx.host, &ctx.name())?)
+        Some(Pipeline::new(ctx.pipe.clone(), &ctx.host, &ctx.name()).map_err(Failure::from)?)
     };
     // Offsets acked but not yet written to the offsets topic.
     let mut pending: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
@@ -71,7 +66,7 @@ fn run_inner(
         }
         if Instant::now() >= next_flush {
             if let Err(e) = flush_offsets(ctx, offsets, &mut pending) {
-                break Err(e);
+                break Err(e.into());
             }
             next_flush = Instant::now() + ctx.worker.offset_flush_interval;
         }
@@ -81,11 +76,11 @@ fn run_inner(
         }
         let polled = match task.poll(ctx.worker.batch_records) {
             Ok(b) => b,
-            Err(e) => break Err(e.to_string()),
+            Err(e) => break Err(e.into()),
         };
         let batch = match Batch::parse(&polled) {
             Ok(b) => b,
-            Err(e) => break Err(format!("poll returned a bad batch: {e}")),
+            Err(e) => break Err(format!("poll returned a bad batch: {e}").into()),
         };
         if batch.is_empty() {
             ctx.nap(idle);
@@ -105,7 +100,7 @@ fn run_inner(
         }
         let acked: Vec<(Vec<u8>, Vec<u8>)> = acked.into_iter().collect();
         if let Err(e) = task.ack(&acked) {
-            break Err(e.to_string());
+            break Err(e.into());
         }
         pending.extend(acked);
     };
@@ -114,7 +109,7 @@ fn run_inner(
     if let Err(e) = task.close() {
         tracing::warn!(error = %e, "source close failed");
     }
-    result.and(flushed)
+    result.and(flushed.map_err(Failure::from))
 }
 
 fn flush_offsets(
@@ -171,7 +166,7 @@ fn store(
     pipeline: Option<&mut Pipeline>,
     batch: &Batch<'_>,
     default_topic: Option<&str>,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     let now = weir_log::now_ms();
     router.sticky = router.sticky.wrapping_add(1);
     let mut groups: BTreeMap<(String, i32), Vec<kafka_protocol::records::Record>> = BTreeMap::new();
@@ -232,7 +227,11 @@ fn store(
             }
         }
         Some(p) => {
-            for (i, r) in p.source_records(batch)?.into_iter().enumerate() {
+            for (i, r) in p
+                .source_records(batch, &ctx.reporter)?
+                .into_iter()
+                .enumerate()
+            {
                 let mut headers = r.headers.into_iter().map(|(n, v)| (n, v.map(Bytes::from)));
                 add(
                     i,
@@ -259,6 +258,7 @@ fn store(
     ctx.rt
         .block_on(futures_util::future::try_join_all(appends))
         .map(|_| ())
+        .map_err(Failure::from)
 }
 
 /// Kafka's murmur2 (the Java client's `Utils.murmur2`), so keyed records land where a Kafka

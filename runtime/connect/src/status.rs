@@ -22,6 +22,19 @@ pub struct TaskStatus {
     pub worker_id: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub trace: Option<String>,
+    /// Times the task restarted by itself after failing (Weir's addition; left out at 0).
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub restarts: u64,
+    /// Records skipped under `errors.tolerance=all` (left out at 0).
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub errors_tolerated: u64,
+    /// Of those, written to the dead letter queue (left out at 0).
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub dead_lettered: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The connector part of a status.

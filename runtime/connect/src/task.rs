@@ -9,6 +9,7 @@ use weir_cluster::Cluster;
 use weir_host::{Host, Plugin, TaskConfig};
 
 use crate::WorkerConfig;
+use crate::errors::{Counters, Failure, Reporter};
 use crate::status::{State, TaskStatus};
 use crate::store::TopicStore;
 
@@ -16,6 +17,7 @@ use crate::store::TopicStore;
 #[derive(Debug)]
 pub(crate) struct Control {
     pub id: u32,
+    pub counters: Arc<Counters>,
     stop: AtomicBool,
     paused: AtomicBool,
     state: Mutex<(State, Option<String>)>,
@@ -25,6 +27,7 @@ impl Control {
     pub fn new(id: u32, paused: bool) -> Arc<Control> {
         Arc::new(Control {
             id,
+            counters: Arc::default(),
             stop: AtomicBool::new(false),
             paused: AtomicBool::new(paused),
             state: Mutex::new((
@@ -69,13 +72,30 @@ impl Control {
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = (State::Failed, Some(trace));
     }
 
+    /// Back from FAILED after an automatic restart.
+    pub fn restarted(&self) {
+        let paused = self.paused();
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = (
+            if paused {
+                State::Paused
+            } else {
+                State::Running
+            },
+            None,
+        );
+    }
+
     pub fn status(&self, worker_id: &str) -> TaskStatus {
         let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (errors_tolerated, dead_lettered, restarts) = self.counters.get();
         TaskStatus {
             id: self.id,
             state: s.0,
             worker_id: worker_id.to_string(),
             trace: s.1.clone(),
+            restarts,
+            errors_tolerated,
+            dead_lettered,
         }
     }
 }
@@ -95,6 +115,7 @@ pub(crate) struct TaskCtx {
     pub worker: WorkerConfig,
     pub status: TopicStore,
     pub pipe: Arc<crate::pipe::Pipe>,
+    pub reporter: Reporter,
 }
 
 impl TaskCtx {
@@ -120,6 +141,48 @@ impl TaskCtx {
             .block_on(self.status.put(&[(key.into_bytes(), Some(value))]))
         {
             tracing::warn!(error = %e, "cannot store the task status");
+        }
+    }
+
+    /// Runs the task until it stops; a retriable failure restarts it after a backoff that
+    /// doubles up to the maximum (and starts over once a run lasted longer than that), a fatal
+    /// one leaves it FAILED with its reason.
+    pub fn supervise(&self, mut run: impl FnMut(&TaskCtx) -> Result<(), Failure>) {
+        let mut delay = self.worker.restart.map(|b| b.initial);
+        loop {
+            let started = std::time::Instant::now();
+            let failure = match run(self) {
+                Ok(()) => return,
+                Err(f) => f,
+            };
+            let (Some(b), false, false) =
+                (self.worker.restart, failure.fatal, self.control.stopping())
+            else {
+                self.fail(failure.message);
+                return;
+            };
+            let mut d = delay.unwrap_or(b.initial);
+            if started.elapsed() > b.max {
+                d = b.initial;
+            }
+            let n = self.control.counters.restarts.load(Ordering::Relaxed) + 1;
+            self.fail(format!(
+                "{}\n(restart {n} in {} ms)",
+                failure.message,
+                d.as_millis()
+            ));
+            self.nap(d);
+            if self.control.stopping() {
+                return;
+            }
+            self.control
+                .counters
+                .restarts
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(restart = n, "restarting the task");
+            self.control.restarted();
+            self.publish();
+            delay = Some((d * 2).min(b.max));
         }
     }
 

@@ -339,12 +339,15 @@ impl Chain {
             .collect()
     }
 
-    /// Runs the chain over records. `wasm(step, records)` runs a WebAssembly step.
-    pub fn apply(
+    /// Runs the chain over records. `wasm(step, records)` runs a WebAssembly step;
+    /// `on_error(record, why)` decides about a record a native transform failed on: `Ok`
+    /// drops it (tolerated), `Err` fails the whole call.
+    pub fn apply<E>(
         &self,
         mut recs: Vec<Rec>,
-        wasm: &mut dyn FnMut(usize, Vec<Rec>) -> Result<Vec<Rec>, String>,
-    ) -> Result<Vec<Rec>, String> {
+        wasm: &mut dyn FnMut(usize, Vec<Rec>) -> Result<Vec<Rec>, E>,
+        on_error: &mut dyn FnMut(&Rec, String) -> Result<(), E>,
+    ) -> Result<Vec<Rec>, E> {
         for (i, step) in self.steps.iter().enumerate() {
             match &step.kind {
                 StepKind::Native(smt) => {
@@ -361,7 +364,7 @@ impl Chain {
                         match apply_smt(smt, &mut r) {
                             Ok(true) => out.push(r),
                             Ok(false) => {}
-                            Err(e) => return Err(format!("transform {} failed: {e}", step.name)),
+                            Err(e) => on_error(&r, format!("transform {} failed: {e}", step.name))?,
                         }
                     }
                     recs = out;
@@ -970,7 +973,11 @@ mod tests {
     fn run(c: &[(&str, &str)], recs: Vec<Rec>) -> Vec<Rec> {
         let chain = Chain::parse(&cfg(c), &no_wasm).unwrap();
         chain
-            .apply(recs, &mut |_, _| panic!("no wasm step"))
+            .apply(
+                recs,
+                &mut |_, _| panic!("no wasm step"),
+                &mut |_, e: String| Err(e),
+            )
             .unwrap()
     }
 

@@ -9,6 +9,7 @@ use weir_cluster::Cluster;
 
 use crate::config::{ConfigMap, ConnectorConfig, WorkerConfig};
 use crate::convert::Format;
+use crate::errors::Reporter;
 use crate::pipe::{Pipe, WasmStep};
 use crate::registry::{Kind, PluginInfo, Registry, Resolved};
 use crate::status::{ConnectorState, ConnectorStatus, State, TaskStatus};
@@ -356,6 +357,14 @@ impl Runtime {
         let mut tasks = Vec::new();
         for (i, (config, assignment)) in configs.iter().zip(assignments).enumerate() {
             let control = Control::new(i as u32, paused);
+            let reporter = Reporter {
+                policy: cc.errors.clone(),
+                cluster: self.inner.cluster.clone(),
+                rt: rt.clone(),
+                connector: cc.name.clone(),
+                task: i as u32,
+                counters: control.counters.clone(),
+            };
             let ctx = TaskCtx {
                 rt: rt.clone(),
                 cluster: self.inner.cluster.clone(),
@@ -368,6 +377,7 @@ impl Runtime {
                 worker: self.inner.cfg.clone(),
                 status: self.inner.status.clone(),
                 pipe: pipe.clone(),
+                reporter,
             };
             let kind = r.kind;
             let offsets = self.inner.offsets.clone();
