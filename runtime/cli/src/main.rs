@@ -7,6 +7,7 @@ static ALLOC: weir_broker::alloc::GuardedAlloc = weir_broker::alloc::GuardedAllo
 mod bench;
 mod config;
 mod plugin;
+mod providers;
 mod scaffold;
 mod tools;
 
@@ -292,6 +293,7 @@ async fn start_connect(
         offset_flush_interval: Duration::from_millis(cfg.connect.offset_flush_interval_ms.max(1)),
         batch_records: cfg.connect.batch_records.max(1),
         worker_id: cfg.http.listen.to_string(),
+        providers: providers::builtin(),
         restart: cfg
             .connect
             .restart_failed_tasks

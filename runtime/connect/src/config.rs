@@ -245,6 +245,8 @@ pub struct WorkerConfig {
     pub worker_id: String,
     /// How a failed task is restarted (none: it stays FAILED until restarted by hand).
     pub restart: Option<Backoff>,
+    /// `${provider:...}` references in connector configs are resolved with these.
+    pub providers: crate::Providers,
 }
 
 /// Exponential backoff between automatic restarts of a failed task.
@@ -267,6 +269,7 @@ impl Default for WorkerConfig {
                 initial: Duration::from_secs(1),
                 max: Duration::from_secs(60),
             }),
+            providers: crate::Providers::default(),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod convert;
 pub mod errors;
 mod pipe;
+pub mod providers;
 pub mod registry;
 mod sink;
 mod source;
@@ -23,6 +24,7 @@ mod worker;
 
 pub use config::{Backoff, ConfigMap, ConnectorConfig, WorkerConfig};
 pub use errors::ErrorPolicy;
+pub use providers::{ConfigProvider, Providers};
 pub use registry::{Kind, PluginInfo, Registry};
 pub use status::{ConnectorState, ConnectorStatus, State, TaskStatus};
 pub use worker::{ConnectorInfo, Runtime, TargetState, TaskId, TaskInfo};

@@ -230,7 +230,8 @@ fn read(
             return Err(format!("cannot read {}-{}: {e}", part.topic, part.partition).into());
         }
     };
-    if f.records.is_empty() {
+    // Paused while the fetch waited: keep the position, put nothing.
+    if f.records.is_empty() || ctx.control.paused() {
         return Ok(None);
     }
     let mut b = BatchBuilder::with_capacity(256, f.records.len());

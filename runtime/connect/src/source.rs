@@ -148,6 +148,7 @@ impl Router {
         if let Some(n) = self.partitions.get(topic) {
             return Ok(*n);
         }
+        ctx.control.used_topic(topic);
         let t = ctx
             .rt
             .block_on(ctx.cluster.ensure_topic(topic))

@@ -18,6 +18,8 @@ use crate::store::TopicStore;
 pub(crate) struct Control {
     pub id: u32,
     pub counters: Arc<Counters>,
+    /// Topics the task wrote to (sources).
+    topics: Mutex<std::collections::BTreeSet<String>>,
     stop: AtomicBool,
     paused: AtomicBool,
     state: Mutex<(State, Option<String>)>,
@@ -28,6 +30,7 @@ impl Control {
         Arc::new(Control {
             id,
             counters: Arc::default(),
+            topics: Mutex::default(),
             stop: AtomicBool::new(false),
             paused: AtomicBool::new(paused),
             state: Mutex::new((
@@ -70,6 +73,29 @@ impl Control {
 
     pub fn fail(&self, trace: String) {
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = (State::Failed, Some(trace));
+    }
+
+    pub fn used_topic(&self, t: &str) {
+        let mut s = self.topics.lock().unwrap_or_else(|e| e.into_inner());
+        if !s.contains(t) {
+            s.insert(t.to_string());
+        }
+    }
+
+    pub fn topics(&self) -> Vec<String> {
+        self.topics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    pub fn reset_topics(&self) {
+        self.topics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Back from FAILED after an automatic restart.

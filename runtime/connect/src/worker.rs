@@ -69,6 +69,106 @@ struct Connector {
     tasks: Vec<Running>,
     /// Why the connector itself could not start.
     failed: Option<String>,
+    /// Starts its tasks again (restarts).
+    spawner: Option<Spawner>,
+    /// Keys the plugin declares secret: masked in every answer.
+    secrets: std::collections::BTreeSet<String>,
+}
+
+/// The value every answer shows for a secret (Kafka's mask for passwords).
+pub const HIDDEN: &str = "[hidden]";
+
+impl Connector {
+    /// Whether a key's value must not be shown: declared secret by the plugin, or named like a
+    /// credential (the runtime's own rule).
+    fn is_secret(&self, key: &str) -> bool {
+        let k = key.to_ascii_lowercase();
+        self.secrets.contains(key)
+            || k.ends_with("password")
+            || k.ends_with("secret")
+            || k.ends_with(".token")
+            || k.ends_with("api.key")
+    }
+
+    /// A config as answers show it: secrets masked unless they are provider references.
+    fn masked(&self, config: &ConfigMap) -> ConfigMap {
+        config
+            .iter()
+            .map(|(k, v)| {
+                let v = if self.is_secret(k) && !crate::providers::is_reference(v) {
+                    HIDDEN.to_string()
+                } else {
+                    v.clone()
+                };
+                (k.clone(), v)
+            })
+            .collect()
+    }
+}
+
+/// Everything needed to start (or restart) one of a connector's tasks.
+#[derive(Debug, Clone)]
+struct Spawner {
+    rt: tokio::runtime::Handle,
+    cluster: Arc<dyn Cluster>,
+    host: Arc<weir_host::Host>,
+    plugin: weir_host::Plugin,
+    kind: Kind,
+    connector: String,
+    configs: Vec<Vec<(String, String)>>,
+    assignments: Vec<Vec<(String, i32)>>,
+    grants: weir_host::TaskConfig,
+    errors: crate::ErrorPolicy,
+    worker: WorkerConfig,
+    status: TopicStore,
+    offsets: TopicStore,
+    default_topic: Option<String>,
+    pipe: Arc<Pipe>,
+}
+
+impl Spawner {
+    fn spawn(&self, i: usize, paused: bool) -> Result<Running, ConnectError> {
+        let control = Control::new(i as u32, paused);
+        let reporter = Reporter {
+            policy: self.errors.clone(),
+            cluster: self.cluster.clone(),
+            rt: self.rt.clone(),
+            connector: self.connector.clone(),
+            task: i as u32,
+            counters: control.counters.clone(),
+        };
+        let ctx = TaskCtx {
+            rt: self.rt.clone(),
+            cluster: self.cluster.clone(),
+            host: self.host.clone(),
+            plugin: self.plugin.clone(),
+            connector: self.connector.clone(),
+            config: self.configs[i].clone(),
+            grants: self.grants.clone(),
+            control: control.clone(),
+            worker: self.worker.clone(),
+            status: self.status.clone(),
+            pipe: self.pipe.clone(),
+            reporter,
+        };
+        let (kind, offsets, default_topic) =
+            (self.kind, self.offsets.clone(), self.default_topic.clone());
+        let assignment = self.assignments.get(i).cloned().unwrap_or_default();
+        let thread = std::thread::Builder::new()
+            .name(format!("task-{}-{i}", self.connector))
+            .spawn(move || {
+                ctx.publish();
+                match kind {
+                    Kind::Source => source::run(ctx, offsets, default_topic),
+                    Kind::Sink => sink::run(ctx, assignment),
+                }
+            })
+            .map_err(|e| ConnectError::Internal(format!("cannot start a task thread: {e}")))?;
+        Ok(Running {
+            control,
+            thread: Some(thread),
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -180,7 +280,8 @@ impl Runtime {
         name: &str,
         raw: &ConfigMap,
     ) -> Result<(ConnectorConfig, Resolved, Pipe), ConnectError> {
-        let cc = ConnectorConfig::parse(name, raw)?;
+        let resolved = self.inner.cfg.providers.resolve(raw)?;
+        let cc = ConnectorConfig::parse(name, &resolved)?;
         let r = self.inner.registry.resolve(&cc.class)?;
         match r.kind {
             Kind::Sink => match (cc.topics.is_empty(), cc.topics_regex.is_some()) {
@@ -280,6 +381,8 @@ impl Runtime {
             task_configs: Vec::new(),
             tasks: Vec::new(),
             failed: None,
+            spawner: None,
+            secrets: Default::default(),
         };
         let (cc, resolved, pipe) = match self.validate(name, &config) {
             Ok(v) => v,
@@ -292,6 +395,13 @@ impl Runtime {
             }
         };
         c.kind = resolved.kind;
+        c.secrets = resolved
+            .descriptor
+            .config
+            .iter()
+            .filter(|k| k.secret || k.type_ == weir_host::types::ConfigType::Password)
+            .map(|k| k.name.clone())
+            .collect();
         if target == TargetState::Stopped {
             self.publish_connector(name, State::Stopped, None).await;
             return c;
@@ -300,9 +410,10 @@ impl Runtime {
             .start_tasks(&cc, &resolved, pipe, target == TargetState::Paused)
             .await
         {
-            Ok((configs, tasks)) => {
+            Ok((configs, tasks, spawner)) => {
                 c.task_configs = configs;
                 c.tasks = tasks;
+                c.spawner = Some(spawner);
                 let state = if target == TargetState::Paused {
                     State::Paused
                 } else {
@@ -327,7 +438,7 @@ impl Runtime {
         r: &Resolved,
         pipe: Pipe,
         paused: bool,
-    ) -> Result<(Vec<ConfigMap>, Vec<Running>), ConnectError> {
+    ) -> Result<(Vec<ConfigMap>, Vec<Running>, Spawner), ConnectError> {
         let pipe = Arc::new(pipe);
         let host = self.inner.registry.host().clone();
         let (plugin, keys, grants, max) = (
@@ -353,56 +464,33 @@ impl Runtime {
             Kind::Sink => self.assign(cc, configs.len()).await?,
             Kind::Source => vec![Vec::new(); configs.len()],
         };
-        let rt = tokio::runtime::Handle::current();
+        let spawner = Spawner {
+            rt: tokio::runtime::Handle::current(),
+            cluster: self.inner.cluster.clone(),
+            host: self.inner.registry.host().clone(),
+            plugin: r.plugin.clone(),
+            kind: r.kind,
+            connector: cc.name.clone(),
+            configs: configs.clone(),
+            assignments,
+            grants: cc.task.clone(),
+            errors: cc.errors.clone(),
+            worker: self.inner.cfg.clone(),
+            status: self.inner.status.clone(),
+            offsets: self.inner.offsets.clone(),
+            default_topic: cc.raw.get("topic").cloned(),
+            pipe,
+        };
         let mut tasks = Vec::new();
-        for (i, (config, assignment)) in configs.iter().zip(assignments).enumerate() {
-            let control = Control::new(i as u32, paused);
-            let reporter = Reporter {
-                policy: cc.errors.clone(),
-                cluster: self.inner.cluster.clone(),
-                rt: rt.clone(),
-                connector: cc.name.clone(),
-                task: i as u32,
-                counters: control.counters.clone(),
-            };
-            let ctx = TaskCtx {
-                rt: rt.clone(),
-                cluster: self.inner.cluster.clone(),
-                host: self.inner.registry.host().clone(),
-                plugin: r.plugin.clone(),
-                connector: cc.name.clone(),
-                config: config.clone(),
-                grants: cc.task.clone(),
-                control: control.clone(),
-                worker: self.inner.cfg.clone(),
-                status: self.inner.status.clone(),
-                pipe: pipe.clone(),
-                reporter,
-            };
-            let kind = r.kind;
-            let offsets = self.inner.offsets.clone();
-            let default_topic = cc.raw.get("topic").cloned();
-            let thread = std::thread::Builder::new()
-                .name(format!("task-{}-{i}", cc.name))
-                .spawn(move || {
-                    ctx.publish();
-                    match kind {
-                        Kind::Source => source::run(ctx, offsets, default_topic),
-                        Kind::Sink => sink::run(ctx, assignment),
-                    }
-                })
-                .map_err(|e| ConnectError::Internal(format!("cannot start a task thread: {e}")))?;
-            tasks.push(Running {
-                control,
-                thread: Some(thread),
-            });
+        for i in 0..configs.len() {
+            tasks.push(spawner.spawn(i, paused)?);
         }
         let configs = configs
             .into_iter()
             .map(|c| c.into_iter().collect())
             .collect();
         tracing::info!(connector = %cc.name, tasks = tasks.len(), "connector started");
-        Ok((configs, tasks))
+        Ok((configs, tasks, spawner))
     }
 
     /// Spreads a sink's topic partitions over its tasks, round robin in (topic, partition)
@@ -506,9 +594,20 @@ impl Runtime {
         name: &str,
         config: ConfigMap,
     ) -> Result<(bool, ConnectorInfo), ConnectError> {
-        let config = with_name(name, config);
-        self.validate(name, &config)?;
+        let mut config = with_name(name, config);
         let mut map = self.inner.connectors.lock().await;
+        // A secret shown masked and sent back unchanged keeps its value.
+        if let Some(old) = map.get(name) {
+            for (k, v) in config.iter_mut() {
+                if v == HIDDEN
+                    && old.is_secret(k)
+                    && let Some(prev) = old.config.get(k)
+                {
+                    *v = prev.clone();
+                }
+            }
+        }
+        self.validate(name, &config)?;
         let (created, target) = match map.remove(name) {
             None => (true, TargetState::Started),
             Some(old) => {
@@ -687,7 +786,7 @@ impl Runtime {
                     connector: name.to_string(),
                     task: i as u32,
                 },
-                config: cfg.clone(),
+                config: c.masked(cfg),
             })
             .collect())
     }
@@ -707,6 +806,460 @@ impl Runtime {
         tokio::task::spawn_blocking(move || reg.plugins(connectors_only))
             .await
             .unwrap_or_default()
+    }
+
+    /// `POST /connectors/{name}/restart`: `None` (204) when only the connector instance is
+    /// restarted (a connector that failed to start is started again); otherwise the tasks
+    /// chosen (all, or only the FAILED ones) are restarted and the status returned (202), with
+    /// those tasks RESTARTING.
+    pub async fn restart(
+        &self,
+        name: &str,
+        include_tasks: bool,
+        only_failed: bool,
+    ) -> Result<Option<ConnectorStatus>, ConnectError> {
+        let mut map = self.inner.connectors.lock().await;
+        let c = map
+            .get_mut(name)
+            .ok_or_else(|| ConnectError::NotFound(name.to_string()))?;
+        let before = self.status_of(name, c);
+        let connector_failed = c.failed.is_some();
+        if connector_failed || c.spawner.is_none() {
+            if connector_failed || !only_failed {
+                if c.target == TargetState::Stopped {
+                    return Ok((include_tasks || only_failed).then_some(before));
+                }
+                let old = std::mem::take(&mut c.tasks);
+                Runtime::stop_tasks(old).await;
+                let fresh = self.launch(name, c.config.clone(), c.target).await;
+                *c = fresh;
+            }
+            if !include_tasks && !only_failed {
+                return Ok(None);
+            }
+            let mut st = before;
+            st.connector.state = State::Restarting;
+            for t in &mut st.tasks {
+                t.state = State::Restarting;
+            }
+            return Ok(Some(st));
+        }
+        if !include_tasks && !only_failed {
+            return Ok(None);
+        }
+        let mut st = before;
+        if !only_failed || st.connector.state == State::Failed {
+            st.connector.state = State::Restarting;
+        }
+        if include_tasks {
+            let paused = c.target == TargetState::Paused;
+            for (i, t) in st.tasks.iter_mut().enumerate() {
+                if only_failed && t.state != State::Failed {
+                    continue;
+                }
+                t.state = State::Restarting;
+                t.trace = None;
+                self.restart_one(c, i, paused).await?;
+            }
+        }
+        Ok(Some(st))
+    }
+
+    /// `POST /connectors/{name}/tasks/{id}/restart`.
+    pub async fn restart_task(&self, name: &str, id: u32) -> Result<(), ConnectError> {
+        let mut map = self.inner.connectors.lock().await;
+        let c = map
+            .get_mut(name)
+            .ok_or_else(|| ConnectError::NotFound(name.to_string()))?;
+        if id as usize >= c.tasks.len() {
+            return Err(ConnectError::TaskNotFound(name.to_string(), id));
+        }
+        let paused = c.target == TargetState::Paused;
+        self.restart_one(c, id as usize, paused).await
+    }
+
+    async fn restart_one(
+        &self,
+        c: &mut Connector,
+        i: usize,
+        paused: bool,
+    ) -> Result<(), ConnectError> {
+        let Some(spawner) = c.spawner.clone() else {
+            return Ok(());
+        };
+        let placeholder = Running {
+            control: Control::new(i as u32, paused),
+            thread: None,
+        };
+        let old = std::mem::replace(&mut c.tasks[i], placeholder);
+        Runtime::stop_tasks(vec![old]).await;
+        c.tasks[i] = spawner.spawn(i, paused)?;
+        tracing::info!(connector = %spawner.connector, task = i, "task restarted");
+        Ok(())
+    }
+
+    /// `PATCH /connectors/{name}/config`: keys with `None` are removed, the others set.
+    pub async fn patch_config(
+        &self,
+        name: &str,
+        patch: BTreeMap<String, Option<String>>,
+    ) -> Result<ConnectorInfo, ConnectError> {
+        let mut config = self.config(name).await?;
+        for (k, v) in patch {
+            match v {
+                Some(v) => config.insert(k, v),
+                None => config.remove(&k),
+            };
+        }
+        Ok(self.put_config(name, config).await?.1)
+    }
+
+    /// `GET /connectors/{name}/topics`: the topics its tasks read or wrote.
+    pub async fn topics(&self, name: &str) -> Result<Vec<String>, ConnectError> {
+        let map = self.inner.connectors.lock().await;
+        let c = map
+            .get(name)
+            .ok_or_else(|| ConnectError::NotFound(name.to_string()))?;
+        let mut out: std::collections::BTreeSet<String> =
+            c.tasks.iter().flat_map(|t| t.control.topics()).collect();
+        if let Some(s) = &c.spawner {
+            out.extend(s.assignments.iter().flatten().map(|(t, _)| t.clone()));
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// `PUT /connectors/{name}/topics/reset`.
+    pub async fn reset_topics(&self, name: &str) -> Result<(), ConnectError> {
+        let map = self.inner.connectors.lock().await;
+        let c = map
+            .get(name)
+            .ok_or_else(|| ConnectError::NotFound(name.to_string()))?;
+        for t in &c.tasks {
+            t.control.reset_topics();
+        }
+        Ok(())
+    }
+
+    /// `GET /connectors/{name}/offsets`, in Kafka's JSON: a source's partitions and offsets as
+    /// its plugin keeps them; a sink's `kafka_topic`/`kafka_partition` → `kafka_offset`.
+    pub async fn offsets(&self, name: &str) -> Result<serde_json::Value, ConnectError> {
+        let kind = self.info(name).await?.kind;
+        let mut out = Vec::new();
+        match kind {
+            Kind::Source => {
+                for (k, v) in self.inner.offsets.read_all().await? {
+                    if let Some((c, p)) = crate::store::parse_offset_key(&k)
+                        && c == name
+                    {
+                        let offset: serde_json::Value =
+                            serde_json::from_slice(&v).unwrap_or(serde_json::Value::Null);
+                        out.push(serde_json::json!({
+                            "partition": crate::store::bytes_to_json(&p),
+                            "offset": offset,
+                        }));
+                    }
+                }
+            }
+            Kind::Sink => {
+                let group = sink::group(name);
+                for ((t, p), o) in self.inner.cluster.committed(&group).await? {
+                    out.push(serde_json::json!({
+                        "partition": {"kafka_topic": t, "kafka_partition": p},
+                        "offset": {"kafka_offset": o},
+                    }));
+                }
+            }
+        }
+        Ok(serde_json::json!({ "offsets": out }))
+    }
+
+    /// `PATCH /connectors/{name}/offsets` (`Some`) and `DELETE` (`None`): only while the
+    /// connector is STOPPED, as in Kafka Connect.
+    pub async fn alter_offsets(
+        &self,
+        name: &str,
+        offsets: Option<Vec<(serde_json::Value, Option<serde_json::Value>)>>,
+    ) -> Result<String, ConnectError> {
+        let map = self.inner.connectors.lock().await;
+        let c = map
+            .get(name)
+            .ok_or_else(|| ConnectError::NotFound(name.to_string()))?;
+        if c.target != TargetState::Stopped {
+            return Err(ConnectError::BadConfig(format!(
+                "Connectors must be in the STOPPED state before their offsets can be modified. This can be done for the specified connector by issuing a 'PUT' request to the '/connectors/{name}/stop' endpoint"
+            )));
+        }
+        let reset = offsets.is_none();
+        match (c.kind, offsets) {
+            (Kind::Source, offsets) => {
+                let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = match offsets {
+                    Some(list) => list
+                        .into_iter()
+                        .map(|(p, o)| {
+                            let key =
+                                crate::store::offset_key(name, &crate::store::json_to_bytes(&p));
+                            (key, o.map(|o| serde_json::to_vec(&o).unwrap_or_default()))
+                        })
+                        .collect(),
+                    None => self
+                        .inner
+                        .offsets
+                        .read_all()
+                        .await?
+                        .into_iter()
+                        .filter(|(k, _)| {
+                            crate::store::parse_offset_key(k).is_some_and(|(c, _)| c == name)
+                        })
+                        .map(|(k, _)| (k, None))
+                        .collect(),
+                };
+                self.inner.offsets.put(&records).await?;
+            }
+            (Kind::Sink, None) => {
+                self.inner.cluster.delete_group(&sink::group(name)).await?;
+            }
+            (Kind::Sink, Some(list)) => {
+                let mut commit = weir_cluster::GroupOffsets::new();
+                for (p, o) in list {
+                    let bad = || {
+                        ConnectError::BadConfig(format!(
+                            "offsets: a sink's partition is {{\"kafka_topic\": ..., \"kafka_partition\": ...}} and its offset {{\"kafka_offset\": ...}}; got {p} -> {o:?}"
+                        ))
+                    };
+                    let t = p
+                        .get("kafka_topic")
+                        .and_then(|t| t.as_str())
+                        .ok_or_else(bad)?;
+                    let n = p
+                        .get("kafka_partition")
+                        .and_then(|n| n.as_i64())
+                        .ok_or_else(bad)?;
+                    let Some(o) = o.clone() else {
+                        return Err(ConnectError::BadConfig(
+                            "offsets: resetting one partition of a sink is not supported yet; DELETE the connector's offsets to reset them all".into(),
+                        ));
+                    };
+                    let off = o
+                        .get("kafka_offset")
+                        .and_then(|x| x.as_i64())
+                        .ok_or_else(bad)?;
+                    commit.insert((t.to_string(), n as i32), off);
+                }
+                self.inner
+                    .cluster
+                    .commit(&sink::group(name), commit)
+                    .await?;
+            }
+        }
+        Ok(if reset {
+            "The offsets for this connector have been reset successfully".into()
+        } else {
+            "The offsets for this connector have been altered successfully".into()
+        })
+    }
+
+    /// `PUT /connector-plugins/{plugin}/config/validate`, in Kafka's response shape.
+    pub async fn validate_config(
+        &self,
+        class: &str,
+        mut raw: ConfigMap,
+    ) -> Result<serde_json::Value, ConnectError> {
+        raw.entry("connector.class".into())
+            .or_insert_with(|| class.to_string());
+        let name = raw
+            .get("name")
+            .cloned()
+            .unwrap_or_else(|| "validate".into());
+        let rt = self.clone();
+        let class = class.to_string();
+        tokio::task::spawn_blocking(move || rt.validate_blocking(&class, &name, &raw))
+            .await
+            .map_err(|e| ConnectError::Internal(e.to_string()))?
+    }
+
+    fn validate_blocking(
+        &self,
+        class: &str,
+        name: &str,
+        raw: &ConfigMap,
+    ) -> Result<serde_json::Value, ConnectError> {
+        let resolved = self.inner.registry.resolve(class)?;
+        let problems: Vec<String> = match self.validate(name, raw) {
+            Ok(_) => Vec::new(),
+            Err(ConnectError::BadConfig(m)) => m.split("; ").map(str::to_string).collect(),
+            Err(e) => return Err(e),
+        };
+        let mut errors: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut general = Vec::new();
+        for p in problems {
+            match p.split_once(": ") {
+                Some((k, why)) if !k.contains(' ') => errors
+                    .entry(k.to_string())
+                    .or_default()
+                    .push(why.to_string()),
+                _ => general.push(p),
+            }
+        }
+        let mut configs = Vec::new();
+        let common: &[(&str, &str, &str)] = &[
+            (
+                "name",
+                "STRING",
+                "Globally unique name to use for this connector.",
+            ),
+            (
+                "connector.class",
+                "STRING",
+                "Name or alias of the class (or the Weir plugin name) for this connector.",
+            ),
+            (
+                "tasks.max",
+                "INT",
+                "Maximum number of tasks to use for this connector.",
+            ),
+            (
+                "key.converter",
+                "CLASS",
+                "Converter class used to convert between Kafka Connect format and the serialized form that is written to Kafka.",
+            ),
+            (
+                "value.converter",
+                "CLASS",
+                "Converter class used to convert between Kafka Connect format and the serialized form that is written to Kafka.",
+            ),
+            (
+                "transforms",
+                "LIST",
+                "Aliases for the transformations to be applied to records.",
+            ),
+            (
+                "predicates",
+                "LIST",
+                "Aliases for the predicates used by transformations.",
+            ),
+            (
+                "errors.tolerance",
+                "STRING",
+                "Behavior for tolerating errors during connector operation: none or all.",
+            ),
+            (
+                "errors.deadletterqueue.topic.name",
+                "STRING",
+                "The name of the topic to be used as the dead letter queue.",
+            ),
+        ];
+        let mut order = 0;
+        let mut entry = |name: &str,
+                         ty: &str,
+                         required: bool,
+                         default: Option<String>,
+                         doc: &str,
+                         group: &str,
+                         secret: bool| {
+            order += 1;
+            let value = raw.get(name).map(|v| {
+                if secret {
+                    "[hidden]".to_string()
+                } else {
+                    v.clone()
+                }
+            });
+            serde_json::json!({
+                "definition": {
+                    "name": name, "type": ty, "required": required, "default_value": default,
+                    "importance": if required { "HIGH" } else { "MEDIUM" }, "documentation": doc,
+                    "group": group, "width": "MEDIUM", "display_name": name, "dependents": [], "order": order,
+                },
+                "value": {
+                    "name": name, "value": value, "recommended_values": [],
+                    "errors": errors.get(name).cloned().unwrap_or_default(), "visible": true,
+                },
+            })
+        };
+        for (n, ty, doc) in common {
+            configs.push(entry(
+                n,
+                ty,
+                *n == "connector.class" || *n == "name",
+                None,
+                doc,
+                "Common",
+                false,
+            ));
+        }
+        if resolved.kind == Kind::Sink {
+            configs.push(entry(
+                "topics",
+                "LIST",
+                false,
+                None,
+                "List of topics to consume, separated by commas.",
+                "Common",
+                false,
+            ));
+            configs.push(entry(
+                "topics.regex",
+                "STRING",
+                false,
+                None,
+                "Regular expression giving topics to consume.",
+                "Common",
+                false,
+            ));
+        }
+        for k in &resolved.descriptor.config {
+            let ty = match k.type_ {
+                weir_host::types::ConfigType::String => "STRING",
+                weir_host::types::ConfigType::Int => "INT",
+                weir_host::types::ConfigType::Long => "LONG",
+                weir_host::types::ConfigType::Double => "DOUBLE",
+                weir_host::types::ConfigType::Boolean => "BOOLEAN",
+                weir_host::types::ConfigType::List => "LIST",
+                weir_host::types::ConfigType::Password => "PASSWORD",
+            };
+            let secret = k.secret || ty == "PASSWORD";
+            configs.push(entry(
+                &k.name,
+                ty,
+                k.required,
+                k.default_value.clone(),
+                &k.documentation,
+                "Connector",
+                secret,
+            ));
+        }
+        let error_count = errors.values().map(Vec::len).sum::<usize>() + general.len();
+        if !general.is_empty() {
+            // Errors not tied to a key are reported on connector.class, as Kafka reports
+            // connector-level problems.
+            if let Some(a) = configs
+                .get_mut(1)
+                .and_then(|v| v["value"]["errors"].as_array_mut())
+            {
+                a.extend(general.into_iter().map(serde_json::Value::String));
+            }
+        }
+        Ok(serde_json::json!({
+            "name": resolved.descriptor.name,
+            "error_count": error_count,
+            "groups": ["Common", "Connector"],
+            "configs": configs,
+        }))
+    }
+
+    /// `GET /connector-plugins/{plugin}/config`: the plugin's keys in Kafka's format.
+    pub async fn plugin_config(&self, class: &str) -> Result<serde_json::Value, ConnectError> {
+        let v = self.validate_config(class, ConfigMap::new()).await?;
+        let defs: Vec<serde_json::Value> = v["configs"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|c| c["definition"]["group"] == "Connector")
+                    .map(|c| c["definition"].clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(serde_json::Value::Array(defs))
     }
 
     /// Stops every task (final flush, commits, close). The stored configs stay, so the next
@@ -733,7 +1286,7 @@ fn with_name(name: &str, mut config: ConfigMap) -> ConfigMap {
 fn info(name: &str, c: &Connector) -> ConnectorInfo {
     ConnectorInfo {
         name: name.to_string(),
-        config: c.config.clone(),
+        config: c.masked(&c.config),
         tasks: (0..c.task_configs.len() as u32)
             .map(|task| TaskId {
                 connector: name.to_string(),
@@ -741,5 +1294,38 @@ fn info(name: &str, c: &Connector) -> ConnectorInfo {
             })
             .collect(),
         kind: c.kind,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked_unless_they_are_references() {
+        let c = Connector {
+            config: ConfigMap::new(),
+            kind: Kind::Source,
+            target: TargetState::Started,
+            task_configs: Vec::new(),
+            tasks: Vec::new(),
+            failed: None,
+            spawner: None,
+            secrets: ["api.credential".to_string()].into_iter().collect(),
+        };
+        let cfg: ConfigMap = [
+            ("api.credential", "xyz"),
+            ("connection.password", "hunter2"),
+            ("db.password", "${file:/etc/db.properties:password}"),
+            ("file", "/tmp/x"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let m = c.masked(&cfg);
+        assert_eq!(m["api.credential"], HIDDEN);
+        assert_eq!(m["connection.password"], HIDDEN);
+        assert_eq!(m["db.password"], "${file:/etc/db.properties:password}");
+        assert_eq!(m["file"], "/tmp/x");
     }
 }

@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use serde_json::{Value, json};
 use weir_connect::{ConfigMap, ConnectError, Runtime, TargetState};
 
@@ -32,7 +32,20 @@ pub fn router(runtime: Runtime) -> Router {
         .route("/", get(root))
         .route("/connectors", get(list).post(create))
         .route("/connectors/{name}", get(info).delete(delete))
-        .route("/connectors/{name}/config", get(config).put(put_config))
+        .route(
+            "/connectors/{name}/config",
+            get(config).put(put_config).patch(patch_config),
+        )
+        .route("/connectors/{name}/restart", post(restart))
+        .route("/connectors/{name}/tasks/{id}/restart", post(restart_task))
+        .route("/connectors/{name}/topics", get(topics))
+        .route("/connectors/{name}/topics/reset", put(reset_topics))
+        .route(
+            "/connectors/{name}/offsets",
+            get(offsets).patch(alter_offsets).delete(reset_offsets),
+        )
+        .route("/connector-plugins/{plugin}/config", get(plugin_config))
+        .route("/connector-plugins/{plugin}/config/validate", put(validate))
         .route("/connectors/{name}/status", get(status))
         .route("/connectors/{name}/tasks", get(tasks))
         .route("/connectors/{name}/tasks/{id}/status", get(task_status))
@@ -292,6 +305,165 @@ async fn resume(State(rt): State<Runtime>, Path(name): Path<String>) -> ApiResul
 async fn stop(State(rt): State<Runtime>, Path(name): Path<String>) -> ApiResult {
     rt.set_target(&name, TargetState::Stopped).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A boolean query parameter (`name=true`).
+fn query_flag(q: &Option<String>, name: &str) -> Result<bool, ApiError> {
+    for pair in q.as_deref().unwrap_or("").split('&') {
+        if let Some((k, v)) = pair.split_once('=')
+            && k == name
+        {
+            return match v.to_ascii_lowercase().as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("{name} must be true or false, not {v:?}"),
+                )),
+            };
+        }
+    }
+    Ok(false)
+}
+
+async fn restart(
+    State(rt): State<Runtime>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let include_tasks = query_flag(&q, "includeTasks")?;
+    let only_failed = query_flag(&q, "onlyFailed")?;
+    match rt.restart(&name, include_tasks, only_failed).await? {
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+        Some(st) => Ok((StatusCode::ACCEPTED, axum::Json(st)).into_response()),
+    }
+}
+
+async fn restart_task(
+    State(rt): State<Runtime>,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult {
+    let id: u32 = id.parse().map_err(|_| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("Task {id} of connector {name} not found"),
+        )
+    })?;
+    rt.restart_task(&name, id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn patch_config(
+    State(rt): State<Runtime>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let v = json_body(&headers, &body)?;
+    let obj = v.as_object().ok_or_else(|| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            "the patch must be a JSON object; null removes a key".into(),
+        )
+    })?;
+    let mut patch = BTreeMap::new();
+    for (k, v) in obj {
+        let v = match v {
+            Value::Null => None,
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            other => {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("{k}: config values must be strings, not {other}"),
+                ));
+            }
+        };
+        patch.insert(k.clone(), v);
+    }
+    ok(rt.patch_config(&name, patch).await?)
+}
+
+async fn topics(State(rt): State<Runtime>, Path(name): Path<String>) -> ApiResult {
+    let topics = rt.topics(&name).await?;
+    let mut out = serde_json::Map::new();
+    out.insert(name, json!({ "topics": topics }));
+    ok(out)
+}
+
+async fn reset_topics(State(rt): State<Runtime>, Path(name): Path<String>) -> ApiResult {
+    rt.reset_topics(&name).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn offsets(State(rt): State<Runtime>, Path(name): Path<String>) -> ApiResult {
+    ok(rt.offsets(&name).await?)
+}
+
+async fn alter_offsets(
+    State(rt): State<Runtime>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let v = json_body(&headers, &body)?;
+    let list = v.get("offsets").and_then(Value::as_array).ok_or_else(|| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            "offsets: the body must be {\"offsets\": [{\"partition\": {...}, \"offset\": {...}}]}"
+                .into(),
+        )
+    })?;
+    let mut offsets = Vec::new();
+    for e in list {
+        let p = e.get("partition").cloned().ok_or_else(|| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                "offsets: every entry needs a partition".into(),
+            )
+        })?;
+        let o = e.get("offset").cloned().filter(|o| !o.is_null());
+        offsets.push((p, o));
+    }
+    let message = rt.alter_offsets(&name, Some(offsets)).await?;
+    ok(json!({ "message": message }))
+}
+
+async fn reset_offsets(State(rt): State<Runtime>, Path(name): Path<String>) -> ApiResult {
+    let message = rt.alter_offsets(&name, None).await?;
+    ok(json!({ "message": message }))
+}
+
+async fn plugin_config(State(rt): State<Runtime>, Path(plugin): Path<String>) -> ApiResult {
+    ok(rt.plugin_config(&plugin).await.map_err(plugin_not_found)?)
+}
+
+async fn validate(
+    State(rt): State<Runtime>,
+    Path(plugin): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let v = json_body(&headers, &body)?;
+    let config = config_map(&v)?;
+    ok(rt
+        .validate_config(&plugin, config)
+        .await
+        .map_err(plugin_not_found)?)
+}
+
+/// An unknown plugin is a 404 here, not a bad config.
+fn plugin_not_found(e: ConnectError) -> ApiError {
+    match e {
+        ConnectError::BadConfig(m) if m.starts_with("connector.class: no connector plugin") => {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                m.replacen("connector.class: ", "", 1),
+            )
+        }
+        e => e.into(),
+    }
 }
 
 async fn plugins(State(rt): State<Runtime>, RawQuery(q): RawQuery) -> ApiResult {

@@ -1,0 +1,133 @@
+"""The operational half of Kafka Connect's REST API: restarts, PATCH config, active topics,
+offsets (read, alter and reset while STOPPED), plugin configs and validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import wait_until
+from test_connect import (
+    WAIT,
+    append_lines,
+    call,
+    complete_lines,
+    create,
+    error,
+    get,
+    sink_config,
+    source_config,
+    start_connect,
+    wait_state,
+)
+
+
+@pytest.mark.timeout(180)
+def test_restart_patch_topics_and_offsets(start_broker, tmp_path):
+    broker = start_connect(start_broker, tmp_path)
+    src, out = tmp_path / "in.txt", tmp_path / "out.txt"
+    lines = [f"line {i}" for i in range(30)]
+    append_lines(src, lines)
+    create(broker, "src", source_config(src, "ops"))
+    create(broker, "snk", sink_config(out, "ops"))
+    wait_until(lambda: complete_lines(out) == lines, timeout=WAIT, what="every line")
+
+    # Restarts: 204 for the connector alone, 202 with the status for its tasks.
+    call(broker, "POST", "/connectors/snk/restart", status=204)
+    _, st = call(broker, "POST", "/connectors/snk/restart?includeTasks=true", status=202)
+    assert st["name"] == "snk" and st["type"] == "sink", st
+    assert [t["state"] for t in st["tasks"]] == ["RESTARTING"], st
+    _, st = call(broker, "POST", "/connectors/snk/restart?includeTasks=true&onlyFailed=true", status=202)
+    assert [t["state"] for t in st["tasks"]] == ["RUNNING"], st  # nothing failed: nothing restarted
+    call(broker, "POST", "/connectors/src/tasks/0/restart", status=204)
+    error(broker, "POST", "/connectors/src/tasks/5/restart", status=404)
+    error(broker, "POST", "/connectors/nope/restart", status=404, mentions=["nope"])
+    error(broker, "POST", "/connectors/snk/restart?includeTasks=maybe", status=400, mentions=["includeTasks"])
+    wait_state(broker, "snk", "RUNNING")
+    more = [f"line {i}" for i in range(30, 40)]
+    append_lines(src, more)
+    wait_until(lambda: complete_lines(out) == lines + more, timeout=WAIT, what="lines after restarts, once")
+
+    # Active topics.
+    assert get(broker, "/connectors/src/topics") == {"src": {"topics": ["ops"]}}
+    assert get(broker, "/connectors/snk/topics") == {"snk": {"topics": ["ops"]}}
+    call(broker, "PUT", "/connectors/src/topics/reset", status=200)
+    assert get(broker, "/connectors/src/topics") == {"src": {"topics": []}}
+
+    # PATCH: set a key, remove another (null).
+    _, info = call(broker, "PATCH", "/connectors/src/config", {"batch.size": "7", "tasks.max": None}, status=200)
+    assert info["config"]["batch.size"] == "7" and "tasks.max" not in info["config"], info
+    error(broker, "PATCH", "/connectors/src/config", {"batch.size": "lots"}, status=400, mentions=["batch.size"])
+
+    # Offsets: read anytime; altered and reset only while STOPPED.
+    offs = get(broker, "/connectors/src/offsets")
+    assert offs["offsets"] and offs["offsets"][0]["partition"] == {"filename": str(src)}, offs
+    assert offs["offsets"][0]["offset"]["position"] == src.stat().st_size, offs
+    sink_offs = get(broker, "/connectors/snk/offsets")
+    assert sink_offs == {"offsets": [{"partition": {"kafka_topic": "ops", "kafka_partition": 0},
+                                      "offset": {"kafka_offset": 40}}]}, sink_offs  # fmt: skip
+    error(broker, "DELETE", "/connectors/src/offsets", status=400, mentions=["STOPPED"])
+    call(broker, "PUT", "/connectors/src/stop", status=204)
+    call(broker, "PUT", "/connectors/snk/stop", status=204)
+    _, msg = call(broker, "PATCH", "/connectors/src/offsets",
+                  {"offsets": [{"partition": {"filename": str(src)}, "offset": {"position": 0}}]}, status=200)  # fmt: skip
+    assert msg == {"message": "The offsets for this connector have been altered successfully"}
+    assert get(broker, "/connectors/src/offsets")["offsets"][0]["offset"] == {"position": 0}
+    _, msg = call(broker, "DELETE", "/connectors/snk/offsets", status=200)
+    assert msg == {"message": "The offsets for this connector have been reset successfully"}
+    assert get(broker, "/connectors/snk/offsets") == {"offsets": []}
+
+    # Started again: the source re-reads from 0 (so the topic has every line twice) and the
+    # sink, reset, reads the topic from the start: the file sink still writes each record
+    # once per offset it had not written (it skips what its sidecar says it has).
+    call(broker, "PUT", "/connectors/src/resume", status=202)
+    call(broker, "PUT", "/connectors/snk/resume", status=202)
+    wait_state(broker, "src", "RUNNING")
+    wait_until(lambda: len(complete_lines(out)) == 80, timeout=WAIT, what="the re-read lines")
+    assert complete_lines(out) == lines + more + lines + more
+
+
+@pytest.mark.timeout(120)
+def test_plugin_config_and_validate(start_broker, tmp_path):
+    broker = start_connect(start_broker, tmp_path)
+    defs = get(broker, "/connector-plugins/FileStreamSource/config")
+    names = {d["name"] for d in defs}
+    assert {"file", "topic", "batch.size"} <= names, names
+    for d in defs:
+        assert set(d) == {"name", "type", "required", "default_value", "importance", "documentation",
+                          "group", "width", "display_name", "dependents", "order"}, d  # fmt: skip
+    batch = next(d for d in defs if d["name"] == "batch.size")
+    assert batch["type"] == "INT", batch
+    error(broker, "GET", "/connector-plugins/NoSuch/config", status=404)
+
+    good = {"connector.class": "FileStreamSource", "file": str(tmp_path / "x.txt"), "topic": "t"}
+    _, v = call(broker, "PUT", "/connector-plugins/FileStreamSource/config/validate", good, status=200)
+    assert v["error_count"] == 0, v
+    assert set(v) == {"name", "error_count", "groups", "configs"}, v
+    for c in v["configs"]:
+        assert set(c) == {"definition", "value"} and set(c["value"]) == {
+            "name", "value", "recommended_values", "errors", "visible"}, c  # fmt: skip
+    _, v = call(broker, "PUT", "/connector-plugins/FileStreamSource/config/validate",
+                {**good, "batch.size": "lots", "tasks.max": "0"}, status=200)  # fmt: skip
+    assert v["error_count"] >= 1, v
+    with_errors = {c["value"]["name"] for c in v["configs"] if c["value"]["errors"]}
+    assert with_errors & {"batch.size", "tasks.max"}, v
+
+
+@pytest.mark.timeout(120)
+def test_config_providers_resolve_at_start_and_never_show(start_broker, tmp_path):
+    """`${env:NAME}` and `${file:path:key}` are resolved when tasks start; the stored and
+    shown config keeps the references."""
+    src, out = tmp_path / "in.txt", tmp_path / "out.txt"
+    props = tmp_path / "sink.properties"
+    props.write_text(f"# where the sink writes\nfile = {out}\n")
+    broker = start_connect(start_broker, tmp_path, env={"WEIR_E2E_INPUT": str(src)})
+    append_lines(src, ["a", "b"])
+    create(broker, "env-src", source_config("${env:WEIR_E2E_INPUT}", "prov"))
+    create(broker, "file-snk", sink_config(f"${{file:{props}:file}}", "prov"))
+    wait_until(lambda: complete_lines(out) == ["a", "b"], timeout=WAIT, what="both lines")
+    assert get(broker, "/connectors/env-src/config")["file"] == "${env:WEIR_E2E_INPUT}"
+    assert get(broker, "/connectors/file-snk")["config"]["file"] == f"${{file:{props}:file}}"
+    error(broker, "POST", "/connectors", {"name": "bad", "config": source_config("${env:WEIR_E2E_UNSET}", "t")},
+          status=400, mentions=["file", "WEIR_E2E_UNSET"])  # fmt: skip
+    error(broker, "POST", "/connectors", {"name": "bad", "config": source_config("${vault:x}", "t")},
+          status=400, mentions=["vault"])  # fmt: skip
