@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// The connectors, one cargo run each: SDK world features unify across one run's packages.
-const CONNECTORS: &[(&str, &str)] = &[("file-source", "file_source"), ("file-sink", "file_sink")];
+const CONNECTORS: &[(&str, &str)] = &[
+    ("file-source", "file_source"),
+    ("file-sink", "file_sink"),
+    ("datagen", "datagen"),
+];
 
 fn main() {
     let manifest =

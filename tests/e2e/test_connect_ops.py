@@ -131,3 +131,29 @@ def test_config_providers_resolve_at_start_and_never_show(start_broker, tmp_path
           status=400, mentions=["file", "WEIR_E2E_UNSET"])  # fmt: skip
     error(broker, "POST", "/connectors", {"name": "bad", "config": source_config("${vault:x}", "t")},
           status=400, mentions=["vault"])  # fmt: skip
+
+
+@pytest.mark.timeout(120)
+def test_datagen_writes_count_records_across_tasks(start_broker, tmp_path):
+    from helpers import ck_consume_partition, ck_watermarks
+    import json
+
+    broker = start_connect(start_broker, tmp_path)
+    create(broker, "gen", {"connector.class": "datagen", "topic": "gen", "count": "1000", "keys": "5",
+                           "value.size": "120", "tasks.max": "2"})  # fmt: skip
+    wait_until(lambda: ck_watermarks(broker.bootstrap, "gen", 0)[1] == 1000, timeout=WAIT, what="1000 records")
+    records = ck_consume_partition(broker.bootstrap, "gen", 0, 0, timeout=30)
+    values = [json.loads(r.value) for r in records]
+    assert sorted(v["id"] for v in values) == list(range(1000))
+    assert all(len(r.value) == 120 for r in records), {len(r.value) for r in records}
+    assert {r.key for r in records} == {f"k-{i}".encode() for i in range(5)}
+    assert {v["key"] for v in values} == {f"k-{i}" for i in range(5)}
+    st = get(broker, "/connectors/gen/status")
+    assert [t["state"] for t in st["tasks"]] == ["RUNNING", "RUNNING"], st
+    def stored():
+        offsets = get(broker, "/connectors/gen/offsets")["offsets"]
+        got = sorted((o["partition"]["generator"], o["offset"]["next"]) for o in offsets)
+        assert got == [(0, 500), (1, 500)], offsets
+        return got
+
+    wait_until(stored, timeout=WAIT, what="each task's offset stored")

@@ -6,6 +6,7 @@ static ALLOC: weir_broker::alloc::GuardedAlloc = weir_broker::alloc::GuardedAllo
 
 mod bench;
 mod config;
+mod connector;
 mod plugin;
 mod providers;
 mod scaffold;
@@ -44,6 +45,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: tools::GroupCmd,
     },
+    /// Create, list, inspect, pause, restart and delete connectors over the REST API.
+    Connector(connector::ConnectorArgs),
     /// Inspect and install WebAssembly connector plugins.
     Plugin {
         #[command(subcommand)]
@@ -123,6 +126,7 @@ fn main() -> std::process::ExitCode {
             Cmd::Topic { cmd } => tools::topic(cmd).await,
             Cmd::Group { cmd } => tools::group(cmd).await,
             Cmd::Plugin { cmd } => plugin::run(cmd),
+            Cmd::Connector(args) => connector::run(args).await,
             Cmd::Bench { cmd } => bench::run(cmd),
             Cmd::Produce(args) => tools::produce(args).await,
             Cmd::Consume(args) => tools::consume(args).await,

@@ -40,6 +40,11 @@ const BUILTINS: &[Builtin] = &[
         ],
         wasm: include_bytes!(env!("WEIR_CONNECTOR_FILE_SINK")),
     },
+    Builtin {
+        name: "datagen",
+        aliases: &["datagen"],
+        wasm: include_bytes!(env!("WEIR_CONNECTOR_DATAGEN")),
+    },
 ];
 
 /// Source or sink.
