@@ -10,6 +10,7 @@ const CONNECTORS: &[(&str, &str)] = &[
     ("file-source", "file_source"),
     ("file-sink", "file_sink"),
     ("datagen", "datagen"),
+    ("null-sink", "null_sink"),
 ];
 
 fn main() {

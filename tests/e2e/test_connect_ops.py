@@ -157,3 +157,17 @@ def test_datagen_writes_count_records_across_tasks(start_broker, tmp_path):
         return got
 
     wait_until(stored, timeout=WAIT, what="each task's offset stored")
+
+
+@pytest.mark.timeout(300)
+def test_bench_pipeline_runs_and_prints_every_figure(weir_bin):
+    """The benchmark itself (not its figures: timings are never asserted in tests)."""
+    from helpers import describe_process, run_cli
+    from test_connect import rust_guest
+
+    r = run_cli(weir_bin, "bench", "pipeline", "--records", "20000", "--wasm", str(rust_guest(weir_bin, "json_rewrite")),
+                "--wasm-config", "from=id", "--wasm-config", "to=ident", timeout=240)  # fmt: skip
+    assert r.returncode == 0, describe_process(r)
+    for figure in ("baseline", "(a)", "(b)", "(c)", "resident memory"):
+        assert figure in r.stdout, r.stdout
+    assert "json-rewrite (wasm)" in r.stdout, r.stdout

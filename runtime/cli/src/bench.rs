@@ -27,6 +27,9 @@ pub enum BenchCmd {
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
+    /// The Connect runtime end to end (datagen -> topic -> null-sink, with and without
+    /// transforms, three connectors' start-up and memory) against the broker's append rate.
+    Pipeline(crate::bench_pipeline::PipelineArgs),
 }
 
 /// A batch of `n` records: key `key-<i>`, one header, a JSON value of exactly `value_len`
@@ -143,7 +146,9 @@ fn records_of(input: &[u8], out: Output) -> anyhow::Result<Vec<(Option<Vec<u8>>,
 }
 
 pub fn run(cmd: BenchCmd) -> anyhow::Result<()> {
-    let BenchCmd::Plugin { dir, quick, only } = cmd;
+    let BenchCmd::Plugin { dir, quick, only } = cmd else {
+        anyhow::bail!("weir bench pipeline runs on the async runtime (see main)");
+    };
     let budget = Duration::from_millis(if quick { 60 } else { 300 });
     let cache = tempfile_dir()?;
     let cfg = HostConfig {

@@ -5,6 +5,7 @@
 static ALLOC: weir_broker::alloc::GuardedAlloc = weir_broker::alloc::GuardedAlloc;
 
 mod bench;
+mod bench_pipeline;
 mod config;
 mod connector;
 mod plugin;
@@ -127,6 +128,9 @@ fn main() -> std::process::ExitCode {
             Cmd::Group { cmd } => tools::group(cmd).await,
             Cmd::Plugin { cmd } => plugin::run(cmd),
             Cmd::Connector(args) => connector::run(args).await,
+            Cmd::Bench {
+                cmd: bench::BenchCmd::Pipeline(args),
+            } => bench_pipeline::run(args).await,
             Cmd::Bench { cmd } => bench::run(cmd),
             Cmd::Produce(args) => tools::produce(args).await,
             Cmd::Consume(args) => tools::consume(args).await,

@@ -45,6 +45,11 @@ const BUILTINS: &[Builtin] = &[
         aliases: &["datagen"],
         wasm: include_bytes!(env!("WEIR_CONNECTOR_DATAGEN")),
     },
+    Builtin {
+        name: "null-sink",
+        aliases: &["null-sink"],
+        wasm: include_bytes!(env!("WEIR_CONNECTOR_NULL_SINK")),
+    },
 ];
 
 /// Source or sink.
