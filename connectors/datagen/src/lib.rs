@@ -14,6 +14,21 @@ use weir_sdk::{
     RecordData, Source,
 };
 
+/// Appends `n` in decimal.
+fn push_int(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
 #[derive(Debug)]
 struct Settings {
     topic: String,
@@ -220,39 +235,48 @@ impl Source for Datagen {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        let mut value = String::new();
-        let mut key = String::new();
-        let mut offset = String::new();
+        // One buffer per field, reused: no formatting machinery per record.
+        let (mut value, mut key, mut offset) = (Vec::new(), Vec::new(), Vec::new());
+        let mut ts_text = Vec::new();
+        push_int(&mut ts_text, ts as u64);
         for _ in 0..n {
             let id = self.next * self.s.tasks + self.s.task;
             key.clear();
             if self.s.keys > 0 {
-                key.push_str(&format!("k-{}", id % self.s.keys));
+                key.extend_from_slice(b"k-");
+                push_int(&mut key, id % self.s.keys);
             }
             value.clear();
-            value.push_str(&format!(
-                "{{\"id\":{id},\"key\":{},\"ts\":{ts},\"pad\":\"",
-                if key.is_empty() {
-                    "null".to_string()
-                } else {
-                    format!("\"{key}\"")
-                }
-            ));
+            value.extend_from_slice(b"{\"id\":");
+            push_int(&mut value, id);
+            value.extend_from_slice(b",\"key\":");
+            if key.is_empty() {
+                value.extend_from_slice(b"null");
+            } else {
+                value.push(b'"');
+                value.extend_from_slice(&key);
+                value.push(b'"');
+            }
+            value.extend_from_slice(b",\"ts\":");
+            value.extend_from_slice(&ts_text);
+            value.extend_from_slice(b",\"pad\":\"");
             let room = self.s.value_size.saturating_sub(value.len() + 2);
             if self.pad.len() < room {
                 self.pad = "x".repeat(room);
             }
-            value.push_str(&self.pad[..room]);
-            value.push_str("\"}");
+            value.extend_from_slice(&self.pad.as_bytes()[..room]);
+            value.extend_from_slice(b"\"}");
             self.next += 1;
             offset.clear();
-            offset.push_str(&format!("{{\"next\":{}}}", self.next));
+            offset.extend_from_slice(b"{\"next\":");
+            push_int(&mut offset, self.next);
+            offset.push(b'}');
             out.push(&RecordData {
-                key: (!key.is_empty()).then_some(key.as_bytes()),
-                value: Some(value.as_bytes()),
+                key: (!key.is_empty()).then_some(key.as_slice()),
+                value: Some(&value),
                 topic: &self.s.topic,
                 source_partition: Some(&self.partition),
-                source_offset: Some(offset.as_bytes()),
+                source_offset: Some(&offset),
                 ..Default::default()
             });
         }
@@ -290,6 +314,12 @@ mod tests {
         let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(keys, ["rate", "topic"]);
         let configs = Datagen::task_configs(config(&[("topic", "t")]), 2).unwrap();
+        let mut v = Vec::new();
+        for n in [0, 7, 10, 18_446_744_073_709_551_615] {
+            v.clear();
+            push_int(&mut v, n);
+            assert_eq!(v, n.to_string().into_bytes());
+        }
         assert!(configs[1].contains(&("task.id".to_string(), "1".to_string())));
     }
 }

@@ -239,66 +239,60 @@ fn read(
     let structured = pipeline.is_some();
     let mut count = 0usize;
     let mut last = None;
-    let ranges = weir_log::batch::split_validated(&f.records)
-        .map_err(|e| format!("{}-{}: {e}", part.topic, part.partition))?;
-    'batches: for (h, range) in ranges {
-        if h.is_control() || h.last_offset() < part.next {
-            continue;
+    let mut bad_name = false;
+    let covered = weir_log::raw::for_each_record(&f.records, part.next, |r| {
+        if count >= max_records {
+            return;
         }
-        let recs = weir_log::batch::decode_records(&f.records[range])
-            .map_err(|e| format!("{}-{}: {e}", part.topic, part.partition))?;
-        for r in recs {
-            if r.offset < part.next || r.control {
-                continue;
-            }
-            last = Some(r.offset);
-            count += 1;
-            if structured {
-                structured_recs.push(Rec {
-                    topic: part.topic.clone(),
-                    partition: Some(part.partition),
-                    offset: Some(r.offset),
-                    timestamp: r.timestamp,
-                    key: Data::Raw(r.key.map(|k| k.to_vec())),
-                    value: Data::Raw(r.value.map(|v| v.to_vec())),
-                    headers: r
-                        .headers
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.as_ref().map(|v| v.to_vec())))
-                        .collect(),
-                    source_partition: None,
-                    source_offset: None,
+        last = Some(r.offset);
+        count += 1;
+        let headers: Vec<(&str, Option<&[u8]>)> = r
+            .headers()
+            .map(|(n, v)| {
+                let n = std::str::from_utf8(n).unwrap_or_else(|_| {
+                    bad_name = true;
+                    ""
                 });
-            } else {
-                let headers: Vec<(&str, Option<&[u8]>)> = r
-                    .headers
+                (n, v)
+            })
+            .collect();
+        if structured {
+            structured_recs.push(Rec {
+                topic: part.topic.clone(),
+                partition: Some(part.partition),
+                offset: Some(r.offset),
+                timestamp: r.timestamp,
+                key: Data::Raw(r.key.map(<[u8]>::to_vec)),
+                value: Data::Raw(r.value.map(<[u8]>::to_vec)),
+                headers: headers
                     .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_deref()))
-                    .collect();
-                b.push(&RecordData {
-                    timestamp: r.timestamp,
-                    key: r.key.as_deref(),
-                    value: r.value.as_deref(),
-                    headers: &headers,
-                    topic: &part.topic,
-                    partition: Some(part.partition),
-                    offset: Some(r.offset),
-                    source_partition: None,
-                    source_offset: None,
-                });
-            }
-            if count >= max_records {
-                break 'batches;
-            }
+                    .map(|(n, v)| (n.to_string(), v.map(<[u8]>::to_vec)))
+                    .collect(),
+                source_partition: None,
+                source_offset: None,
+            });
+        } else {
+            b.push(&RecordData {
+                timestamp: r.timestamp,
+                key: r.key,
+                value: r.value,
+                headers: &headers,
+                topic: &part.topic,
+                partition: Some(part.partition),
+                offset: Some(r.offset),
+                source_partition: None,
+                source_offset: None,
+            });
         }
+    })
+    .map_err(|e| format!("{}-{}: {e}", part.topic, part.partition))?;
+    if bad_name {
+        tracing::warn!(topic = %part.topic, partition = part.partition, "a header name is not UTF-8; it is passed on empty");
     }
     let Some(last) = last else {
         // Only control records or records before our position: move past them.
-        if let Some(h) = weir_log::batch::split_validated(&f.records)
-            .ok()
-            .and_then(|v| v.last().map(|(h, _)| h.last_offset()))
-        {
-            part.next = part.next.max(h + 1);
+        if let Some(c) = covered {
+            part.next = part.next.max(c + 1);
         }
         return Ok(None);
     };

@@ -6,10 +6,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use kafka_protocol::protocol::StrBytes;
 use weir_batch::Batch;
 use weir_cluster::Cluster;
+
+use weir_log::raw::BatchEncoder;
 
 use crate::errors::Failure;
 use crate::pipe::Pipeline;
@@ -170,14 +170,14 @@ fn store(
 ) -> Result<(), Failure> {
     let now = weir_log::now_ms();
     router.sticky = router.sticky.wrapping_add(1);
-    let mut groups: BTreeMap<(String, i32), Vec<kafka_protocol::records::Record>> = BTreeMap::new();
+    let mut groups: BTreeMap<(String, i32), BatchEncoder> = BTreeMap::new();
     let mut add = |i: usize,
                    topic: &str,
                    partition: Option<i32>,
                    ts: i64,
                    key: Option<&[u8]>,
                    value: Option<&[u8]>,
-                   headers: &mut dyn Iterator<Item = (String, Option<Bytes>)>|
+                   headers: &[(&[u8], Option<&[u8]>)]|
      -> Result<(), String> {
         let topic = match (topic, default_topic) {
             ("", Some(d)) => d,
@@ -200,22 +200,18 @@ fn store(
             (None, None) => (router.sticky % n) as i32,
         };
         let ts = if ts > 0 { ts } else { now };
-        let mut rec = weir_log::batch::new_record(key, value, ts);
-        for (name, v) in headers {
-            rec.headers.insert(StrBytes::from_string(name), v);
-        }
         groups
             .entry((topic.to_string(), partition))
             .or_default()
-            .push(rec);
+            .push(ts, key, value, headers.iter().copied());
         Ok(())
     };
     match pipeline {
         None => {
+            let mut headers: Vec<(&[u8], Option<&[u8]>)> = Vec::new();
             for r in batch.iter() {
-                let mut headers = r
-                    .headers()
-                    .map(|h| (h.name.to_string(), h.value.map(Bytes::copy_from_slice)));
+                headers.clear();
+                headers.extend(r.headers().map(|h| (h.name.as_bytes(), h.value)));
                 add(
                     r.index(),
                     r.topic(),
@@ -223,7 +219,7 @@ fn store(
                     r.timestamp(),
                     r.key(),
                     r.value(),
-                    &mut headers,
+                    &headers,
                 )?;
             }
         }
@@ -233,7 +229,11 @@ fn store(
                 .into_iter()
                 .enumerate()
             {
-                let mut headers = r.headers.into_iter().map(|(n, v)| (n, v.map(Bytes::from)));
+                let headers: Vec<(&[u8], Option<&[u8]>)> = r
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.as_bytes(), v.as_deref()))
+                    .collect();
                 add(
                     i,
                     &r.topic,
@@ -241,17 +241,17 @@ fn store(
                     r.timestamp,
                     r.key.as_deref(),
                     r.value.as_deref(),
-                    &mut headers,
+                    &headers,
                 )?;
             }
         }
     }
     let cluster: &dyn Cluster = ctx.cluster.as_ref();
-    let appends = groups.iter().map(|((t, p), recs)| {
-        let batch = weir_log::batch::build(recs);
+    let appends = groups.into_iter().map(|((t, p), enc)| {
+        let batch = enc.finish();
         async move {
             cluster
-                .produce(t, *p, batch)
+                .produce(&t, p, batch)
                 .await
                 .map_err(|e| format!("cannot append to {t}-{p}: {e}"))
         }

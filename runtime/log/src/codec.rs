@@ -97,13 +97,24 @@ pub(crate) struct RecordView {
 }
 
 /// A cursor over the varints of a records section; every read is bounds-checked.
-struct Cursor<'a> {
-    buf: &'a [u8],
-    pos: usize,
+pub(crate) struct Cursor<'a> {
+    pub(crate) buf: &'a [u8],
+    pub(crate) pos: usize,
 }
 
-impl Cursor<'_> {
-    fn varlong(&mut self) -> Result<i64, LogError> {
+impl<'a> Cursor<'a> {
+    /// A length-prefixed field: `None` for length -1.
+    pub(crate) fn bytes(&mut self) -> Result<Option<&'a [u8]>, LogError> {
+        let len = self.varlong()?;
+        if len < 0 {
+            return Ok(None);
+        }
+        let start = self.pos;
+        self.skip(len)?;
+        Ok(Some(&self.buf[start..self.pos]))
+    }
+
+    pub(crate) fn varlong(&mut self) -> Result<i64, LogError> {
         let mut value: u64 = 0;
         for shift in (0..64).step_by(7) {
             let b = *self
@@ -120,7 +131,7 @@ impl Cursor<'_> {
         Err(LogError::CorruptBatch("varint longer than 10 bytes".into()))
     }
 
-    fn skip(&mut self, n: i64) -> Result<(), LogError> {
+    pub(crate) fn skip(&mut self, n: i64) -> Result<(), LogError> {
         let n = usize::try_from(n).map_err(|_| corrupt("negative length", n))?;
         if n > self.buf.len() - self.pos {
             return Err(LogError::CorruptBatch(

@@ -23,6 +23,7 @@ mod disk;
 mod memory;
 mod partition;
 mod producers;
+pub mod raw;
 mod segment;
 #[doc(hidden)]
 pub mod testing;
