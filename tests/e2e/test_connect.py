@@ -505,10 +505,38 @@ def first_occurrences(lines: list) -> list:
     return out
 
 
+# With a chain: the source inserts a header and runs a Rust WebAssembly transform (identity,
+# installed in the plugins directory), the sink drops the header: records keep their values, so
+# the same checks hold, through the runtime's structured path.
+SOURCE_CHAIN = {
+    "transforms": "hdr,wasm",
+    "transforms.hdr.type": "org.apache.kafka.connect.transforms.InsertHeader",
+    "transforms.hdr.header": "via",
+    "transforms.hdr.value.literal": "weir",
+    "transforms.wasm.type": "identity",
+}
+SINK_CHAIN = {
+    "transforms": "drop",
+    "transforms.drop.type": "org.apache.kafka.connect.transforms.DropHeaders",
+    "transforms.drop.headers": "via",
+}
+
+
 @pytest.mark.timeout(420)
-@pytest.mark.parametrize("crash", [pytest.param(True, id="sigkill"), pytest.param(False, id="sigterm")])
-def test_file_pipeline_across_restarts(start_broker, tmp_path, crash):
+@pytest.mark.parametrize(
+    "crash,chain",
+    [
+        pytest.param(True, False, id="sigkill"),
+        pytest.param(False, False, id="sigterm"),
+        pytest.param(True, True, id="sigkill-with-transforms"),
+    ],
+)
+def test_file_pipeline_across_restarts(weir_bin, start_broker, tmp_path, crash, chain):
     broker = start_connect(start_broker, tmp_path)
+    if chain:
+        installed = run_cli(weir_bin, "plugin", "install", str(rust_guest(weir_bin, "identity")),
+                            "--dir", str(tmp_path / "plugins"))  # fmt: skip
+        assert installed.returncode == 0, describe_process(installed)
     topic = "pipeline"
     create_topic(broker.bootstrap, topic, 1)
     (tmp_path / "in").mkdir()
@@ -516,8 +544,8 @@ def test_file_pipeline_across_restarts(start_broker, tmp_path, crash):
     src_file = tmp_path / "in" / "input.txt"
     src_file.write_text("")
     sink_file = tmp_path / "out" / "output.txt"
-    create(broker, "pipe-src", source_config(src_file, topic, **{"batch.size": "50"}))
-    create(broker, "pipe-sink", sink_config(sink_file, topic))
+    create(broker, "pipe-src", source_config(src_file, topic, **{"batch.size": "50", **(SOURCE_CHAIN if chain else {})}))
+    create(broker, "pipe-sink", sink_config(sink_file, topic, **(SINK_CHAIN if chain else {})))
     wait_state(broker, "pipe-src", "RUNNING")
     wait_state(broker, "pipe-sink", "RUNNING")
 
@@ -598,6 +626,10 @@ def test_file_pipeline_across_restarts(start_broker, tmp_path, crash):
         assert not duplicated, f"{len(duplicated)} lines more than once in the topic, e.g. {list(duplicated.items())[:5]}"
         assert in_topic == expected, f"the topic is not the input line for line (from {first_difference(in_topic, expected)})"
         assert out == expected, f"the output is not the input line for line (from {first_difference(out, expected)})"
+    if chain:
+        # The source's chain ran on every record: each carries the header it inserted.
+        records = ck_consume_partition(broker.bootstrap, topic, 0, 0, timeout=60)
+        assert all(dict(r.headers or []).get("via") == b"weir" for r in records), records[0].headers
 
 
 # ---------------------------------------------------------------------------
