@@ -171,3 +171,23 @@ def test_bench_pipeline_runs_and_prints_every_figure(weir_bin):
     for figure in ("baseline", "(a)", "(b)", "(c)", "resident memory"):
         assert figure in r.stdout, r.stdout
     assert "json-rewrite (wasm)" in r.stdout, r.stdout
+
+
+@pytest.mark.timeout(60)
+def test_admin_loggers(start_broker, tmp_path):
+    broker = start_connect(start_broker, tmp_path)
+    levels = get(broker, "/admin/loggers")
+    assert levels["root"]["level"] in ("INFO", "WARN", "DEBUG", "TRACE", "ERROR"), levels
+    _, changed = call(broker, "PUT", "/admin/loggers/weir_connect", {"level": "DEBUG"}, status=200)
+    assert changed == ["weir_connect"]
+    got = get(broker, "/admin/loggers/weir_connect")
+    assert got["level"] == "DEBUG" and isinstance(got["last_modified"], int), got
+    assert get(broker, "/admin/loggers")["weir_connect"]["level"] == "DEBUG"
+    # The new level takes effect: a connector's debug lines appear in the log.
+    src = tmp_path / "in.txt"
+    append_lines(src, ["a"])
+    create(broker, "dbg", source_config(src, "dbg"))
+    wait_until(lambda: "source offsets stored" in broker.log_tail(), timeout=WAIT, what="a debug line")
+    call(broker, "PUT", "/admin/loggers/weir_connect", {"level": "WARN"}, status=200)
+    call(broker, "PUT", "/admin/loggers/root?scope=cluster", {"level": "INFO"}, status=204)
+    error(broker, "PUT", "/admin/loggers/root", {"level": "LOUD"}, status=404, mentions=["LOUD"])

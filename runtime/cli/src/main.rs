@@ -8,6 +8,7 @@ mod bench;
 mod bench_pipeline;
 mod config;
 mod connector;
+mod loggers;
 mod plugin;
 mod providers;
 mod scaffold;
@@ -103,14 +104,7 @@ fn main() -> std::process::ExitCode {
     } else {
         "warn"
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default_level.into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    loggers::init(default_level);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -252,9 +246,15 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("cannot listen on {} (REST API)", cfg.http.listen))?;
                 let rt = rt.clone();
-                Some(tokio::spawn(weir_http::serve(listener, rt, async {
-                    let _ = http_rx.await;
-                })))
+                let levels: Arc<dyn weir_http::LogLevels> = Arc::new(loggers::Levels::new("info"));
+                Some(tokio::spawn(weir_http::serve(
+                    listener,
+                    rt,
+                    Some(levels),
+                    async {
+                        let _ = http_rx.await;
+                    },
+                )))
             }
             _ => None,
         };

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -18,12 +19,82 @@ use weir_connect::{ConfigMap, ConnectError, Runtime, TargetState};
 pub async fn serve(
     listener: tokio::net::TcpListener,
     runtime: Runtime,
+    loggers: Option<Arc<dyn LogLevels>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "REST API listening");
-    axum::serve(listener, router(runtime))
+    let mut app = router(runtime);
+    if let Some(l) = loggers {
+        app = app.merge(
+            Router::new()
+                .route("/admin/loggers", get(list_loggers))
+                .route("/admin/loggers/{name}", get(get_logger).put(set_logger))
+                .with_state(l),
+        );
+    }
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Log levels changed at run time (`/admin/loggers`), provided by the process that owns the
+/// subscriber.
+pub trait LogLevels: Send + Sync + 'static {
+    /// Every logger with a level: name -> (level, last modified in ms; `None` for root).
+    fn levels(&self) -> BTreeMap<String, (String, Option<i64>)>;
+    /// Sets a logger's level (`root`: the default); the loggers it changed.
+    fn set(&self, logger: &str, level: &str) -> Result<Vec<String>, String>;
+}
+
+type Loggers = Arc<dyn LogLevels>;
+
+fn logger_json(level: &str, modified: Option<i64>) -> Value {
+    json!({ "level": level, "last_modified": modified })
+}
+
+async fn list_loggers(State(l): State<Loggers>) -> ApiResult {
+    let mut out = serde_json::Map::new();
+    for (name, (level, modified)) in l.levels() {
+        out.insert(name, logger_json(&level, modified));
+    }
+    ok(out)
+}
+
+async fn get_logger(State(l): State<Loggers>, Path(name): Path<String>) -> ApiResult {
+    let levels = l.levels();
+    let (level, modified) = levels
+        .get(&name)
+        .or_else(|| levels.get("root"))
+        .cloned()
+        .unwrap_or(("INFO".into(), None));
+    ok(logger_json(&level, modified))
+}
+
+async fn set_logger(
+    State(l): State<Loggers>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let v = json_body(&headers, &body)?;
+    let level = v.get("level").and_then(Value::as_str).ok_or_else(|| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            "the body must be {\"level\": \"DEBUG\"}".into(),
+        )
+    })?;
+    let affected = l
+        .set(&name, level)
+        .map_err(|e| ApiError(StatusCode::NOT_FOUND, e))?;
+    if q.as_deref()
+        .unwrap_or("")
+        .split('&')
+        .any(|p| p == "scope=cluster")
+    {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    ok(affected)
 }
 
 /// The API's routes.
