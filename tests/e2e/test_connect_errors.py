@@ -127,3 +127,57 @@ def test_a_failing_sink_restarts_by_itself_and_loses_nothing(start_broker, tmp_p
     st = task_status(broker, "flaky-sink")
     assert st["connector"]["state"] == "RUNNING" and st["tasks"][0]["state"] == "RUNNING", st
     assert "trace" not in st["tasks"][0], st
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(
+    "plugin,settings,says",
+    [
+        pytest.param("trap", {"on": "line 3"}, "trap", id="traps"),
+        pytest.param("spin", {"weir.call.deadline.ms": "300"}, "deadline", id="loops"),
+        pytest.param("hog", {"weir.memory.limit.bytes": str(16 << 20)}, "memory", id="exhausts-memory"),
+    ],
+)
+def test_a_failing_plugin_restarts_with_backoff_while_others_run(weir_bin, start_broker, tmp_path, plugin, settings, says):
+    """A WebAssembly transform that traps, loops past its deadline or runs out of memory fails
+    its task, which restarts by itself with backoff (and fails again: the record is the same);
+    another connector's records keep flowing meanwhile."""
+    from helpers import describe_process, run_cli
+    from test_connect import rust_guest
+
+    broker = start_connect(start_broker, tmp_path, env=FAST_RESTARTS)
+    installed = run_cli(weir_bin, "plugin", "install", str(rust_guest(weir_bin, plugin)), "--dir", str(tmp_path / "plugins"))
+    assert installed.returncode == 0, describe_process(installed)
+    bad_in = tmp_path / "bad.txt"
+    append_lines(bad_in, [f"line {i}" for i in range(40)])  # hog: 1 MiB a record, past 16 MiB
+    chain = {"transforms": "x", "transforms.x.type": plugin}
+    chain.update({f"transforms.x.{k}": v for k, v in settings.items()})
+    create(broker, "bad-src", source_config(bad_in, "bad", **chain))
+    good_in, good_out = tmp_path / "good.txt", tmp_path / "good-out.txt"
+    create(broker, "good-src", source_config(good_in, "good"))
+    create(broker, "good-snk", sink_config(good_out, "good"))
+
+    def failing_and_restarting():
+        task = task_status(broker, "bad-src")["tasks"][0]
+        assert task.get("restarts", 0) >= 2, task
+        return task
+
+    sent = []
+    deadline = time.monotonic() + WAIT
+    task = None
+    while time.monotonic() < deadline:
+        batch = [f"good {len(sent) + i}" for i in range(20)]
+        append_lines(good_in, batch)
+        sent += batch
+        try:
+            task = failing_and_restarting()
+            break
+        except AssertionError:
+            time.sleep(0.2)
+    assert task is not None, task_status(broker, "bad-src")
+    wait_until(lambda: complete_lines(good_out) == sent, timeout=WAIT, what="the good connector's lines")
+    st = task_status(broker, "bad-src")
+    trace = st["tasks"][0].get("trace") or ""
+    if st["tasks"][0]["state"] == "FAILED":
+        assert plugin in trace and says in trace.lower(), trace
+    assert task_status(broker, "good-snk")["tasks"][0]["state"] == "RUNNING"
