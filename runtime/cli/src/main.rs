@@ -302,6 +302,7 @@ async fn start_connect(
         batch_records: cfg.connect.batch_records.max(1),
         worker_id: cfg.http.listen.to_string(),
         providers: providers::builtin(),
+        work_dir: std::env::current_dir().ok(),
         restart: cfg
             .connect
             .restart_failed_tasks

@@ -247,6 +247,10 @@ pub struct WorkerConfig {
     pub restart: Option<Backoff>,
     /// `${provider:...}` references in connector configs are resolved with these.
     pub providers: crate::Providers,
+    /// Relative `file`/`directory` paths are resolved against this directory (the worker's
+    /// working directory, as Kafka Connect's are), so a Kafka quickstart config with
+    /// `file=test.txt` runs unchanged. `None`: they are refused.
+    pub work_dir: Option<std::path::PathBuf>,
 }
 
 /// Exponential backoff between automatic restarts of a failed task.
@@ -270,6 +274,7 @@ impl Default for WorkerConfig {
                 max: Duration::from_secs(60),
             }),
             providers: crate::Providers::default(),
+            work_dir: None,
         }
     }
 }

@@ -64,6 +64,22 @@ impl Data {
         }
     }
 
+    /// [`Data::into_bytes`] without giving the data up (raw bytes and strings borrowed).
+    pub fn to_bytes(&self) -> Option<std::borrow::Cow<'_, [u8]>> {
+        use std::borrow::Cow;
+        match self {
+            Data::Raw(b) => b.as_deref().map(Cow::Borrowed),
+            Data::Json {
+                value: Value::Null, ..
+            } => None,
+            Data::Json {
+                value: Value::String(s),
+                ..
+            } => Some(Cow::Borrowed(s.as_bytes())),
+            Data::Json { value, .. } => serde_json::to_vec(value).ok().map(Cow::Owned),
+        }
+    }
+
     /// The `{schema, payload}` envelope's bytes (a plugin that declared connect-json).
     pub fn into_envelope(self) -> Option<Vec<u8>> {
         match self {

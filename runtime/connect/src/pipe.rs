@@ -100,7 +100,7 @@ impl Pipeline {
                     if recs.is_empty() {
                         return Ok(recs);
                     }
-                    let input = to_batch(recs.clone()).map_err(Failure::retriable)?;
+                    let input = to_batch(&recs).map_err(Failure::retriable)?;
                     match task.apply(&input) {
                         Ok(out) => {
                             let bytes = weir_host::output_batch(&input, out)
@@ -202,7 +202,7 @@ impl Pipeline {
                     .write(std::mem::replace(&mut r.value, Data::Raw(None))),
             );
         }
-        to_batch(recs)
+        to_batch(&recs)
             .map(|b| Some((b, last)))
             .map_err(Failure::retriable)
     }

@@ -196,7 +196,7 @@ fn store(
                     "record {i} asks for partition {p} of {topic}, which has {n}"
                 ));
             }
-            (None, Some(k)) => ((murmur2(k) & 0x7fff_ffff) % n) as i32,
+            (None, Some(k)) => weir_client::murmur2_partition(k, n as i32),
             (None, None) => (router.sticky % n) as i32,
         };
         let ts = if ts > 0 { ts } else { now };
@@ -260,69 +260,4 @@ fn store(
         .block_on(futures_util::future::try_join_all(appends))
         .map(|_| ())
         .map_err(Failure::from)
-}
-
-/// Kafka's murmur2 (the Java client's `Utils.murmur2`), so keyed records land where a Kafka
-/// producer would put them.
-pub(crate) fn murmur2(data: &[u8]) -> u32 {
-    const SEED: u32 = 0x9747_b28c;
-    const M: u32 = 0x5bd1_e995;
-    const R: u32 = 24;
-    let len = data.len();
-    let mut h: u32 = SEED ^ len as u32;
-    let chunks = data.chunks_exact(4);
-    let tail = chunks.remainder();
-    for c in chunks {
-        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        k = k.wrapping_mul(M);
-        k ^= k >> R;
-        k = k.wrapping_mul(M);
-        h = h.wrapping_mul(M);
-        h ^= k;
-    }
-    match tail.len() {
-        3 => {
-            h ^= (tail[2] as u32) << 16;
-            h ^= (tail[1] as u32) << 8;
-            h ^= tail[0] as u32;
-            h = h.wrapping_mul(M);
-        }
-        2 => {
-            h ^= (tail[1] as u32) << 8;
-            h ^= tail[0] as u32;
-            h = h.wrapping_mul(M);
-        }
-        1 => {
-            h ^= tail[0] as u32;
-            h = h.wrapping_mul(M);
-        }
-        _ => {}
-    }
-    h ^= h >> 13;
-    h = h.wrapping_mul(M);
-    h ^= h >> 15;
-    h
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn murmur2_matches_kafka() {
-        // Values of org.apache.kafka.common.utils.Utils.murmur2 (its unit test's vectors).
-        assert_eq!(super::murmur2(b"21") as i32, -973932308);
-        assert_eq!(super::murmur2(b"foobar") as i32, -790332482);
-        assert_eq!(
-            super::murmur2(b"a-little-bit-long-string") as i32,
-            -985981536
-        );
-        assert_eq!(
-            super::murmur2(b"a-little-bit-longer-string") as i32,
-            -1486304829
-        );
-        assert_eq!(
-            super::murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32,
-            -58897971
-        );
-        assert_eq!(super::murmur2(b"abc") as i32, 479470107);
-    }
 }

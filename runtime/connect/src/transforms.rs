@@ -893,11 +893,11 @@ fn civil(z: i64) -> (i64, i64, i64) {
 }
 
 /// Records as one batch in the contract's layout (keys and values as the plugin's bytes).
-pub fn to_batch(recs: Vec<Rec>) -> Result<Vec<u8>, String> {
+pub fn to_batch(recs: &[Rec]) -> Result<Vec<u8>, String> {
     let mut b = BatchBuilder::with_capacity(recs.len(), recs.len() * 128);
     for r in recs {
-        let key = r.key.into_bytes();
-        let value = r.value.into_bytes();
+        let key = r.key.to_bytes();
+        let value = r.value.to_bytes();
         let headers: Vec<(&str, Option<&[u8]>)> = r
             .headers
             .iter()

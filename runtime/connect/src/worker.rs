@@ -280,7 +280,17 @@ impl Runtime {
         name: &str,
         raw: &ConfigMap,
     ) -> Result<(ConnectorConfig, Resolved, Pipe), ConnectError> {
-        let resolved = self.inner.cfg.providers.resolve(raw)?;
+        let mut resolved = self.inner.cfg.providers.resolve(raw)?;
+        if let Some(base) = &self.inner.cfg.work_dir {
+            for key in ["file", "directory"] {
+                if let Some(v) = resolved.get_mut(key)
+                    && !v.trim().is_empty()
+                    && !std::path::Path::new(v.trim()).is_absolute()
+                {
+                    *v = base.join(v.trim()).display().to_string();
+                }
+            }
+        }
         let cc = ConnectorConfig::parse(name, &resolved)?;
         let r = self.inner.registry.resolve(&cc.class)?;
         match r.kind {

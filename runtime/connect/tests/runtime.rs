@@ -18,6 +18,10 @@ struct Worker {
 }
 
 async fn start(data: &Path) -> Worker {
+    start_in(data, None).await
+}
+
+async fn start_in(data: &Path, work_dir: Option<&Path>) -> Worker {
     // The last worker's storage closes when its fsync thread notices the broker is gone.
     let deadline = Instant::now() + Duration::from_secs(10);
     let storage = loop {
@@ -46,6 +50,7 @@ async fn start(data: &Path) -> Worker {
     let registry = Registry::new(Arc::new(host), None);
     let worker = WorkerConfig {
         offset_flush_interval: Duration::from_millis(100),
+        work_dir: work_dir.map(Path::to_path_buf),
         ..Default::default()
     };
     let runtime = Runtime::start(cluster, Arc::new(registry), worker)
@@ -285,5 +290,54 @@ async fn a_connector_whose_tasks_all_failed_is_failed() {
     assert_eq!(st.connector.state, State::Failed, "{st:?}");
     assert_eq!(st.tasks[0].state, State::Failed);
     assert!(st.tasks[0].trace.as_deref().is_some_and(|t| !t.is_empty()));
+    w.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafkas_quickstart_configs_with_relative_files_run_unchanged() {
+    // connect-file-source.properties and connect-file-sink.properties, as Kafka ships them.
+    let dir = tempfile::tempdir().unwrap();
+    append(&dir.path().join("test.txt"), 0, 5);
+    let w = start_in(&dir.path().join("data"), Some(dir.path())).await;
+    let src = map(&[
+        ("name", "local-file-source"),
+        ("connector.class", "FileStreamSource"),
+        ("tasks.max", "1"),
+        ("file", "test.txt"),
+        ("topic", "connect-test"),
+    ]);
+    let snk = map(&[
+        ("name", "local-file-sink"),
+        ("connector.class", "FileStreamSink"),
+        ("tasks.max", "1"),
+        ("file", "test.sink.txt"),
+        ("topics", "connect-test"),
+    ]);
+    w.runtime.create("local-file-source", src).await.unwrap();
+    w.runtime.create("local-file-sink", snk).await.unwrap();
+    assert_eq!(
+        wait_lines(&dir.path().join("test.sink.txt"), 5).await,
+        expected(5)
+    );
+    // The config is kept as given.
+    let cfg = w.runtime.config("local-file-source").await.unwrap();
+    assert_eq!(cfg["file"], "test.txt");
+    w.shutdown().await;
+    // Without a working directory a relative file is refused, naming the key.
+    let w = start(&dir.path().join("data2")).await;
+    let err = w
+        .runtime
+        .create(
+            "rel",
+            map(&[
+                ("connector.class", "FileStreamSource"),
+                ("file", "x.txt"),
+                ("topic", "t"),
+            ]),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("file") && err.contains("absolute"), "{err}");
     w.shutdown().await;
 }

@@ -233,6 +233,23 @@ fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
     })
 }
 
+/// One config value: a string (numbers and booleans written as strings, as Kafka Connect's
+/// JSON mapper does), or `None` for null.
+fn config_value(k: &str, v: &Value) -> Result<Option<String>, ApiError> {
+    Ok(Some(match v {
+        Value::Null => return Ok(None),
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("{k}: config values must be strings, not {other}"),
+            ));
+        }
+    }))
+}
+
 /// A config map: string values (numbers and booleans are accepted and written as strings, as
 /// Kafka Connect's JSON mapper does).
 fn config_map(v: &Value) -> Result<ConfigMap, ApiError> {
@@ -244,18 +261,15 @@ fn config_map(v: &Value) -> Result<ConfigMap, ApiError> {
     })?;
     let mut out = BTreeMap::new();
     for (k, v) in obj {
-        let s = match v {
-            Value::String(s) => s.clone(),
-            Value::Number(n) => n.to_string(),
-            Value::Bool(b) => b.to_string(),
-            other => {
+        match config_value(k, v)? {
+            Some(s) => out.insert(k.clone(), s),
+            None => {
                 return Err(ApiError(
                     StatusCode::BAD_REQUEST,
-                    format!("{k}: config values must be strings, not {other}"),
+                    format!("{k}: config values must be strings, not null"),
                 ));
             }
         };
-        out.insert(k.clone(), s);
     }
     Ok(out)
 }
@@ -439,19 +453,7 @@ async fn patch_config(
     })?;
     let mut patch = BTreeMap::new();
     for (k, v) in obj {
-        let v = match v {
-            Value::Null => None,
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            Value::Bool(b) => Some(b.to_string()),
-            other => {
-                return Err(ApiError(
-                    StatusCode::BAD_REQUEST,
-                    format!("{k}: config values must be strings, not {other}"),
-                ));
-            }
-        };
-        patch.insert(k.clone(), v);
+        patch.insert(k.clone(), config_value(k, v)?);
     }
     ok(rt.patch_config(&name, patch).await?)
 }
