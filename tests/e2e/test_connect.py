@@ -865,6 +865,7 @@ def test_converters_kafka_transforms_and_a_wasm_transform(weir_bin, start_broker
     everything = get(broker, "/connector-plugins?connectorsOnly=false")
     classes = {p["class"]: p["type"] for p in everything}
     assert classes["org.apache.kafka.connect.transforms.InsertField$Value"] == "transformation"
+    assert classes["org.apache.kafka.connect.transforms.TimestampConverter$Key"] == "transformation"
     assert classes["org.apache.kafka.connect.transforms.predicates.TopicNameMatches"] == "predicate"
     assert classes["json-rewrite"] == "transformation"
     assert all(p["type"] in ("source", "sink") for p in get(broker, "/connector-plugins"))

@@ -244,6 +244,27 @@ impl<'a> Batch<'a> {
         })
     }
 
+    /// The last source offset of each source partition in the batch, in first-seen order
+    /// (what a source's poll advanced to). Borrowed: no allocation per record.
+    pub fn last_source_offsets(&self) -> Vec<(&'a [u8], &'a [u8])> {
+        let mut last: Vec<(&'a [u8], &'a [u8])> = Vec::new();
+        let mut at = 0; // where the previous record's partition is
+        for r in self.iter() {
+            if let (Some(p), Some(o)) = (r.source_partition(), r.source_offset()) {
+                if last.get(at).is_some_and(|(q, _)| *q == p) {
+                    last[at].1 = o;
+                } else if let Some(i) = last.iter().position(|(q, _)| *q == p) {
+                    last[i].1 = o;
+                    at = i;
+                } else {
+                    at = last.len();
+                    last.push((p, o));
+                }
+            }
+        }
+        last
+    }
+
     /// The records in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = RecordRef<'a>> + 'a {
         let b = *self;

@@ -6,9 +6,13 @@
 //! - (a) datagen → topic → null-sink, no transform, no converter: records/s end to end (the
 //!   sink's group committing the last offset), against the baseline (goal ≥ 70%);
 //! - (b) the same with JsonConverter, InsertField + MaskField and a Rust WebAssembly transform
-//!   (`--wasm`, e.g. json-rewrite; goal ≥ 500,000 records/s);
+//!   (`--wasm`, e.g. json-rewrite; goal ≥ 500,000 records/s), with one source task and then
+//!   with two (`tasks.max=2`, both appending to the one partition);
 //! - (c) three connectors: time from create to the first record stored (goal < 1 s), and
-//!   resident memory of the process before and after (goal ≤ 60 MB, plus ≤ 5 MB per task).
+//!   resident memory of the process before and after (goal ≤ 60 MB, plus ≤ 5 MB per task);
+//! - (d) with `--failing-wasm` (a transform that traps on every batch, e.g. trap.wasm): run (a)
+//!   again while a third connector's task keeps trapping and restarting (backoff 100 ms), against
+//!   (a)'s solo rate (goal: within 20%).
 //!
 //! Prints figures and a verdict per goal; never fails on a timing.
 
@@ -31,6 +35,25 @@ pub struct PipelineArgs {
     /// KEY=VALUE config of the --wasm transform (repeatable).
     #[arg(long = "wasm-config")]
     wasm_config: Vec<String>,
+    /// A WebAssembly transform that fails every batch (e.g. trap.wasm) for run (d).
+    #[arg(long = "failing-wasm")]
+    failing_wasm: Option<PathBuf>,
+}
+
+/// Copies a transform into the plugins dir as `<name>/<version>.wasm`; its registry name.
+fn install(
+    host: &weir_host::Host,
+    w: &std::path::Path,
+    plugins: &std::path::Path,
+) -> anyhow::Result<String> {
+    let p = host
+        .load(w)
+        .with_context(|| format!("cannot load {}", w.display()))?;
+    let d = p.describe(host)?;
+    let to = plugins.join(&d.name);
+    std::fs::create_dir_all(&to)?;
+    std::fs::copy(w, to.join(format!("{}.wasm", d.version)))?;
+    Ok(d.name)
 }
 
 fn rss_mb() -> f64 {
@@ -45,6 +68,28 @@ fn map(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
     kv.iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+/// The steady rate of a pipeline into `topic` and out through `group`: from the first
+/// record stored (so the plugins' start is not counted) until `group` has committed `n` on
+/// partition 0, over the records stored after that first moment.
+async fn rate(
+    broker: &weir_broker::BrokerHandle,
+    group: &str,
+    topic: &str,
+    n: i64,
+) -> anyhow::Result<f64> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (t0, base) = loop {
+        let end = broker.offsets(topic, 0).map(|o| o.log_end).unwrap_or(0);
+        if end > 0 {
+            break (Instant::now(), end);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "nothing reached {topic} in 60 s");
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    };
+    let took = wait_committed(broker, group, topic, n, t0).await?;
+    Ok((n - base) as f64 / took.as_secs_f64())
 }
 
 /// Waits until `group` has committed `n` on `topic`'s partition 0; the time it took.
@@ -119,18 +164,21 @@ pub async fn run(args: PipelineArgs) -> anyhow::Result<()> {
         call_deadline: Duration::from_secs(30),
     })?;
     let plugins = dir.join("plugins");
-    if let Some(w) = &args.wasm {
-        let p = host
-            .load(w)
-            .with_context(|| format!("cannot load {}", w.display()))?;
-        let d = p.describe(&host)?;
-        let to = plugins.join(&d.name);
-        std::fs::create_dir_all(&to)?;
-        std::fs::copy(w, to.join(format!("{}.wasm", d.version)))?;
-    }
+    let wasm_name = match &args.wasm {
+        Some(w) => Some(install(&host, w, &plugins)?),
+        None => None,
+    };
+    let failing_name = match &args.failing_wasm {
+        Some(w) => Some(install(&host, w, &plugins)?),
+        None => None,
+    };
     let registry = weir_connect::Registry::new(Arc::new(host), Some(plugins));
     let worker = weir_connect::WorkerConfig {
         offset_flush_interval: Duration::from_millis(100),
+        restart: Some(weir_connect::Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(100),
+        }),
         ..Default::default()
     };
     let cluster: Arc<dyn weir_cluster::Cluster> =
@@ -139,7 +187,6 @@ pub async fn run(args: PipelineArgs) -> anyhow::Result<()> {
     let count = n.to_string();
 
     // (a) datagen -> topic -> null-sink.
-    let t0 = Instant::now();
     rt.create(
         "a-src",
         map(&[
@@ -155,8 +202,7 @@ pub async fn run(args: PipelineArgs) -> anyhow::Result<()> {
         map(&[("connector.class", "null-sink"), ("topics", "a")]),
     )
     .await?;
-    let took = wait_committed(&handle, "connect-a-snk", "a", n as i64, t0).await?;
-    let a = n as f64 / took.as_secs_f64();
+    let a = rate(&handle, "connect-a-snk", "a", n as i64).await?;
     println!(
         "(a)       datagen -> topic -> null-sink     {:>12.0} records/s  = {:.0}% of the baseline (goal >= 70%: {})",
         a,
@@ -169,7 +215,6 @@ pub async fn run(args: PipelineArgs) -> anyhow::Result<()> {
     // (b) with converters and transforms on the source side.
     let mut src = map(&[
         ("connector.class", "datagen"),
-        ("topic", "b"),
         ("count", &count),
         ("value.size", "100"),
         (
@@ -191,8 +236,7 @@ pub async fn run(args: PipelineArgs) -> anyhow::Result<()> {
         ("transforms.mask.fields", "pad"),
     ]);
     let mut chain = "InsertField + MaskField".to_string();
-    if let Some(w) = &args.wasm {
-        let name = host_name(w)?;
+    if let Some(name) = &wasm_name {
         src.insert("transforms".into(), "insert,mask,wasm".into());
         src.insert("transforms.wasm.type".into(), name.clone());
         for kv in &args.wasm_config {
@@ -203,28 +247,88 @@ pub async fn run(args: PipelineArgs) -> anyhow::Result<()> {
         }
         chain.push_str(&format!(" + {name} (wasm)"));
     }
-    let t0 = Instant::now();
-    rt.create("b-src", src).await?;
-    rt.create(
-        "b-snk",
-        map(&[("connector.class", "null-sink"), ("topics", "b")]),
-    )
-    .await?;
-    let took = wait_committed(&handle, "connect-b-snk", "b", n as i64, t0).await?;
-    let b = n as f64 / took.as_secs_f64();
-    println!(
-        "(b)       the same with {chain}: {:>10.0} records/s (goal >= 500,000: {})",
-        b,
-        if b >= 500_000.0 && args.wasm.is_some() {
-            "met"
-        } else if args.wasm.is_none() {
-            "not measured without --wasm"
-        } else {
-            "missed"
+    // One source task, then two (Kafka Connect's way to use a second core: `tasks.max`).
+    for tasks in [1, 2] {
+        let topic = format!("b{tasks}");
+        let mut src = src.clone();
+        src.insert("topic".into(), topic.clone());
+        src.insert("tasks.max".into(), tasks.to_string());
+        let (s, k) = (format!("b{tasks}-src"), format!("b{tasks}-snk"));
+        rt.create(&s, src).await?;
+        rt.create(
+            &k,
+            map(&[("connector.class", "null-sink"), ("topics", &topic)]),
+        )
+        .await?;
+        let b = rate(&handle, &format!("connect-{k}"), &topic, n as i64).await?;
+        println!(
+            "(b)       the same with {chain}, {tasks} source task(s): {:>10.0} records/s (goal >= 500,000: {})",
+            b,
+            if b >= 500_000.0 && args.wasm.is_some() {
+                "met"
+            } else if args.wasm.is_none() {
+                "not measured without --wasm"
+            } else {
+                "missed"
+            }
+        );
+        rt.delete(&s).await?;
+        rt.delete(&k).await?;
+    }
+
+    // (d) (a) again, next to a connector whose transform fails every batch.
+    if let Some(name) = &failing_name {
+        rt.create(
+            "d-fail",
+            map(&[
+                ("connector.class", "datagen"),
+                ("topic", "d-fail"),
+                ("transforms", "boom"),
+                ("transforms.boom.type", name),
+            ]),
+        )
+        .await?;
+        // It has failed and restarted at least once before the measured run starts.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while rt
+            .status("d-fail")
+            .await?
+            .tasks
+            .first()
+            .map_or(0, |t| t.restarts)
+            < 1
+        {
+            anyhow::ensure!(Instant::now() < deadline, "d-fail did not fail within 30 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-    );
-    rt.delete("b-src").await?;
-    rt.delete("b-snk").await?;
+        let restarts_before = rt.status("d-fail").await?.tasks[0].restarts;
+        rt.create(
+            "d-src",
+            map(&[
+                ("connector.class", "datagen"),
+                ("topic", "d"),
+                ("count", &count),
+                ("value.size", "100"),
+            ]),
+        )
+        .await?;
+        rt.create(
+            "d-snk",
+            map(&[("connector.class", "null-sink"), ("topics", "d")]),
+        )
+        .await?;
+        let d = rate(&handle, "connect-d-snk", "d", n as i64).await?;
+        let restarts = rt.status("d-fail").await?.tasks[0].restarts - restarts_before;
+        println!(
+            "(d)       (a) next to a task that traps ({restarts} restarts meanwhile): {:>10.0} records/s = {:.0}% of (a) (goal >= 80%: {})",
+            d,
+            100.0 * d / a,
+            if d >= 0.8 * a { "met" } else { "missed" }
+        );
+        for c in ["d-fail", "d-src", "d-snk"] {
+            rt.delete(c).await?;
+        }
+    }
 
     // (c) three connectors: first record, memory.
     let rss_before = rss_mb();
@@ -276,10 +380,4 @@ pub async fn run(args: PipelineArgs) -> anyhow::Result<()> {
     let _ = served.await;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
-}
-
-/// The registry name of a transform component (its descriptor's name).
-fn host_name(w: &std::path::Path) -> anyhow::Result<String> {
-    let host = weir_host::Host::new(weir_host::HostConfig::default())?;
-    Ok(host.load(w)?.describe(&host)?.name)
 }

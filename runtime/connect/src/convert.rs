@@ -3,12 +3,16 @@
 //!
 //! A value is [`Data::Raw`] bytes until something needs its structure (a structured transform,
 //! or JsonConverter writing it), then [`Data::Json`]: a JSON value, with the Connect schema
-//! when the record carries one. With no transform that needs structure and a bytes-preserving
-//! converter, bytes pass through untouched.
+//! when the record carries one. Schemaless JSON that is known to be JSON (a plugin declaring
+//! JSON values, JsonConverter without schemas on a sink) is [`Data::JsonText`]: validated once
+//! and kept as text, which the field transforms edit in place of a parsed tree. With no
+//! transform that needs structure and a bytes-preserving converter, bytes pass through
+//! untouched.
 
 use serde_json::{Value, json};
 
 use crate::ConnectError;
+use crate::jsontext;
 
 /// A key or value inside the runtime.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,9 +21,30 @@ pub enum Data {
     Raw(Option<Vec<u8>>),
     /// Structured: a JSON value and, when known, its Connect schema.
     Json { schema: Option<Value>, value: Value },
+    /// A schemaless JSON document as its (valid) text; never JSON's `null`, which is
+    /// [`Data::Json`] (see [`Data::json_text`]).
+    JsonText(Vec<u8>),
 }
 
 impl Data {
+    /// A JSON document already validated ([`jsontext::validate`]).
+    pub fn json_text(b: Vec<u8>) -> Data {
+        if jsontext::is_null(&b) {
+            Data::Json {
+                schema: None,
+                value: Value::Null,
+            }
+        } else {
+            Data::JsonText(b)
+        }
+    }
+
+    /// Bytes that must be one JSON document; `what` says whose, for the error.
+    pub fn parse_json(b: &[u8], what: &str) -> Result<Data, String> {
+        jsontext::validate(b).map_err(|e| format!("{what}: {e}"))?;
+        Ok(Data::json_text(b.to_vec()))
+    }
+
     pub fn is_null(&self) -> bool {
         matches!(
             self,
@@ -34,24 +59,35 @@ impl Data {
     /// The structured form: raw bytes that are a JSON document are parsed (schemaless);
     /// `what` names the transform asking, for the error.
     pub fn structured(&mut self, what: &str) -> Result<(&mut Option<Value>, &mut Value), String> {
-        if let Data::Raw(b) = self {
-            let value = match b {
-                None => Value::Null,
-                Some(b) => serde_json::from_slice(b).map_err(|e| {
-                    format!(
-                        "{what} needs a structured value, and this one is not JSON ({e}); \
-                         set a JsonConverter, or have the source write JSON"
-                    )
-                })?,
-            };
-            *self = Data::Json {
-                schema: None,
-                value,
-            };
+        match self {
+            Data::Raw(b) => {
+                let value = match b {
+                    None => Value::Null,
+                    Some(b) => serde_json::from_slice(b).map_err(|e| {
+                        format!(
+                            "{what} needs a structured value, and this one is not JSON ({e}); \
+                             set a JsonConverter, or have the source write JSON"
+                        )
+                    })?,
+                };
+                *self = Data::Json {
+                    schema: None,
+                    value,
+                };
+            }
+            Data::JsonText(b) => {
+                let value = serde_json::from_slice(b)
+                    .map_err(|e| format!("{what}: the value is not JSON ({e})"))?;
+                *self = Data::Json {
+                    schema: None,
+                    value,
+                };
+            }
+            Data::Json { .. } => {}
         }
         match self {
             Data::Json { schema, value } => Ok((schema, value)),
-            Data::Raw(_) => unreachable!("converted above"),
+            _ => unreachable!("converted above"),
         }
     }
 
@@ -61,6 +97,7 @@ impl Data {
         match self {
             Data::Raw(b) => b,
             Data::Json { value, .. } => json_bytes(value),
+            Data::JsonText(b) => Some(jsontext::as_string(&b).map_or(b, String::into_bytes)),
         }
     }
 
@@ -77,6 +114,10 @@ impl Data {
                 ..
             } => Some(Cow::Borrowed(s.as_bytes())),
             Data::Json { value, .. } => serde_json::to_vec(value).ok().map(Cow::Owned),
+            Data::JsonText(b) => Some(
+                jsontext::as_string(b)
+                    .map_or(Cow::Borrowed(b.as_slice()), |s| Cow::Owned(s.into_bytes())),
+            ),
         }
     }
 
@@ -88,6 +129,7 @@ impl Data {
                 value: Value::Null,
                 schema: None,
             } => None,
+            Data::JsonText(b) => Some(schemaless_envelope(&b)),
             d => {
                 let (schema, payload) = to_schema_and_payload(d);
                 serde_json::to_vec(&json!({ "schema": schema, "payload": payload })).ok()
@@ -102,6 +144,15 @@ fn json_bytes(v: Value) -> Option<Vec<u8>> {
         Value::String(s) => Some(s.into_bytes()),
         v => serde_json::to_vec(&v).ok(),
     }
+}
+
+/// `{"schema":null,"payload":<doc>}` around a JSON document's text.
+fn schemaless_envelope(doc: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(doc.len() + 30);
+    out.extend_from_slice(br#"{"schema":null,"payload":"#);
+    out.extend_from_slice(doc);
+    out.push(b'}');
+    out
 }
 
 /// Raw bytes as Connect sees them: text is a string, other bytes are `bytes` (base64 in JSON).
@@ -119,6 +170,10 @@ fn to_schema_and_payload(d: Data) -> (Value, Value) {
             ),
         },
         Data::Json { schema, value } => (schema.unwrap_or(Value::Null), value),
+        Data::JsonText(b) => (
+            Value::Null,
+            serde_json::from_slice(&b).unwrap_or(Value::Null),
+        ),
     }
 }
 
@@ -151,11 +206,7 @@ impl Format {
         match (self, b) {
             (Format::Bytes, b) => Ok(Data::Raw(b.map(<[u8]>::to_vec))),
             (_, None) => Ok(Data::Raw(None)),
-            (Format::Json, Some(b)) => Ok(Data::Json {
-                schema: None,
-                value: serde_json::from_slice(b)
-                    .map_err(|e| format!("the plugin's JSON does not parse: {e}"))?,
-            }),
+            (Format::Json, Some(b)) => Data::parse_json(b, "the plugin's JSON does not parse"),
             (Format::ConnectJson, Some(b)) => envelope(b),
         }
     }
@@ -242,11 +293,9 @@ impl Converter {
             (Converter::ByteArray | Converter::String, b) => Ok(Data::Raw(b.map(<[u8]>::to_vec))),
             (Converter::Json { .. }, None) => Ok(Data::Raw(None)),
             (Converter::Json { schemas: true }, Some(b)) => envelope(b),
-            (Converter::Json { schemas: false }, Some(b)) => Ok(Data::Json {
-                schema: None,
-                value: serde_json::from_slice(b)
-                    .map_err(|e| format!("converting bytes to JSON failed: {e}"))?,
-            }),
+            (Converter::Json { schemas: false }, Some(b)) => {
+                Data::parse_json(b, "converting bytes to JSON failed")
+            }
         }
     }
 
@@ -255,6 +304,9 @@ impl Converter {
         match self {
             Converter::ByteArray | Converter::String => d.into_bytes(),
             Converter::Json { schemas } => {
+                if let Data::JsonText(b) = d {
+                    return Some(if schemas { schemaless_envelope(&b) } else { b });
+                }
                 if d.is_null()
                     && !matches!(
                         &d,
@@ -330,14 +382,26 @@ mod tests {
                 .unwrap_err()
                 .contains("schemas.enable=false")
         );
+        // Schemaless JSON stays text until a transform needs its structure.
+        let mut doc = without.deserialize(Some(br#"{"a": 1}"#)).unwrap();
+        assert_eq!(doc, Data::JsonText(br#"{"a": 1}"#.to_vec()));
+        assert_eq!(without.serialize(doc.clone()).unwrap(), br#"{"a": 1}"#);
         assert_eq!(
-            without.deserialize(Some(br#"{"a":1}"#)).unwrap(),
+            with.serialize(doc.clone()).unwrap(),
+            br#"{"schema":null,"payload":{"a": 1}}"#
+        );
+        assert_eq!(doc.structured("t").unwrap().1, &json!({"a": 1}));
+        assert_eq!(
+            without.deserialize(Some(b" null")).unwrap(),
             Data::Json {
                 schema: None,
-                value: json!({"a": 1})
+                value: Value::Null
             }
         );
+        let s = without.deserialize(Some(br#""a\"b""#)).unwrap();
+        assert_eq!(s.into_bytes().unwrap(), br#"a"b"#);
         assert!(without.deserialize(Some(b"not json")).is_err());
+        assert!(without.deserialize(Some(br#"{"a":1} x"#)).is_err());
     }
 
     #[test]

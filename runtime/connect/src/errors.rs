@@ -199,14 +199,23 @@ pub(crate) struct Reporter {
 impl Reporter {
     /// A record failed at `stage`: `Err` (the task fails) unless errors are tolerated.
     pub fn report(&self, stage: Stage, rec: DeadRecord, error: &str) -> Result<(), Failure> {
-        let at = format!(
-            "{} at stage {} for {}-{} offset {}",
-            error,
-            stage.name(),
-            rec.topic,
-            rec.partition.unwrap_or(-1),
-            rec.offset.unwrap_or(-1)
-        );
+        // A record read from the log has its position; a source's record only its topic.
+        let at = match (rec.partition, rec.offset) {
+            (Some(p), Some(o)) => format!(
+                "{error} at stage {} for {}-{p} offset {o}",
+                stage.name(),
+                rec.topic
+            ),
+            _ => format!(
+                "{error} at stage {} for a record to {}",
+                stage.name(),
+                if rec.topic.is_empty() {
+                    "the connector's topic"
+                } else {
+                    &rec.topic
+                }
+            ),
+        };
         if !self.policy.tolerate {
             return Err(Failure::retriable(format!(
                 "{at} (tolerance exceeded: errors.tolerance is none)"

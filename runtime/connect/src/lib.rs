@@ -11,6 +11,7 @@
 pub mod config;
 pub mod convert;
 pub mod errors;
+pub mod jsontext;
 mod pipe;
 pub mod providers;
 pub mod registry;

@@ -84,8 +84,18 @@ impl Pipeline {
         Ok(Pipeline { pipe, wasm })
     }
 
-    /// Runs the chain; failures go to the reporter (tolerated or not).
-    fn chain(&mut self, recs: Vec<Rec>, reporter: &Reporter) -> Result<Vec<Rec>, Failure> {
+    /// Runs the chain; failures go to the reporter (tolerated or not). `json` says whether
+    /// keys and values are JSON on this side of the converters: a WebAssembly step's output
+    /// is then read as JSON again (a record whose output is not is a bad record).
+    /// `orig` is the batch the records were read from: a record that fails goes to the dead
+    /// letter queue as it was read.
+    fn chain(
+        &mut self,
+        recs: Vec<Rec>,
+        orig: &Batch<'_>,
+        reporter: &Reporter,
+        json: (bool, bool),
+    ) -> Result<Vec<Rec>, Failure> {
         let wasm = &mut self.wasm;
         let pipe = &self.pipe;
         pipe.chain.apply(
@@ -107,19 +117,29 @@ impl Pipeline {
                                 .map_err(|e| Failure::retriable(e.to_string()))?;
                             let batch = Batch::parse(&bytes)
                                 .map_err(|e| Failure::retriable(e.to_string()))?;
-                            return Ok(from_batch(&batch));
+                            let mut out = from_batch(&batch);
+                            // One output record per input record: each still comes from
+                            // the same record read.
+                            let same = out.len() == recs.len();
+                            for (i, r) in out.iter_mut().enumerate() {
+                                r.origin = if same { recs[i].origin } else { None };
+                            }
+                            if json != (false, false) {
+                                out = reread_json(out, json, orig, reporter)?;
+                            }
+                            return Ok(out);
                         }
                         Err(e) => match bad_record(&e) {
                             Some((index, why)) if (index as usize) < recs.len() => {
                                 let r = recs.remove(index as usize);
-                                reporter.report(Stage::Transformation, dead(&r), &why)?;
+                                reporter.report(Stage::Transformation, dead(&r, orig), &why)?;
                             }
                             _ => return Err(e.into()),
                         },
                     }
                 }
             },
-            &mut |r, why| reporter.report(Stage::Transformation, dead(r), &why),
+            &mut |r, why| reporter.report(Stage::Transformation, dead(r, orig), &why),
         )
     }
 
@@ -146,11 +166,15 @@ impl Pipeline {
                     recs.push(r);
                 }
                 (Err(e), _) | (_, Err(e)) => {
-                    reporter.report(Stage::TaskPoll, dead(&r), &e)?;
+                    reporter.report(Stage::TaskPoll, dead(&r, batch), &e)?;
                 }
             }
         }
-        let recs = self.chain(recs, reporter)?;
+        let json = (
+            self.pipe.key_format != Format::Bytes,
+            self.pipe.value_format != Format::Bytes,
+        );
+        let recs = self.chain(recs, batch, reporter, json)?;
         Ok(recs
             .into_iter()
             .map(|r| OutRec {
@@ -164,15 +188,15 @@ impl Pipeline {
             .collect())
     }
 
-    /// Records read from the log through the converters and the chain, as the batch the sink
-    /// plugin gets with the last offset in it (`None`: none is left).
+    /// Records read from the log (as a batch) through the converters and the chain, as the
+    /// batch the sink plugin gets with the last offset in it (`None`: none is left).
     pub fn sink_batch(
         &mut self,
-        recs: Vec<Rec>,
+        read: &Batch<'_>,
         reporter: &Reporter,
     ) -> Result<Option<(Vec<u8>, i64)>, Failure> {
-        let mut ok = Vec::with_capacity(recs.len());
-        for mut r in recs {
+        let mut ok = Vec::with_capacity(read.len());
+        for mut r in from_batch(read) {
             let key = deserialize(self.pipe.key_converter, &r.key);
             let value = deserialize(self.pipe.value_converter, &r.value);
             match (key, value) {
@@ -181,11 +205,15 @@ impl Pipeline {
                     r.value = v;
                     ok.push(r);
                 }
-                (Err(e), _) => reporter.report(Stage::KeyConverter, dead(&r), &e)?,
-                (_, Err(e)) => reporter.report(Stage::ValueConverter, dead(&r), &e)?,
+                (Err(e), _) => reporter.report(Stage::KeyConverter, dead(&r, read), &e)?,
+                (_, Err(e)) => reporter.report(Stage::ValueConverter, dead(&r, read), &e)?,
             }
         }
-        let mut recs = self.chain(ok, reporter)?;
+        let json = (
+            matches!(self.pipe.key_converter, Converter::Json { .. }),
+            matches!(self.pipe.value_converter, Converter::Json { .. }),
+        );
+        let mut recs = self.chain(ok, read, reporter, json)?;
         if recs.is_empty() {
             return Ok(None);
         }
@@ -208,8 +236,50 @@ impl Pipeline {
     }
 }
 
-/// A record as the dead letter queue gets it.
-fn dead(r: &Rec) -> DeadRecord {
+/// A WebAssembly step's output where keys (`json.0`) or values (`json.1`) are JSON: their
+/// bytes read as JSON documents again, so a converter writes them as JSON and not as text.
+fn reread_json(
+    recs: Vec<Rec>,
+    json: (bool, bool),
+    orig: &Batch<'_>,
+    reporter: &Reporter,
+) -> Result<Vec<Rec>, Failure> {
+    let mut out = Vec::with_capacity(recs.len());
+    for mut r in recs {
+        let mut bad = None;
+        for (on, d, what) in [(json.0, &mut r.key, "key"), (json.1, &mut r.value, "value")] {
+            if let (true, Data::Raw(Some(b))) = (on, &*d) {
+                match Data::parse_json(b, &format!("the transform's {what} is not JSON")) {
+                    Ok(j) => *d = j,
+                    Err(e) => bad = Some(e),
+                }
+            }
+        }
+        match bad {
+            None => out.push(r),
+            Some(e) => reporter.report(Stage::Transformation, dead(&r, orig), &e)?,
+        }
+    }
+    Ok(out)
+}
+
+/// A record as the dead letter queue gets it: as it was read (polled from the source, or
+/// read from the log) when it is known which record it came from, else as it is now.
+fn dead(r: &Rec, orig: &Batch<'_>) -> DeadRecord {
+    if let Some(o) = r.origin.and_then(|i| orig.get(i as usize)) {
+        return DeadRecord {
+            topic: o.topic().to_string(),
+            partition: o.partition(),
+            offset: o.offset(),
+            timestamp: o.timestamp(),
+            key: o.key().map(<[u8]>::to_vec),
+            value: o.value().map(<[u8]>::to_vec),
+            headers: o
+                .headers()
+                .map(|h| (h.name.to_string(), h.value.map(<[u8]>::to_vec)))
+                .collect(),
+        };
+    }
     DeadRecord {
         topic: r.topic.clone(),
         partition: r.partition,

@@ -10,11 +10,9 @@ use weir_batch::{Batch, BatchBuilder, RecordData};
 use weir_cluster::ClusterError;
 use weir_host::types::LogPosition;
 
-use crate::convert::Data;
 use crate::errors::{DeadRecord, Failure, Reporter, Stage, bad_record};
 use crate::pipe::Pipeline;
 use crate::task::TaskCtx;
-use crate::transforms::Rec;
 
 /// Most bytes one fetch reads from a partition.
 const FETCH_BYTES: usize = 1 << 20;
@@ -235,8 +233,6 @@ fn read(
         return Ok(None);
     }
     let mut b = BatchBuilder::with_capacity(256, f.records.len());
-    let mut structured_recs: Vec<Rec> = Vec::new();
-    let structured = pipeline.is_some();
     let mut count = 0usize;
     let mut last = None;
     let mut bad_name = false;
@@ -256,34 +252,17 @@ fn read(
                 (n, v)
             })
             .collect();
-        if structured {
-            structured_recs.push(Rec {
-                topic: part.topic.clone(),
-                partition: Some(part.partition),
-                offset: Some(r.offset),
-                timestamp: r.timestamp,
-                key: Data::Raw(r.key.map(<[u8]>::to_vec)),
-                value: Data::Raw(r.value.map(<[u8]>::to_vec)),
-                headers: headers
-                    .iter()
-                    .map(|(n, v)| (n.to_string(), v.map(<[u8]>::to_vec)))
-                    .collect(),
-                source_partition: None,
-                source_offset: None,
-            });
-        } else {
-            b.push(&RecordData {
-                timestamp: r.timestamp,
-                key: r.key,
-                value: r.value,
-                headers: &headers,
-                topic: &part.topic,
-                partition: Some(part.partition),
-                offset: Some(r.offset),
-                source_partition: None,
-                source_offset: None,
-            });
-        }
+        b.push(&RecordData {
+            timestamp: r.timestamp,
+            key: r.key,
+            value: r.value,
+            headers: &headers,
+            topic: &part.topic,
+            partition: Some(part.partition),
+            offset: Some(r.offset),
+            source_partition: None,
+            source_offset: None,
+        });
     })
     .map_err(|e| format!("{}-{}: {e}", part.topic, part.partition))?;
     if bad_name {
@@ -297,13 +276,16 @@ fn read(
         return Ok(None);
     };
     part.next = last + 1;
+    let read = b
+        .finish()
+        .map_err(|e| format!("cannot build a batch: {e}"))?;
     let batch = match pipeline {
-        Some(p) => p.sink_batch(structured_recs, reporter)?,
-        None => Some((
-            b.finish()
-                .map_err(|e| format!("cannot build a batch: {e}"))?,
-            last,
-        )),
+        Some(p) => {
+            let parsed =
+                Batch::parse_trusted(&read).map_err(|e| format!("cannot read a batch: {e}"))?;
+            p.sink_batch(&parsed, reporter)?
+        }
+        None => Some((read, last)),
     };
     Ok(Some((batch, last)))
 }

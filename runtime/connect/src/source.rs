@@ -78,7 +78,8 @@ fn run_inner(
             Ok(b) => b,
             Err(e) => break Err(e.into()),
         };
-        let batch = match Batch::parse(&polled) {
+        // The host validated it (`SourceTask::poll`).
+        let batch = match Batch::parse_trusted(&polled) {
             Ok(b) => b,
             Err(e) => break Err(format!("poll returned a bad batch: {e}").into()),
         };
@@ -92,13 +93,11 @@ fn run_inner(
             break Err(e);
         }
         // Everything is in the log: the plugin may forget it, and its offsets may be kept.
-        let mut acked: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-        for r in batch.iter() {
-            if let (Some(p), Some(o)) = (r.source_partition(), r.source_offset()) {
-                acked.insert(p.to_vec(), o.to_vec());
-            }
-        }
-        let acked: Vec<(Vec<u8>, Vec<u8>)> = acked.into_iter().collect();
+        let acked: Vec<(Vec<u8>, Vec<u8>)> = batch
+            .last_source_offsets()
+            .into_iter()
+            .map(|(p, o)| (p.to_vec(), o.to_vec()))
+            .collect();
         if let Err(e) = task.ack(&acked) {
             break Err(e.into());
         }
@@ -159,6 +158,31 @@ impl Router {
     }
 }
 
+/// The Kafka batches being built from one polled batch, one per (topic, partition), found
+/// without allocating per record (sources mostly write one topic partition per poll).
+#[derive(Default)]
+struct Groups {
+    list: Vec<(String, i32, BatchEncoder)>,
+    last: usize,
+}
+
+impl Groups {
+    fn get(&mut self, topic: &str, partition: i32) -> &mut BatchEncoder {
+        let hit = |(t, p, _): &(String, i32, BatchEncoder)| *p == partition && t == topic;
+        if !self.list.get(self.last).is_some_and(hit) {
+            self.last = match self.list.iter().position(hit) {
+                Some(i) => i,
+                None => {
+                    self.list
+                        .push((topic.to_string(), partition, BatchEncoder::new()));
+                    self.list.len() - 1
+                }
+            };
+        }
+        &mut self.list[self.last].2
+    }
+}
+
 /// Appends a polled batch: one Kafka batch per (topic, partition), in record order. Through
 /// the pipeline (converters, transforms) when the connector has one, else byte for byte.
 fn store(
@@ -170,7 +194,9 @@ fn store(
 ) -> Result<(), Failure> {
     let now = weir_log::now_ms();
     router.sticky = router.sticky.wrapping_add(1);
-    let mut groups: BTreeMap<(String, i32), BatchEncoder> = BTreeMap::new();
+    let mut groups = Groups::default();
+    // The previous record's topic and its partition count.
+    let mut cached: Option<(String, u32)> = None;
     let mut add = |i: usize,
                    topic: &str,
                    partition: Option<i32>,
@@ -188,7 +214,14 @@ fn store(
             }
             (t, _) => t,
         };
-        let n = router.partitions(ctx, topic)?;
+        let n = match &cached {
+            Some((t, n)) if t == topic => *n,
+            _ => {
+                let n = router.partitions(ctx, topic)?;
+                cached = Some((topic.to_string(), n));
+                n
+            }
+        };
         let partition = match (partition, key) {
             (Some(p), _) if p >= 0 && (p as u32) < n => p,
             (Some(p), _) => {
@@ -201,8 +234,7 @@ fn store(
         };
         let ts = if ts > 0 { ts } else { now };
         groups
-            .entry((topic.to_string(), partition))
-            .or_default()
+            .get(topic, partition)
             .push(ts, key, value, headers.iter().copied());
         Ok(())
     };
@@ -247,7 +279,7 @@ fn store(
         }
     }
     let cluster: &dyn Cluster = ctx.cluster.as_ref();
-    let appends = groups.into_iter().map(|((t, p), enc)| {
+    let appends = groups.list.into_iter().map(|(t, p, enc)| {
         let batch = enc.finish();
         async move {
             cluster

@@ -5,6 +5,7 @@
 //! Native transforms work on [`Rec`]s; a WebAssembly step gets the records as one batch in
 //! the contract's layout (keys and values as bytes) and its output becomes records again.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
@@ -12,6 +13,15 @@ use weir_batch::{Batch, BatchBuilder, RecordData};
 
 use crate::ConnectError;
 use crate::convert::Data;
+use crate::jsontext;
+
+mod cast;
+mod flatten;
+mod header_from;
+#[cfg(test)]
+mod more_tests;
+mod timefmt;
+mod timestamp_converter;
 
 /// A record between the plugin and the log.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +35,9 @@ pub struct Rec {
     pub headers: Vec<(String, Option<Vec<u8>>)>,
     pub source_partition: Option<Vec<u8>>,
     pub source_offset: Option<Vec<u8>>,
+    /// The index of the record this one comes from in the batch that was read (the source's
+    /// poll, the records read from the log); the dead letter queue gets that record.
+    pub origin: Option<u32>,
 }
 
 /// Key or value.
@@ -109,6 +122,22 @@ enum Smt {
     DropHeaders {
         headers: Vec<String>,
     },
+    Cast {
+        side: Side,
+        spec: cast::Spec,
+    },
+    TimestampConverter {
+        side: Side,
+        config: timestamp_converter::Config,
+    },
+    Flatten {
+        side: Side,
+        delimiter: String,
+    },
+    HeaderFrom {
+        side: Side,
+        config: header_from::Config,
+    },
     Filter,
 }
 
@@ -178,6 +207,10 @@ const KNOWN: &[&str] = &[
     "InsertHeader",
     "DropHeaders",
     "Filter",
+    "Cast",
+    "TimestampConverter",
+    "Flatten",
+    "HeaderFrom",
 ];
 
 /// Native transforms and predicates, for `GET /connector-plugins?connectorsOnly=false`.
@@ -186,7 +219,8 @@ pub fn native_classes() -> Vec<(String, &'static str)> {
     for k in KNOWN {
         let base = format!("org.apache.kafka.connect.transforms.{k}");
         match *k {
-            "InsertField" | "ReplaceField" | "MaskField" | "ExtractField" | "HoistField" => {
+            "InsertField" | "ReplaceField" | "MaskField" | "ExtractField" | "HoistField"
+            | "Cast" | "TimestampConverter" | "Flatten" | "HeaderFrom" => {
                 out.push((format!("{base}$Key"), "transformation"));
                 out.push((format!("{base}$Value"), "transformation"));
             }
@@ -528,6 +562,22 @@ fn smt<'a>(
             headers: list(get("headers")),
         },
         "Filter" => Smt::Filter,
+        "Cast" => Smt::Cast {
+            side,
+            spec: cast::parse(get("spec"), key)?,
+        },
+        "TimestampConverter" => Smt::TimestampConverter {
+            side,
+            config: timestamp_converter::parse(get, key)?,
+        },
+        "Flatten" => Smt::Flatten {
+            side,
+            delimiter: get("delimiter").cloned().unwrap_or_else(|| ".".into()),
+        },
+        "HeaderFrom" => Smt::HeaderFrom {
+            side,
+            config: header_from::parse(get, key)?,
+        },
         other => {
             return Err(bad(format!(
                 "{}: unknown transform {other:?} (supported: {})",
@@ -591,6 +641,32 @@ fn apply_smt(smt: &Smt, r: &mut Rec) -> Result<bool, String> {
             if data.is_null() {
                 return Ok(true); // Kafka passes tombstones through.
             }
+            let text = edit_text(data, |m| {
+                let mut put = |f: &Field, v: String| {
+                    m.retain(|x| x.name != f.name);
+                    m.push(jsontext::Member::new(f.name.clone(), v));
+                };
+                let num = |n: Option<i64>| n.map_or("null".to_string(), |n| n.to_string());
+                if let Some(f) = topic {
+                    put(f, json_string(&topic_v));
+                }
+                if let Some(f) = partition {
+                    put(f, num(part_v.map(i64::from)));
+                }
+                if let Some(f) = offset {
+                    put(f, num(off_v));
+                }
+                if let Some(f) = timestamp {
+                    put(f, ts_v.to_string());
+                }
+                if let Some((f, v)) = static_field {
+                    put(f, json_string(v));
+                }
+                Ok(())
+            });
+            if let Some(done) = text {
+                return done.map(|()| true);
+            }
             let (schema, value) = data.structured("InsertField")?;
             let obj = value
                 .as_object_mut()
@@ -634,10 +710,6 @@ fn apply_smt(smt: &Smt, r: &mut Rec) -> Result<bool, String> {
             if data.is_null() {
                 return Ok(true);
             }
-            let (schema, value) = data.structured("ReplaceField")?;
-            let obj = value
-                .as_object_mut()
-                .ok_or("ReplaceField works on a struct or map value only")?;
             let keep = |k: &str| {
                 !exclude.iter().any(|e| e == k)
                     && (include.is_empty() || include.iter().any(|i| i == k))
@@ -648,6 +720,22 @@ fn apply_smt(smt: &Smt, r: &mut Rec) -> Result<bool, String> {
                     .find(|(a, _)| a == k)
                     .map_or(k.to_string(), |(_, b)| b.clone())
             };
+            let text = edit_text(data, |m| {
+                m.retain(|x| keep(&x.name));
+                for x in m.iter_mut() {
+                    if let Some((_, b)) = renames.iter().find(|(a, _)| *a == x.name) {
+                        x.rename(b);
+                    }
+                }
+                Ok(())
+            });
+            if let Some(done) = text {
+                return done.map(|()| true);
+            }
+            let (schema, value) = data.structured("ReplaceField")?;
+            let obj = value
+                .as_object_mut()
+                .ok_or("ReplaceField works on a struct or map value only")?;
             let old = std::mem::take(obj);
             for (k, v) in old {
                 if keep(&k) {
@@ -672,6 +760,17 @@ fn apply_smt(smt: &Smt, r: &mut Rec) -> Result<bool, String> {
             let data = side.of(r);
             if data.is_null() {
                 return Ok(true);
+            }
+            let text = edit_text(data, |m| {
+                for x in m.iter_mut() {
+                    if fields.iter().any(|f| *f == x.name) {
+                        x.value = mask_text(&x.value, replacement.as_deref())?;
+                    }
+                }
+                Ok(())
+            });
+            if let Some(done) = text {
+                return done.map(|()| true);
             }
             let (_, value) = data.structured("MaskField")?;
             let obj = value
@@ -721,6 +820,10 @@ fn apply_smt(smt: &Smt, r: &mut Rec) -> Result<bool, String> {
                     Err(e) => (None, Value::String(crate::convert::base64(e.as_bytes()))),
                 },
                 Data::Json { schema, value } => (schema, value),
+                Data::JsonText(b) => (
+                    None,
+                    serde_json::from_slice(&b).map_err(|e| format!("HoistField: {e}"))?,
+                ),
             };
             let mut m = Map::new();
             m.insert(field.clone(), value);
@@ -797,7 +900,82 @@ fn apply_smt(smt: &Smt, r: &mut Rec) -> Result<bool, String> {
             Ok(true)
         }
         Smt::Filter => Ok(false),
+        Smt::Cast { side, spec } => {
+            let data = side.of(r);
+            if !data.is_null() {
+                cast::apply(spec, data)?;
+            }
+            Ok(true)
+        }
+        Smt::TimestampConverter { side, config } => {
+            let data = side.of(r);
+            if !data.is_null() {
+                timestamp_converter::apply(config, data)?;
+            }
+            Ok(true)
+        }
+        Smt::Flatten { side, delimiter } => {
+            let data = side.of(r);
+            if !data.is_null() {
+                flatten::apply(delimiter, data)?;
+            }
+            Ok(true)
+        }
+        Smt::HeaderFrom { side, config } => {
+            let data = match side {
+                Side::Key => &mut r.key,
+                Side::Value => &mut r.value,
+            };
+            if !data.is_null() {
+                header_from::apply(config, data, &mut r.headers)?;
+            }
+            Ok(true)
+        }
     }
+}
+
+/// A member list of a JSON text object.
+type Members<'a> = Vec<jsontext::Member<'a>>;
+
+/// Runs `edit` on the members of a [`Data::JsonText`] object and writes the result back;
+/// `None` when the data is anything else (the caller takes the structured path).
+fn edit_text(
+    data: &mut Data,
+    edit: impl FnOnce(&mut Members<'_>) -> Result<(), String>,
+) -> Option<Result<(), String>> {
+    let Data::JsonText(doc) = data else {
+        return None;
+    };
+    let mut m: Members<'_> = jsontext::members(doc)?;
+    if let Err(e) = edit(&mut m) {
+        return Some(Err(e));
+    }
+    let mut out = Vec::with_capacity(doc.len() + 64);
+    jsontext::write_object(&mut out, &m);
+    *data = Data::JsonText(out);
+    Some(Ok(()))
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len() + 2);
+    jsontext::write_string(&mut out, s);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`mask`] on a value's JSON text: the same result, without parsing strings and containers.
+fn mask_text(v: &str, replacement: Option<&str>) -> Result<Cow<'static, str>, String> {
+    Ok(match (v.as_bytes().first(), replacement) {
+        (Some(b'"'), None) => Cow::Borrowed("\"\""),
+        (Some(b'"'), Some(r)) => Cow::Owned(json_string(r)),
+        (Some(b't' | b'f'), _) => Cow::Borrowed("false"),
+        (Some(b'['), _) => Cow::Borrowed("[]"),
+        (Some(b'{'), _) => Cow::Borrowed("{}"),
+        (Some(b'n'), _) => Cow::Borrowed("null"),
+        _ => {
+            let n: Value = serde_json::from_str(v).map_err(|e| e.to_string())?;
+            Cow::Owned(mask(&n, replacement)?.to_string())
+        }
+    })
 }
 
 /// MaskField's replacement: the type's empty value, or `replacement` (numbers and strings).
@@ -827,55 +1005,10 @@ fn mask(v: &Value, replacement: Option<&str>) -> Result<Value, String> {
     })
 }
 
-/// A Java `SimpleDateFormat` pattern's common letters (y, M, d, H, m, s, S) for a UTC time.
+/// A Java `SimpleDateFormat` pattern's common letters (`y M d H h k K m s S E a X Z z`,
+/// quoted text) for a UTC time; other letters are copied as they are.
 pub fn format_timestamp(ms: i64, pattern: &str) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let rem = ms.rem_euclid(86_400_000);
-    let (y, mo, d) = civil(days);
-    let (h, mi, s, milli) = (
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000,
-    );
-    let mut out = String::new();
-    let chars: Vec<char> = pattern.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let mut n = 1;
-        while i + n < chars.len() && chars[i + n] == c {
-            n += 1;
-        }
-        let num = |v: i64, w: usize| format!("{v:0w$}");
-        match c {
-            'y' if n == 2 => out.push_str(&num(y.rem_euclid(100), 2)),
-            'y' => out.push_str(&num(y, n)),
-            'M' => out.push_str(&num(mo, n)),
-            'd' => out.push_str(&num(d, n)),
-            'H' => out.push_str(&num(h, n)),
-            'm' => out.push_str(&num(mi, n)),
-            's' => out.push_str(&num(s, n)),
-            'S' => out.push_str(&num(milli, n)),
-            '\'' => {
-                // Quoted literal text.
-                let mut j = i + 1;
-                while j < chars.len() && chars[j] != '\'' {
-                    out.push(chars[j]);
-                    j += 1;
-                }
-                i = j + 1;
-                continue;
-            }
-            other => {
-                for _ in 0..n {
-                    out.push(other);
-                }
-            }
-        }
-        i += n;
-    }
-    out
+    timefmt::Pattern::lenient(pattern).format(ms)
 }
 
 /// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's civil_from_days).
@@ -935,6 +1068,7 @@ pub fn from_batch(batch: &Batch<'_>) -> Vec<Rec> {
                 .collect(),
             source_partition: r.source_partition().map(<[u8]>::to_vec),
             source_offset: r.source_offset().map(<[u8]>::to_vec),
+            origin: Some(r.index() as u32),
         })
         .collect()
 }
@@ -963,6 +1097,7 @@ mod tests {
             headers: vec![("h".into(), Some(b"1".to_vec()))],
             source_partition: None,
             source_offset: None,
+            origin: None,
         }
     }
 

@@ -130,10 +130,8 @@ impl SourceTask {
                 ),
             });
         }
-        for rec in batch.iter() {
-            if let (Some(p), Some(o)) = (rec.source_partition(), rec.source_offset()) {
-                self.polled.insert(p.to_vec(), o.to_vec());
-            }
+        for (p, o) in batch.last_source_offsets() {
+            self.polled.insert(p.to_vec(), o.to_vec());
         }
         Ok(bytes)
     }

@@ -113,6 +113,7 @@ fn walk(
 /// Writes records into one uncompressed v2 batch (offsets from 0: the log assigns them).
 #[derive(Debug, Default)]
 pub struct BatchEncoder {
+    /// The batch header's room (filled by `finish`), then the records.
     records: Vec<u8>,
     count: i32,
     first_ts: i64,
@@ -180,6 +181,9 @@ impl BatchEncoder {
         if self.count == 0 {
             self.first_ts = timestamp;
             self.max_ts = timestamp;
+            if self.records.is_empty() {
+                self.records.resize(HEADER_LEN, 0);
+            }
         }
         self.max_ts = self.max_ts.max(timestamp);
         let ts_delta = timestamp - self.first_ts;
@@ -214,23 +218,29 @@ impl BatchEncoder {
     }
 
     /// The batch.
+    /// The batch (written in place: the records are not copied again).
     pub fn finish(self) -> Bytes {
-        let mut b = Vec::with_capacity(HEADER_LEN + self.records.len());
-        b.extend_from_slice(&0i64.to_be_bytes()); // base offset
-        let length = (HEADER_LEN - 12 + self.records.len()) as i32;
-        b.extend_from_slice(&length.to_be_bytes());
-        b.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
-        b.push(2); // magic
-        b.extend_from_slice(&[0; 4]); // crc, below
-        b.extend_from_slice(&0i16.to_be_bytes()); // attributes
-        b.extend_from_slice(&(self.count - 1).max(0).to_be_bytes()); // last offset delta
-        b.extend_from_slice(&self.first_ts.to_be_bytes());
-        b.extend_from_slice(&self.max_ts.to_be_bytes());
-        b.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
-        b.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
-        b.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
-        b.extend_from_slice(&self.count.to_be_bytes());
-        b.extend_from_slice(&self.records);
+        let mut b = self.records;
+        if b.is_empty() {
+            b.resize(HEADER_LEN, 0);
+        }
+        let mut h = Vec::with_capacity(HEADER_LEN);
+        h.extend_from_slice(&0i64.to_be_bytes()); // base offset
+        let length = (b.len() - 12) as i32;
+        h.extend_from_slice(&length.to_be_bytes());
+        h.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
+        h.push(2); // magic
+        h.extend_from_slice(&[0; 4]); // crc, below
+        h.extend_from_slice(&0i16.to_be_bytes()); // attributes
+        h.extend_from_slice(&(self.count - 1).max(0).to_be_bytes()); // last offset delta
+        h.extend_from_slice(&self.first_ts.to_be_bytes());
+        h.extend_from_slice(&self.max_ts.to_be_bytes());
+        h.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
+        h.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
+        h.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+        h.extend_from_slice(&self.count.to_be_bytes());
+        debug_assert_eq!(h.len(), HEADER_LEN);
+        b[..HEADER_LEN].copy_from_slice(&h);
         let crc = crc32c::crc32c(&b[21..]);
         b[17..21].copy_from_slice(&crc.to_be_bytes());
         Bytes::from(b)
