@@ -893,3 +893,107 @@ def test_converters_kafka_transforms_and_a_wasm_transform(weir_bin, start_broker
     bad = {**sink, "value.converter.schemas.enable": "sometimes"}
     error(broker, "POST", "/connectors", {"name": "bad-chain", "config": bad}, status=400,
           mentions=["value.converter.schemas.enable"])  # fmt: skip
+
+
+def ordered(value):
+    """A JSON value with every object as its list of (name, value) members, in order."""
+    if isinstance(value, (str, bytes)):
+        return json.loads(value, object_pairs_hook=list)
+    return json.loads(json.dumps(value), object_pairs_hook=list)
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("schemas", ["false", "true"], ids=["schemaless", "envelope"])
+def test_a_wasm_transform_on_a_json_source_writes_json_objects(weir_bin, start_broker, tmp_path, schemas):
+    """A source whose values are JSON (the file source with weir.value.format=json) and
+    JsonConverter: what a WebAssembly transform returns is JSON again, so the topic holds the
+    objects, not JSON strings carrying them (a regression: "{\\"id\\":1}" was written).
+    The chain is json-rewrite (first -> given), InsertField$Value (static via=weir),
+    json-rewrite again (via -> through): a wasm step's output feeds a Kafka transform and,
+    last, the converter. A line whose JSON is not an object is a bad record for json-rewrite:
+    with errors.tolerance=all it goes to the dead letter queue as the line read, at the
+    TRANSFORMATION stage."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    installed = run_cli(weir_bin, "plugin", "install", str(rust_guest(weir_bin, "json_rewrite")), "--dir", str(plugins))
+    assert installed.returncode == 0, describe_process(installed)
+    broker = start_connect(start_broker, tmp_path)
+
+    lines, expected, bad = [], [], {}
+    for i in range(24):
+        if i in (3, 11, 19):
+            bad[i] = ['[1, {"first": 2}]', '"héllo wörld"', "42"][len(bad)]
+            lines.append(bad[i])
+            continue
+        doc = {"n": i, "first": f"ädä-{i}", "tags": ["x", i, None], "more": {"deep": i % 2 == 0, "first": 0}}
+        # Spaces after separators or none: json-rewrite matches `"first":` in both.
+        lines.append(json.dumps(doc, ensure_ascii=False, separators=(",", ":") if i % 2 else (", ", ": ")))
+        expected.append({"n": i, "given": f"ädä-{i}", "tags": ["x", i, None], "more": doc["more"], "through": "weir"})
+    src = tmp_path / "in.jsonl"
+    append_lines(src, lines)
+    create(broker, "json-wasm", source_config(src, "rewritten", **{
+        "weir.value.format": "json",
+        "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "value.converter.schemas.enable": schemas,
+        "transforms": "rename,insert,through",
+        "transforms.rename.type": "json-rewrite",
+        "transforms.rename.from": "first",
+        "transforms.rename.to": "given",
+        "transforms.insert.type": "org.apache.kafka.connect.transforms.InsertField$Value",
+        "transforms.insert.static.field": "via",
+        "transforms.insert.static.value": "weir",
+        "transforms.through.type": "json-rewrite",
+        "transforms.through.from": "via",
+        "transforms.through.to": "through",
+        "errors.tolerance": "all",
+        "errors.deadletterqueue.topic.name": "dlq-rewritten",
+        "errors.deadletterqueue.context.headers.enable": "true",
+    }))  # fmt: skip
+
+    def counted():
+        st = get(broker, "/connectors/json-wasm/status")
+        task = st["tasks"][0]
+        assert st["connector"]["state"] == "RUNNING" and task["state"] == "RUNNING", st
+        assert "trace" not in task, st
+        got = (task.get("errors_tolerated", 0), task.get("dead_lettered", 0))
+        assert got == (len(bad), len(bad)), f"want {(len(bad), len(bad))}: {task}"
+        return st
+
+    def records(topic: str, n: int):
+        def probe():
+            got = ck_consume_partition(broker.bootstrap, topic, 0, 0, timeout=10)
+            assert len(got) == n, f"{len(got)} records: {[r.value for r in got]}"
+            return got
+
+        return wait_until(probe, timeout=WAIT, interval=0.2, what=f"{n} records in {topic}")
+
+    wait_until(counted, timeout=WAIT, what="json-wasm counting the bad lines")
+    written = records("rewritten", len(expected))
+    for r, want in zip(written, expected):
+        text = r.value.decode()
+        got = json.loads(text)
+        if schemas == "true":
+            assert got == {"schema": None, "payload": want}, text
+            got = ordered(text)
+            assert [name for name, _ in got] == ["schema", "payload"], text
+            got = got[1][1]
+        else:
+            assert got == want, text
+            got = ordered(text)
+        assert got == ordered(want), f"member order: {text}"
+        assert r.key is None, r
+
+    dead = records("dlq-rewritten", len(bad))
+    assert [r.value for r in dead] == [x.encode() for x in bad.values()]
+    for r in dead:
+        assert r.key is None, r
+        h = {k: (v.decode() if v is not None else None) for k, v in r.headers}
+        assert h["__connect.errors.stage"] == "TRANSFORMATION", h
+        assert h["__connect.errors.topic"] == "rewritten", h
+        assert h["__connect.errors.connector.name"] == "json-wasm", h
+        assert h["__connect.errors.task.id"] == "0", h
+        assert "value is not a JSON object" in h["__connect.errors.exception.message"], h
+    # Nothing more comes: exactly the good records, exactly the bad ones.
+    counted()
+    assert high_watermark(broker.bootstrap, "rewritten") == len(expected)
+    assert high_watermark(broker.bootstrap, "dlq-rewritten") == len(bad)

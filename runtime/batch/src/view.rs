@@ -225,6 +225,11 @@ impl<'a> Batch<'a> {
         self.buf.get(start..start.checked_add(len as usize)?)
     }
 
+    /// Size of the whole buffer in bytes.
+    pub fn byte_len(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Number of records.
     pub fn len(&self) -> usize {
         self.count

@@ -26,6 +26,13 @@ pub enum Data {
     JsonText(Vec<u8>),
 }
 
+impl Default for Data {
+    /// Null.
+    fn default() -> Data {
+        Data::Raw(None)
+    }
+}
+
 impl Data {
     /// A JSON document already validated ([`jsontext::validate`]).
     pub fn json_text(b: Vec<u8>) -> Data {

@@ -9,9 +9,13 @@ use std::borrow::Cow;
 
 use serde::de::IgnoredAny;
 
-/// Checks that `b` is one JSON document; its error otherwise.
-pub fn validate(b: &[u8]) -> Result<(), serde_json::Error> {
-    serde_json::from_slice::<IgnoredAny>(b).map(|_| ())
+/// Checks that `b` is one JSON document, all UTF-8 (serde_json does not check the strings it
+/// skips); what is wrong otherwise.
+pub fn validate(b: &[u8]) -> Result<(), String> {
+    std::str::from_utf8(b).map_err(|e| format!("not UTF-8: {e}"))?;
+    serde_json::from_slice::<IgnoredAny>(b)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// A document that is JSON's `null`.
@@ -35,14 +39,14 @@ pub struct Member<'a> {
     pub name: Cow<'a, str>,
     /// The name's JSON text between its quotes, while it is the name read (it is written
     /// back as it was).
-    pub raw: Option<&'a str>,
+    pub raw: Option<&'a [u8]>,
     /// The value's JSON text.
-    pub value: Cow<'a, str>,
+    pub value: Cow<'a, [u8]>,
 }
 
 impl<'a> Member<'a> {
     /// A new member; `value` is JSON text.
-    pub fn new(name: impl Into<Cow<'a, str>>, value: impl Into<Cow<'a, str>>) -> Member<'a> {
+    pub fn new(name: impl Into<Cow<'a, str>>, value: impl Into<Cow<'a, [u8]>>) -> Member<'a> {
         Member {
             name: name.into(),
             raw: None,
@@ -62,8 +66,6 @@ impl<'a> Member<'a> {
 /// finds where members start and end (it never reads outside the text, and anything
 /// unexpected is `None`).
 pub fn members(b: &[u8]) -> Option<Vec<Member<'_>>> {
-    let s = std::str::from_utf8(b).ok()?;
-    let b = s.as_bytes();
     let mut out = Vec::with_capacity(8);
     let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {
@@ -78,11 +80,11 @@ pub fn members(b: &[u8]) -> Option<Vec<Member<'_>>> {
             return None;
         }
         let end = string_end(b, i)?;
-        let raw = s.get(i + 1..end - 1)?;
-        let name = if raw.contains('\\') {
-            Cow::Owned(serde_json::from_str::<String>(s.get(i..end)?).ok()?)
+        let raw = b.get(i + 1..end - 1)?;
+        let name = if raw.contains(&b'\\') {
+            Cow::Owned(serde_json::from_slice::<String>(b.get(i..end)?).ok()?)
         } else {
-            Cow::Borrowed(raw)
+            Cow::Borrowed(std::str::from_utf8(raw).ok()?)
         };
         i = skip_ws(b, end);
         if b.get(i) != Some(&b':') {
@@ -93,7 +95,7 @@ pub fn members(b: &[u8]) -> Option<Vec<Member<'_>>> {
         out.push(Member {
             name,
             raw: Some(raw),
-            value: Cow::Borrowed(s.get(start..stop)?),
+            value: Cow::Borrowed(b.get(start..stop)?),
         });
         i = skip_ws(b, stop);
         match b.get(i) {
@@ -118,7 +120,7 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 fn string_end(b: &[u8], i: usize) -> Option<usize> {
     let mut j = i + 1;
     loop {
-        j += b.get(j..)?.iter().position(|&c| c == b'"' || c == b'\\')?;
+        j += memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
         if b[j] == b'"' {
             return Some(j + 1);
         }
@@ -170,13 +172,13 @@ pub fn write_object(out: &mut Vec<u8>, members: &[Member<'_>]) {
         match m.raw {
             Some(raw) => {
                 out.push(b'"');
-                out.extend_from_slice(raw.as_bytes());
+                out.extend_from_slice(raw);
                 out.push(b'"');
             }
             None => write_string(out, &m.name),
         }
         out.push(b':');
-        out.extend_from_slice(m.value.as_bytes());
+        out.extend_from_slice(&m.value);
     }
     out.push(b'}');
 }
@@ -204,7 +206,10 @@ mod tests {
         let doc =
             br#" {"b": 1, "a\n": [1, {"x": "]}"}], "c": "s\"" , "b":null,"d":{},"e":-1.5e3} "#;
         let m = members(doc).unwrap();
-        let got: Vec<(&str, &str)> = m.iter().map(|m| (&*m.name, &*m.value)).collect();
+        let got: Vec<(&str, &str)> = m
+            .iter()
+            .map(|m| (&*m.name, std::str::from_utf8(&m.value).unwrap()))
+            .collect();
         assert_eq!(
             got,
             [
@@ -226,7 +231,7 @@ mod tests {
         );
         let mut m = m;
         m[1].rename("q\"");
-        m.push(Member::new("new", "true"));
+        m.push(Member::new("new", &b"true"[..]));
         out.clear();
         write_object(&mut out, &m);
         let back: serde_json::Value = serde_json::from_slice(&out).unwrap();
@@ -242,7 +247,7 @@ mod tests {
         assert!(members(br#"{"a" 1}"#).is_none());
         assert!(members(br#"{"a":"#).is_none());
         assert!(members(br#"{"a":"x"#).is_none());
-        assert!(members(b"{\"a\":\"\xff\"}").is_none());
+        assert!(validate(b"{\"a\":\"\xff\"}").is_err());
         assert!(members(b"\"x\"").is_none());
         assert!(members(br#"{"a":1} x"#).is_none());
         assert!(validate(br#"{"a":1} x"#).is_err());

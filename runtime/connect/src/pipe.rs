@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use weir_batch::Batch;
-use weir_host::{Host, Plugin, TaskConfig, TransformTask};
+use weir_host::{Host, Output, Plugin, TaskConfig, TransformTask};
 
 use crate::convert::{Converter, Data, Format};
 use crate::errors::{DeadRecord, Failure, Reporter, Stage, bad_record};
@@ -112,18 +112,38 @@ impl Pipeline {
                     }
                     let input = to_batch(&recs).map_err(Failure::retriable)?;
                     match task.apply(&input) {
-                        Ok(out) => {
-                            let bytes = weir_host::output_batch(&input, out)
-                                .map_err(|e| Failure::retriable(e.to_string()))?;
+                        // The records as they were: nothing to read back.
+                        Ok(Output::Passthrough) => return Ok(recs),
+                        Ok(Output::Select(picked)) => {
+                            let n = recs.len();
+                            let mut uses = vec![0u32; n];
+                            for &i in &picked {
+                                let u = uses.get_mut(i as usize).ok_or_else(|| {
+                                    Failure::retriable(format!(
+                                        "the transform selected record {i} of {n}"
+                                    ))
+                                })?;
+                                *u += 1;
+                            }
+                            let mut slots: Vec<Option<Rec>> = recs.into_iter().map(Some).collect();
+                            let mut out = Vec::with_capacity(picked.len());
+                            for i in picked {
+                                let i = i as usize;
+                                uses[i] -= 1;
+                                // The last use takes the record; earlier ones copy it.
+                                let r = if uses[i] == 0 {
+                                    slots[i].take()
+                                } else {
+                                    slots[i].clone()
+                                };
+                                out.extend(r);
+                            }
+                            return Ok(out);
+                        }
+                        Ok(Output::Replace(bytes)) => {
                             let batch = Batch::parse(&bytes)
                                 .map_err(|e| Failure::retriable(e.to_string()))?;
-                            let mut out = from_batch(&batch);
-                            // One output record per input record: each still comes from
-                            // the same record read.
-                            let same = out.len() == recs.len();
-                            for (i, r) in out.iter_mut().enumerate() {
-                                r.origin = if same { recs[i].origin } else { None };
-                            }
+                            let mut out = merge_output(recs, &batch);
                             if json != (false, false) {
                                 out = reread_json(out, json, orig, reporter)?;
                             }
@@ -197,8 +217,9 @@ impl Pipeline {
     ) -> Result<Option<(Vec<u8>, i64)>, Failure> {
         let mut ok = Vec::with_capacity(read.len());
         for mut r in from_batch(read) {
-            let key = deserialize(self.pipe.key_converter, &r.key);
-            let value = deserialize(self.pipe.value_converter, &r.value);
+            // A record that fails goes to the dead letter queue as read (`origin`).
+            let key = deserialize(self.pipe.key_converter, std::mem::take(&mut r.key));
+            let value = deserialize(self.pipe.value_converter, std::mem::take(&mut r.value));
             match (key, value) {
                 (Ok(k), Ok(v)) => {
                     r.key = k;
@@ -236,6 +257,50 @@ impl Pipeline {
     }
 }
 
+/// A WebAssembly step's output batch as records. When it has one record per input record,
+/// each is taken to come from the same record read (`origin`), and fields it left as they
+/// were keep their decoded form (no copy of the topic, source fields or headers).
+fn merge_output(recs: Vec<Rec>, batch: &Batch<'_>) -> Vec<Rec> {
+    if batch.len() != recs.len() {
+        let mut out = from_batch(batch);
+        for r in &mut out {
+            r.origin = None;
+        }
+        return out;
+    }
+    recs.into_iter()
+        .zip(batch.iter())
+        .map(|(mut r, o)| {
+            if r.topic != o.topic() {
+                r.topic = o.topic().to_string();
+            }
+            r.partition = o.partition();
+            r.offset = o.offset();
+            r.timestamp = o.timestamp();
+            r.key = Data::Raw(o.key().map(<[u8]>::to_vec));
+            r.value = Data::Raw(o.value().map(<[u8]>::to_vec));
+            if !r
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_deref()))
+                .eq(o.headers().map(|h| (h.name, h.value)))
+            {
+                r.headers = o
+                    .headers()
+                    .map(|h| (h.name.to_string(), h.value.map(<[u8]>::to_vec)))
+                    .collect();
+            }
+            if r.source_partition.as_deref() != o.source_partition() {
+                r.source_partition = o.source_partition().map(<[u8]>::to_vec);
+            }
+            if r.source_offset.as_deref() != o.source_offset() {
+                r.source_offset = o.source_offset().map(<[u8]>::to_vec);
+            }
+            r
+        })
+        .collect()
+}
+
 /// A WebAssembly step's output where keys (`json.0`) or values (`json.1`) are JSON: their
 /// bytes read as JSON documents again, so a converter writes them as JSON and not as text.
 fn reread_json(
@@ -248,10 +313,10 @@ fn reread_json(
     for mut r in recs {
         let mut bad = None;
         for (on, d, what) in [(json.0, &mut r.key, "key"), (json.1, &mut r.value, "value")] {
-            if let (true, Data::Raw(Some(b))) = (on, &*d) {
-                match Data::parse_json(b, &format!("the transform's {what} is not JSON")) {
-                    Ok(j) => *d = j,
-                    Err(e) => bad = Some(e),
+            if let (true, Data::Raw(Some(b))) = (on, &mut *d) {
+                match crate::jsontext::validate(b) {
+                    Ok(()) => *d = Data::json_text(std::mem::take(b)),
+                    Err(e) => bad = Some(format!("the transform's {what} is not JSON: {e}")),
                 }
             }
         }
@@ -291,16 +356,29 @@ fn dead(r: &Rec, orig: &Batch<'_>) -> DeadRecord {
     }
 }
 
+/// A plugin's bytes as data; JSON text is kept in the buffer it came in.
 fn read(f: Format, d: Data) -> Result<Data, String> {
-    match d {
-        Data::Raw(b) => f.read(b.as_deref()),
-        d => Ok(d),
+    match (f, d) {
+        (Format::Bytes, d) => Ok(d),
+        (Format::Json, Data::Raw(Some(b))) => owned_json(b, "the plugin's JSON does not parse"),
+        (f, Data::Raw(b)) => f.read(b.as_deref()),
+        (_, d) => Ok(d),
     }
 }
 
-fn deserialize(c: Converter, d: &Data) -> Result<Data, String> {
-    match d {
-        Data::Raw(b) => c.deserialize(b.as_deref()),
-        d => Ok(d.clone()),
+/// Log bytes as data; schemaless JSON text is kept in the buffer it came in.
+fn deserialize(c: Converter, d: Data) -> Result<Data, String> {
+    match (c, d) {
+        (Converter::ByteArray | Converter::String, d) => Ok(d),
+        (Converter::Json { schemas: false }, Data::Raw(Some(b))) => {
+            owned_json(b, "converting bytes to JSON failed")
+        }
+        (c, Data::Raw(b)) => c.deserialize(b.as_deref()),
+        (_, d) => Ok(d),
     }
+}
+
+fn owned_json(b: Vec<u8>, what: &str) -> Result<Data, String> {
+    crate::jsontext::validate(&b).map_err(|e| format!("{what}: {e}"))?;
+    Ok(Data::json_text(b))
 }

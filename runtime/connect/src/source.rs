@@ -164,6 +164,8 @@ impl Router {
 struct Groups {
     list: Vec<(String, i32, BatchEncoder)>,
     last: usize,
+    /// Room the first batch gets (the polled batch's size: usually all of it goes there).
+    room: usize,
 }
 
 impl Groups {
@@ -173,8 +175,8 @@ impl Groups {
             self.last = match self.list.iter().position(hit) {
                 Some(i) => i,
                 None => {
-                    self.list
-                        .push((topic.to_string(), partition, BatchEncoder::new()));
+                    let enc = BatchEncoder::with_capacity(std::mem::take(&mut self.room));
+                    self.list.push((topic.to_string(), partition, enc));
                     self.list.len() - 1
                 }
             };
@@ -194,7 +196,10 @@ fn store(
 ) -> Result<(), Failure> {
     let now = weir_log::now_ms();
     router.sticky = router.sticky.wrapping_add(1);
-    let mut groups = Groups::default();
+    let mut groups = Groups {
+        room: batch.byte_len(),
+        ..Groups::default()
+    };
     // The previous record's topic and its partition count.
     let mut cached: Option<(String, u32)> = None;
     let mut add = |i: usize,

@@ -382,26 +382,27 @@ impl Chain {
         wasm: &mut dyn FnMut(usize, Vec<Rec>) -> Result<Vec<Rec>, E>,
         on_error: &mut dyn FnMut(&Rec, String) -> Result<(), E>,
     ) -> Result<Vec<Rec>, E> {
-        for (i, step) in self.steps.iter().enumerate() {
+        let mut i = 0;
+        while i < self.steps.len() {
+            let step = &self.steps[i];
             match &step.kind {
-                StepKind::Native(smt) => {
+                StepKind::Native(_) => {
+                    // The run of native steps goes record by record.
+                    let end = (i..self.steps.len())
+                        .find(|&j| !matches!(self.steps[j].kind, StepKind::Native(_)))
+                        .unwrap_or(self.steps.len());
+                    let run = &self.steps[i..end];
                     let mut out = Vec::with_capacity(recs.len());
                     for mut r in recs {
-                        let applies = step
-                            .predicate
-                            .as_ref()
-                            .is_none_or(|(p, negate)| p.test(&r) != *negate);
-                        if !applies {
-                            out.push(r);
-                            continue;
-                        }
-                        match apply_smt(smt, &mut r) {
+                        match run_native(run, &mut r) {
                             Ok(true) => out.push(r),
                             Ok(false) => {}
-                            Err(e) => on_error(&r, format!("transform {} failed: {e}", step.name))?,
+                            Err(e) => on_error(&r, e)?,
                         }
                     }
                     recs = out;
+                    i = end;
+                    continue;
                 }
                 StepKind::Wasm { .. } => {
                     if let Some((p, negate)) = &step.predicate {
@@ -435,6 +436,7 @@ impl Chain {
                     } else {
                         recs = wasm(i, recs)?;
                     }
+                    i += 1;
                 }
             }
         }
@@ -635,38 +637,15 @@ fn apply_smt(smt: &Smt, r: &mut Rec) -> Result<bool, String> {
             timestamp,
             static_field,
         } => {
+            if side.of(r).is_null() {
+                return Ok(true); // Kafka passes tombstones through.
+            }
+            if let Some(done) = edit_text_of(smt, *side, r) {
+                return done.map(|()| true);
+            }
             let (topic_v, part_v, off_v, ts_v) =
                 (r.topic.clone(), r.partition, r.offset, r.timestamp);
             let data = side.of(r);
-            if data.is_null() {
-                return Ok(true); // Kafka passes tombstones through.
-            }
-            let text = edit_text(data, |m| {
-                let mut put = |f: &Field, v: String| {
-                    m.retain(|x| x.name != f.name);
-                    m.push(jsontext::Member::new(f.name.clone(), v));
-                };
-                let num = |n: Option<i64>| n.map_or("null".to_string(), |n| n.to_string());
-                if let Some(f) = topic {
-                    put(f, json_string(&topic_v));
-                }
-                if let Some(f) = partition {
-                    put(f, num(part_v.map(i64::from)));
-                }
-                if let Some(f) = offset {
-                    put(f, num(off_v));
-                }
-                if let Some(f) = timestamp {
-                    put(f, ts_v.to_string());
-                }
-                if let Some((f, v)) = static_field {
-                    put(f, json_string(v));
-                }
-                Ok(())
-            });
-            if let Some(done) = text {
-                return done.map(|()| true);
-            }
             let (schema, value) = data.structured("InsertField")?;
             let obj = value
                 .as_object_mut()
@@ -706,9 +685,11 @@ fn apply_smt(smt: &Smt, r: &mut Rec) -> Result<bool, String> {
             include,
             renames,
         } => {
-            let data = side.of(r);
-            if data.is_null() {
+            if side.of(r).is_null() {
                 return Ok(true);
+            }
+            if let Some(done) = edit_text_of(smt, *side, r) {
+                return done.map(|()| true);
             }
             let keep = |k: &str| {
                 !exclude.iter().any(|e| e == k)
@@ -720,18 +701,7 @@ fn apply_smt(smt: &Smt, r: &mut Rec) -> Result<bool, String> {
                     .find(|(a, _)| a == k)
                     .map_or(k.to_string(), |(_, b)| b.clone())
             };
-            let text = edit_text(data, |m| {
-                m.retain(|x| keep(&x.name));
-                for x in m.iter_mut() {
-                    if let Some((_, b)) = renames.iter().find(|(a, _)| *a == x.name) {
-                        x.rename(b);
-                    }
-                }
-                Ok(())
-            });
-            if let Some(done) = text {
-                return done.map(|()| true);
-            }
+            let data = side.of(r);
             let (schema, value) = data.structured("ReplaceField")?;
             let obj = value
                 .as_object_mut()
@@ -757,21 +727,13 @@ fn apply_smt(smt: &Smt, r: &mut Rec) -> Result<bool, String> {
             fields,
             replacement,
         } => {
-            let data = side.of(r);
-            if data.is_null() {
+            if side.of(r).is_null() {
                 return Ok(true);
             }
-            let text = edit_text(data, |m| {
-                for x in m.iter_mut() {
-                    if fields.iter().any(|f| *f == x.name) {
-                        x.value = mask_text(&x.value, replacement.as_deref())?;
-                    }
-                }
-                Ok(())
-            });
-            if let Some(done) = text {
+            if let Some(done) = edit_text_of(smt, *side, r) {
                 return done.map(|()| true);
             }
+            let data = side.of(r);
             let (_, value) = data.structured("MaskField")?;
             let obj = value
                 .as_object_mut()
@@ -937,6 +899,176 @@ fn apply_smt(smt: &Smt, r: &mut Rec) -> Result<bool, String> {
 /// A member list of a JSON text object.
 type Members<'a> = Vec<jsontext::Member<'a>>;
 
+/// The side a transform can edit as JSON text (InsertField, ReplaceField, MaskField).
+fn text_side(smt: &Smt) -> Option<Side> {
+    match smt {
+        Smt::InsertField { side, .. }
+        | Smt::ReplaceField { side, .. }
+        | Smt::MaskField { side, .. } => Some(*side),
+        _ => None,
+    }
+}
+
+/// What the record-level fields InsertField can add are.
+struct Meta<'r> {
+    topic: &'r str,
+    partition: Option<i32>,
+    offset: Option<i64>,
+    timestamp: i64,
+}
+
+/// A text-editable transform ([`text_side`]) on the members of a JSON text object.
+fn text_edit(smt: &Smt, m: &mut Members<'_>, meta: &Meta<'_>) -> Result<(), String> {
+    match smt {
+        Smt::InsertField {
+            topic,
+            partition,
+            offset,
+            timestamp,
+            static_field,
+            ..
+        } => {
+            let mut put = |f: &Field, v: String| {
+                m.retain(|x| x.name != f.name);
+                m.push(jsontext::Member::new(f.name.clone(), v.into_bytes()));
+            };
+            let num = |n: Option<i64>| n.map_or("null".to_string(), |n| n.to_string());
+            if let Some(f) = topic {
+                put(f, json_string(meta.topic));
+            }
+            if let Some(f) = partition {
+                put(f, num(meta.partition.map(i64::from)));
+            }
+            if let Some(f) = offset {
+                put(f, num(meta.offset));
+            }
+            if let Some(f) = timestamp {
+                put(f, meta.timestamp.to_string());
+            }
+            if let Some((f, v)) = static_field {
+                put(f, json_string(v));
+            }
+        }
+        Smt::ReplaceField {
+            exclude,
+            include,
+            renames,
+            ..
+        } => {
+            m.retain(|x| {
+                !exclude.iter().any(|e| *e == x.name)
+                    && (include.is_empty() || include.iter().any(|i| *i == x.name))
+            });
+            for x in m.iter_mut() {
+                if let Some((_, b)) = renames.iter().find(|(a, _)| *a == x.name) {
+                    x.rename(b);
+                }
+            }
+        }
+        Smt::MaskField {
+            fields,
+            replacement,
+            ..
+        } => {
+            for x in m.iter_mut() {
+                if fields.iter().any(|f| *f == x.name) {
+                    x.value = mask_text(&x.value, replacement.as_deref())?;
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `smt` on the record's `side` as JSON text; `None` when that is not a JSON text object.
+fn edit_text_of(smt: &Smt, side: Side, r: &mut Rec) -> Option<Result<(), String>> {
+    let (meta, data) = split(r, side);
+    edit_text(data, |m| text_edit(smt, m, &meta))
+}
+
+/// The record's fields InsertField reads, and its key or value to edit.
+fn split(r: &mut Rec, side: Side) -> (Meta<'_>, &mut Data) {
+    let Rec {
+        topic,
+        partition,
+        offset,
+        timestamp,
+        key,
+        value,
+        ..
+    } = r;
+    let meta = Meta {
+        topic,
+        partition: *partition,
+        offset: *offset,
+        timestamp: *timestamp,
+    };
+    (meta, if side == Side::Key { key } else { value })
+}
+
+/// Runs a run of native steps on one record; `false` drops it; the error names the step.
+/// Consecutive text edits of the same side of a JSON text object (InsertField, ReplaceField,
+/// MaskField) share one reading of its members and one writing.
+fn run_native(steps: &[Step], r: &mut Rec) -> Result<bool, String> {
+    let applies = |step: &Step, r: &Rec| {
+        step.predicate
+            .as_ref()
+            .is_none_or(|(p, negate)| p.test(r) != *negate)
+    };
+    fn smt_of(step: &Step) -> Option<&Smt> {
+        match &step.kind {
+            StepKind::Native(smt) => Some(smt),
+            StepKind::Wasm { .. } => None,
+        }
+    }
+    let failed = |step: &Step, e: String| format!("transform {} failed: {e}", step.name);
+    let mut k = 0;
+    while k < steps.len() {
+        let step = &steps[k];
+        let Some(smt) = smt_of(step) else {
+            return Err(format!("transform {} is not native", step.name));
+        };
+        if !applies(step, r) {
+            k += 1;
+            continue;
+        }
+        if let Some(side) = text_side(smt)
+            && matches!(side.of(r), Data::JsonText(_))
+        {
+            // The run of text edits of this side; text edits change neither the topic, the
+            // headers nor whether a value is null, so every predicate can be read now.
+            let mut end = k + 1;
+            while end < steps.len() && smt_of(&steps[end]).and_then(text_side) == Some(side) {
+                end += 1;
+            }
+            let run: Vec<(&Step, &Smt)> = steps[k..end]
+                .iter()
+                .filter(|s| applies(s, r))
+                .filter_map(|s| Some((s, smt_of(s)?)))
+                .collect();
+            let (meta, data) = split(r, side);
+            let done = edit_text(data, |m| {
+                for (s, smt) in &run {
+                    text_edit(smt, m, &meta).map_err(|e| failed(s, e))?;
+                }
+                Ok(())
+            });
+            if let Some(done) = done {
+                done?;
+                k = end;
+                continue;
+            }
+        }
+        match apply_smt(smt, r) {
+            Ok(true) => k += 1,
+            Ok(false) => return Ok(false),
+            Err(e) => return Err(failed(step, e)),
+        }
+    }
+    Ok(true)
+}
+
 /// Runs `edit` on the members of a [`Data::JsonText`] object and writes the result back;
 /// `None` when the data is anything else (the caller takes the structured path).
 fn edit_text(
@@ -963,17 +1095,22 @@ fn json_string(s: &str) -> String {
 }
 
 /// [`mask`] on a value's JSON text: the same result, without parsing strings and containers.
-fn mask_text(v: &str, replacement: Option<&str>) -> Result<Cow<'static, str>, String> {
-    Ok(match (v.as_bytes().first(), replacement) {
-        (Some(b'"'), None) => Cow::Borrowed("\"\""),
-        (Some(b'"'), Some(r)) => Cow::Owned(json_string(r)),
-        (Some(b't' | b'f'), _) => Cow::Borrowed("false"),
-        (Some(b'['), _) => Cow::Borrowed("[]"),
-        (Some(b'{'), _) => Cow::Borrowed("{}"),
-        (Some(b'n'), _) => Cow::Borrowed("null"),
-        _ => {
-            let n: Value = serde_json::from_str(v).map_err(|e| e.to_string())?;
-            Cow::Owned(mask(&n, replacement)?.to_string())
+fn mask_text(v: &[u8], replacement: Option<&str>) -> Result<Cow<'static, [u8]>, String> {
+    Ok(match (v.first(), replacement) {
+        (Some(b'"'), None) => Cow::Borrowed(b"\"\""),
+        (Some(b'"'), Some(r)) => Cow::Owned(json_string(r).into_bytes()),
+        (Some(b't' | b'f'), _) => Cow::Borrowed(b"false"),
+        (Some(b'['), _) => Cow::Borrowed(b"[]"),
+        (Some(b'{'), _) => Cow::Borrowed(b"{}"),
+        (Some(b'n'), _) => Cow::Borrowed(b"null"),
+        // A number: `replacement` parsed as one, or 0 for an integer (what serde_json holds as
+        // i64 or u64) and 0.0 for anything else (a fraction, an exponent, a huge integer).
+        (_, Some(r)) => Cow::Owned(mask(&json!(0), Some(r))?.to_string().into_bytes()),
+        (_, None) => {
+            let t = std::str::from_utf8(v).unwrap_or("");
+            let int = !t.contains(['.', 'e', 'E'])
+                && (t.parse::<i64>().is_ok() || t.parse::<u64>().is_ok());
+            Cow::Borrowed(if int { b"0" } else { b"0.0" })
         }
     })
 }
@@ -1114,6 +1251,111 @@ mod tests {
                 &mut |_, e: String| Err(e),
             )
             .unwrap()
+    }
+
+    #[test]
+    fn json_text_edits_match_the_parsed_path() {
+        let c = [
+            ("transforms", "ins,mask,drop,keep,ins2,route"),
+            (
+                "transforms.ins.type",
+                "org.apache.kafka.connect.transforms.InsertField$Value",
+            ),
+            ("transforms.ins.static.field", "via"),
+            ("transforms.ins.static.value", "we\"ir"),
+            ("transforms.ins.topic.field", "t"),
+            ("transforms.ins.offset.field", "o"),
+            ("transforms.ins.partition.field", "p"),
+            ("transforms.ins.timestamp.field", "ts"),
+            (
+                "transforms.mask.type",
+                "org.apache.kafka.connect.transforms.MaskField$Value",
+            ),
+            ("transforms.mask.fields", "pad,n,f,b,arr,obj,nil,big"),
+            (
+                "transforms.drop.type",
+                "org.apache.kafka.connect.transforms.ReplaceField$Value",
+            ),
+            ("transforms.drop.exclude", "gone"),
+            ("transforms.drop.renames", "id:ident,a\nb:ab"),
+            // Not applied: the predicate is negated on a topic that matches.
+            (
+                "transforms.keep.type",
+                "org.apache.kafka.connect.transforms.ReplaceField$Value",
+            ),
+            ("transforms.keep.include", "nothing"),
+            ("transforms.keep.predicate", "isOrders"),
+            ("transforms.keep.negate", "true"),
+            (
+                "transforms.ins2.type",
+                "org.apache.kafka.connect.transforms.InsertField$Value",
+            ),
+            ("transforms.ins2.static.field", "ident"),
+            ("transforms.ins2.static.value", "over"),
+            (
+                "transforms.route.type",
+                "org.apache.kafka.connect.transforms.RegexRouter",
+            ),
+            ("transforms.route.regex", "orders"),
+            ("transforms.route.replacement", "routed"),
+            ("predicates", "isOrders"),
+            (
+                "predicates.isOrders.type",
+                "org.apache.kafka.connect.transforms.predicates.TopicNameMatches",
+            ),
+            ("predicates.isOrders.pattern", "orders"),
+        ];
+        let doc = r#"{"id": 7, "pad": "xx\"x", "gone": [1, {"a": "}"}], "n": 12, "f": 1.5,
+            "b": true, "arr": [1], "obj": {"k": 1}, "nil": null, "big": 1e400, "a\nb": 1}"#;
+        let mut text = rec(Value::Null);
+        text.value = Data::JsonText(doc.as_bytes().to_vec());
+        // serde_json cannot hold 1e400 (the text path masks it without reading it).
+        let parsed = rec(serde_json::from_str(&doc.replace("1e400", "1e300")).unwrap());
+        let (t, p) = (
+            run(&c, vec![text]).remove(0),
+            run(&c, vec![parsed]).remove(0),
+        );
+        assert!(matches!(t.value, Data::JsonText(_)), "{:?}", t.value);
+        assert_eq!(t.topic, "routed");
+        let tv: Value = serde_json::from_slice(&t.value.to_bytes().unwrap()).unwrap();
+        let pv: Value = serde_json::from_slice(&p.value.to_bytes().unwrap()).unwrap();
+        assert_eq!(tv, pv);
+        assert_eq!(tv["via"], "we\"ir");
+        assert_eq!(tv["pad"], "");
+        assert_eq!(tv["ident"], "over");
+        assert_eq!(tv["f"], 0.0);
+        assert_eq!(tv["big"], 0.0);
+        // Member order is kept; added fields go last.
+        let text = String::from_utf8(t.value.to_bytes().unwrap().into_owned()).unwrap();
+        assert!(text.starts_with(r#"{"pad":"","n":0,"#), "{text}");
+        assert!(text.ends_with(r#""ident":"over"}"#), "{text}");
+        // A text edit that fails names its step; the record is handed to on_error.
+        let bad = [
+            ("transforms", "ins,mask"),
+            (
+                "transforms.ins.type",
+                "org.apache.kafka.connect.transforms.InsertField$Value",
+            ),
+            ("transforms.ins.static.field", "via"),
+            ("transforms.ins.static.value", "x"),
+            (
+                "transforms.mask.type",
+                "org.apache.kafka.connect.transforms.MaskField$Value",
+            ),
+            ("transforms.mask.fields", "n"),
+            ("transforms.mask.replacement", "not a number"),
+        ];
+        let chain = Chain::parse(&cfg(&bad), &no_wasm).unwrap();
+        let mut r = rec(Value::Null);
+        r.value = Data::JsonText(br#"{"n": 1}"#.to_vec());
+        let err = chain
+            .apply(
+                vec![r],
+                &mut |_, _| panic!("no wasm step"),
+                &mut |_, e: String| Err(e),
+            )
+            .unwrap_err();
+        assert!(err.starts_with("transform mask failed: MaskField"), "{err}");
     }
 
     #[test]

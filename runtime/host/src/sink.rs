@@ -126,12 +126,22 @@ impl SinkTask {
             .runner
             .call("put", |b, s| b.weir_connector_sink().call_put(s, input))?;
         self.runner.plugin_result("put", r)?;
-        if let Ok(batch) = weir_batch::Batch::parse(input) {
+        // The highest offset put per partition, found without allocating per record (a put
+        // holds one or a few partitions); the bounds-checked reader is enough for bookkeeping.
+        if let Ok(batch) = weir_batch::Batch::parse_trusted(input) {
+            let mut max: Vec<(&str, i32, i64)> = Vec::new();
             for r in batch.iter() {
                 if let (Some(p), Some(o)) = (r.partition(), r.offset()) {
-                    let e = self.put.entry((r.topic().to_string(), p)).or_insert(o);
-                    *e = (*e).max(o);
+                    let t = r.topic();
+                    match max.iter_mut().rev().find(|(u, q, _)| *q == p && *u == t) {
+                        Some(e) => e.2 = e.2.max(o),
+                        None => max.push((t, p, o)),
+                    }
                 }
+            }
+            for (t, p, o) in max {
+                let e = self.put.entry((t.to_string(), p)).or_insert(o);
+                *e = (*e).max(o);
             }
         }
         Ok(())

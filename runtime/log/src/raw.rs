@@ -161,6 +161,14 @@ impl BatchEncoder {
         BatchEncoder::default()
     }
 
+    /// An encoder with room for about `bytes` of records.
+    pub fn with_capacity(bytes: usize) -> BatchEncoder {
+        BatchEncoder {
+            records: Vec::with_capacity(HEADER_LEN + bytes),
+            ..BatchEncoder::default()
+        }
+    }
+
     /// Records pushed so far.
     pub fn len(&self) -> usize {
         self.count as usize
