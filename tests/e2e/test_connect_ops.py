@@ -3,6 +3,8 @@ offsets (read, alter and reset while STOPPED), plugin configs and validation."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from helpers import wait_until
@@ -191,3 +193,68 @@ def test_admin_loggers(start_broker, tmp_path):
     call(broker, "PUT", "/admin/loggers/weir_connect", {"level": "WARN"}, status=200)
     call(broker, "PUT", "/admin/loggers/root?scope=cluster", {"level": "INFO"}, status=204)
     error(broker, "PUT", "/admin/loggers/root", {"level": "LOUD"}, status=404, mentions=["LOUD"])
+
+
+@pytest.mark.timeout(120)
+def test_a_regex_sink_reads_a_topic_created_later_exactly_once(start_broker, tmp_path):
+    """A sink with `topics.regex` picks up a matching topic created after it started (here by a
+    producer's auto-create), as Kafka Connect's consumers do after a metadata refresh: its tasks
+    are rebalanced, flushing and committing first, so the file holds every record once. A sink
+    on other topics is left alone."""
+    from collections import Counter
+
+    from helpers import ck_producer
+
+    def produce(topic: str, values: list) -> None:
+        p = ck_producer(broker.bootstrap)
+        for v in values:
+            p.produce(topic, value=v.encode())
+        assert p.flush(30) == 0
+
+    broker = start_connect(start_broker, tmp_path, env={"WEIR_CONNECT__TOPIC_REFRESH_INTERVAL_MS": "300"})
+    out, other = tmp_path / "out.txt", tmp_path / "other.txt"
+    a1 = [f"a {i}" for i in range(50)]
+    produce("events-a", a1)
+    produce("logs", ["log 0", "log 1"])
+    create(broker, "snk", {"connector.class": "FileStreamSink", "file": str(out), "topics.regex": "events-.*"})
+    create(broker, "other", sink_config(other, "logs"))
+    wait_until(lambda: complete_lines(out) == a1, timeout=WAIT, what="events-a in the file")
+    wait_until(lambda: complete_lines(other) == ["log 0", "log 1"], timeout=WAIT, what="logs in the other file")
+    assert get(broker, "/connectors/snk/topics") == {"snk": {"topics": ["events-a"]}}
+
+    b = [f"b {i}" for i in range(50)]
+    produce("events-b", b)  # auto-created
+    a2 = [f"a {i}" for i in range(50, 80)]
+    produce("events-a", a2)
+    want = Counter(a1 + a2 + b)
+
+    def every_record_once():
+        got = Counter(complete_lines(out))
+        assert got == want, f"missing {sorted(want - got)[:5]}, extra {sorted(got - want)[:5]}"
+        return True
+
+    wait_until(every_record_once, timeout=WAIT, interval=0.2, what="events-b in the file, each record once")
+    assert get(broker, "/connectors/snk/topics") == {"snk": {"topics": ["events-a", "events-b"]}}
+    # Each partition's records stay in order.
+    lines = complete_lines(out)
+    assert [x for x in lines if x.startswith("a ")] == a1 + a2
+    assert [x for x in lines if x.startswith("b ")] == b
+
+    # Several refreshes later: nothing read twice, offsets committed for both topics, the
+    # other sink was never restarted.
+    time.sleep(1.5)
+    every_record_once()
+    wait_state(broker, "snk", "RUNNING")
+
+    def committed():
+        offs = get(broker, "/connectors/snk/offsets")["offsets"]
+        got = sorted((o["partition"]["kafka_topic"], o["offset"]["kafka_offset"]) for o in offs)
+        assert got == [("events-a", 80), ("events-b", 50)], offs
+        return True
+
+    wait_until(committed, timeout=WAIT, what="both topics' offsets committed")
+    log = broker.log_path.read_text(errors="replace")
+    changed = [x for x in log.splitlines() if "sink assignment changed" in x]
+    assert changed and all("snk" in x and "events-b-0" in x for x in changed), changed
+    assert not any("other" in x for x in changed), changed
+    assert complete_lines(other) == ["log 0", "log 1"]

@@ -90,6 +90,10 @@ pub struct ConnectSection {
     pub restart_failed_tasks: bool,
     pub restart_backoff_initial_ms: u64,
     pub restart_backoff_max_ms: u64,
+    /// How often a running sink's topics are checked again: a new topic matching its
+    /// `topics.regex`, or partitions added to its topics, restart its tasks with the new
+    /// assignment (Kafka's `metadata.max.age.ms` and a rebalance). 0: never.
+    pub topic_refresh_interval_ms: u64,
 }
 
 impl Default for ConnectSection {
@@ -105,6 +109,7 @@ impl Default for ConnectSection {
             restart_failed_tasks: true,
             restart_backoff_initial_ms: 1000,
             restart_backoff_max_ms: 60_000,
+            topic_refresh_interval_ms: w.topic_refresh_interval.as_millis() as u64,
         }
     }
 }

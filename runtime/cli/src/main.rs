@@ -314,6 +314,7 @@ async fn start_connect(
                         .max(cfg.connect.restart_backoff_initial_ms.max(1)),
                 ),
             }),
+        topic_refresh_interval: Duration::from_millis(cfg.connect.topic_refresh_interval_ms),
     };
     let cluster: Arc<dyn weir_cluster::Cluster> = Arc::new(weir_cluster::Embedded::new(broker));
     let rt = weir_connect::Runtime::start(cluster, Arc::new(registry), worker)

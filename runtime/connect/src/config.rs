@@ -251,6 +251,11 @@ pub struct WorkerConfig {
     /// working directory, as Kafka Connect's are), so a Kafka quickstart config with
     /// `file=test.txt` runs unchanged. `None`: they are refused.
     pub work_dir: Option<std::path::PathBuf>,
+    /// How often a running (or paused) sink's topic partitions are checked again: a topic
+    /// created that matches its `topics.regex`, or partitions added to one of its topics,
+    /// restart its tasks with the new assignment (as a Kafka consumer's metadata refresh and
+    /// rebalance would). Zero: never checked again.
+    pub topic_refresh_interval: Duration,
 }
 
 /// Exponential backoff between automatic restarts of a failed task.
@@ -275,6 +280,7 @@ impl Default for WorkerConfig {
             }),
             providers: crate::Providers::default(),
             work_dir: None,
+            topic_refresh_interval: Duration::from_secs(5),
         }
     }
 }

@@ -1,11 +1,12 @@
 //! [`Runtime`]: the connectors of one worker, their tasks (one thread each, since plugin calls
 //! block), and the stores that let a restarted worker resume them.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use weir_cluster::Cluster;
+use weir_cluster::{Cluster, TopicMeta};
 
 use crate::config::{ConfigMap, ConnectorConfig, WorkerConfig};
 use crate::convert::Format;
@@ -116,7 +117,11 @@ struct Spawner {
     kind: Kind,
     connector: String,
     configs: Vec<Vec<(String, String)>>,
+    /// Sinks: each task's (topic, partition)s, and what they are drawn from (`topics`,
+    /// `topics.regex`), checked again every `topic_refresh_interval`.
     assignments: Vec<Vec<(String, i32)>>,
+    topics: Vec<String>,
+    topics_regex: Option<regex::Regex>,
     grants: weir_host::TaskConfig,
     errors: crate::ErrorPolicy,
     worker: WorkerConfig,
@@ -180,6 +185,8 @@ struct Inner {
     offsets: TopicStore,
     status: TopicStore,
     connectors: tokio::sync::Mutex<BTreeMap<String, Connector>>,
+    /// The loop that checks sinks' assignments again (`topic_refresh_interval`).
+    refresher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// The Connect runtime's handle. Cheap to clone.
@@ -217,6 +224,7 @@ impl Runtime {
                 offsets,
                 status,
                 connectors: Default::default(),
+                refresher: Default::default(),
             }),
         };
         let mut found: BTreeMap<String, (Option<ConfigMap>, TargetState)> = BTreeMap::new();
@@ -259,6 +267,11 @@ impl Runtime {
                 let c = rt.launch(&name, config, target).await;
                 map.insert(name, c);
             }
+        }
+        let every = rt.inner.cfg.topic_refresh_interval;
+        if !every.is_zero() {
+            let h = tokio::spawn(watch_topics(Arc::downgrade(&rt.inner), every));
+            *rt.inner.refresher.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
         }
         Ok(rt)
     }
@@ -483,6 +496,8 @@ impl Runtime {
             connector: cc.name.clone(),
             configs: configs.clone(),
             assignments,
+            topics: cc.topics.clone(),
+            topics_regex: cc.topics_regex.clone(),
             grants: cc.task.clone(),
             errors: cc.errors.clone(),
             worker: self.inner.cfg.clone(),
@@ -510,25 +525,86 @@ impl Runtime {
         cc: &ConnectorConfig,
         tasks: usize,
     ) -> Result<Vec<Vec<(String, i32)>>, ConnectError> {
-        let mut parts = Vec::new();
         for t in &cc.topics {
-            let meta = self.inner.cluster.ensure_topic(t).await?;
-            parts.extend((0..meta.partitions as i32).map(|p| (t.clone(), p)));
+            self.inner.cluster.ensure_topic(t).await?;
         }
-        if let Some(re) = &cc.topics_regex {
-            for t in self.inner.cluster.topics().await? {
-                if re.is_match(&t.name) {
-                    parts.extend((0..t.partitions as i32).map(|p| (t.name.clone(), p)));
-                }
+        let listed = self.inner.cluster.topics().await?;
+        Ok(spread(
+            subscribed(&cc.topics, cc.topics_regex.as_ref(), &listed),
+            tasks,
+        ))
+    }
+
+    /// Checks every RUNNING or PAUSED sink's (topic, partition)s against the topics as they
+    /// are now, and rebalances those whose set changed. Other connectors are not touched.
+    async fn refresh_assignments(&self) {
+        let mut map = self.inner.connectors.lock().await;
+        let watched = |c: &Connector| {
+            c.failed.is_none()
+                && c.target != TargetState::Stopped
+                && c.spawner.as_ref().is_some_and(|s| s.kind == Kind::Sink)
+        };
+        if !map.values().any(watched) {
+            return;
+        }
+        let listed = match self.inner.cluster.topics().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list topics to check sink assignments");
+                return;
+            }
+        };
+        for (name, c) in map.iter_mut() {
+            if !watched(c) {
+                continue;
+            }
+            let Some(s) = &c.spawner else { continue };
+            let want = subscribed(&s.topics, s.topics_regex.as_ref(), &listed);
+            let mut had: Vec<(String, i32)> = s.assignments.iter().flatten().cloned().collect();
+            had.sort();
+            if want != had {
+                Runtime::rebalance(name, c, want).await;
             }
         }
-        parts.sort();
-        parts.dedup();
-        let mut out = vec![Vec::new(); tasks.max(1)];
-        for (i, p) in parts.into_iter().enumerate() {
-            out[i % tasks.max(1)].push(p);
+    }
+
+    /// Restarts a sink's tasks with a new assignment, as a Kafka rebalance would: every task
+    /// stops (final flush and commit), then each starts again from the committed offsets.
+    async fn rebalance(name: &str, c: &mut Connector, parts: Vec<(String, i32)>) {
+        let Some(spawner) = c.spawner.as_mut() else {
+            return;
+        };
+        let old: BTreeSet<(String, i32)> = spawner.assignments.iter().flatten().cloned().collect();
+        let new: BTreeSet<(String, i32)> = parts.iter().cloned().collect();
+        let show = |a: &BTreeSet<(String, i32)>, b: &BTreeSet<(String, i32)>| {
+            a.difference(b)
+                .map(|(t, p)| format!("{t}-{p}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        tracing::info!(
+            connector = %name,
+            added = %show(&new, &old),
+            removed = %show(&old, &new),
+            partitions = new.len(),
+            "sink assignment changed; restarting its tasks"
+        );
+        let tasks = spawner.configs.len();
+        spawner.assignments = spread(parts, tasks);
+        Runtime::stop_tasks(std::mem::take(&mut c.tasks)).await;
+        let paused = c.target == TargetState::Paused;
+        for i in 0..tasks {
+            let running = spawner.spawn(i, paused).unwrap_or_else(|e| {
+                tracing::error!(connector = %name, task = i, error = %e, "task cannot start");
+                let control = Control::new(i as u32, paused);
+                control.fail(e.to_string());
+                Running {
+                    control,
+                    thread: None,
+                }
+            });
+            c.tasks.push(running);
         }
-        Ok(out)
     }
 
     /// Stops a connector's tasks and waits for them (final flush, commit, close).
@@ -1276,6 +1352,16 @@ impl Runtime {
     /// start resumes them.
     pub async fn shutdown(&self) {
         let mut map = self.inner.connectors.lock().await;
+        // Taken while holding the map: no rebalance is under way.
+        if let Some(h) = self
+            .inner
+            .refresher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            h.abort();
+        }
         let mut all = Vec::new();
         for c in map.values_mut() {
             all.extend(std::mem::take(&mut c.tasks));
@@ -1284,6 +1370,43 @@ impl Runtime {
         Runtime::stop_tasks(all).await;
         map.clear();
     }
+}
+
+/// Every `every`, checks the sinks' assignments again, until the runtime is gone.
+async fn watch_topics(inner: Weak<Inner>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        Runtime { inner }.refresh_assignments().await;
+    }
+}
+
+/// The (topic, partition)s a sink reads, sorted: every partition of its `topics` and of the
+/// topics whose name matches its `topics.regex`, among those listed.
+fn subscribed(
+    topics: &[String],
+    regex: Option<&regex::Regex>,
+    listed: &[TopicMeta],
+) -> Vec<(String, i32)> {
+    let mut parts: Vec<(String, i32)> = listed
+        .iter()
+        .filter(|t| topics.contains(&t.name) || regex.is_some_and(|re| re.is_match(&t.name)))
+        .flat_map(|t| (0..t.partitions as i32).map(|p| (t.name.clone(), p)))
+        .collect();
+    parts.sort();
+    parts.dedup();
+    parts
+}
+
+/// Spreads partitions over the tasks, round robin in (topic, partition) order.
+fn spread(parts: Vec<(String, i32)>, tasks: usize) -> Vec<Vec<(String, i32)>> {
+    let mut out = vec![Vec::new(); tasks.max(1)];
+    for (i, p) in parts.into_iter().enumerate() {
+        out[i % tasks.max(1)].push(p);
+    }
+    out
 }
 
 fn with_name(name: &str, mut config: ConfigMap) -> ConfigMap {
@@ -1310,6 +1433,37 @@ fn info(name: &str, c: &Connector) -> ConnectorInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sinks_partitions_come_from_its_topics_and_pattern_and_are_spread() {
+        let listed: Vec<TopicMeta> = [("events-a", 2), ("events-b", 1), ("logs", 3), ("x", 1)]
+            .iter()
+            .map(|(n, p)| TopicMeta {
+                name: n.to_string(),
+                partitions: *p,
+            })
+            .collect();
+        let re = regex::Regex::new("^(?:events-.*)$").unwrap();
+        let parts = subscribed(&["logs".to_string()], Some(&re), &listed);
+        let tp = |t: &str, p: i32| (t.to_string(), p);
+        assert_eq!(
+            parts,
+            [
+                tp("events-a", 0),
+                tp("events-a", 1),
+                tp("events-b", 0),
+                tp("logs", 0),
+                tp("logs", 1),
+                tp("logs", 2),
+            ]
+        );
+        // A topic named but not (or no longer) there has no partitions.
+        assert!(subscribed(&["gone".to_string()], None, &listed).is_empty());
+        let spread = spread(parts, 4);
+        assert_eq!(spread[0], [tp("events-a", 0), tp("logs", 1)]);
+        assert_eq!(spread[3], [tp("logs", 0)]);
+        assert_eq!(super::spread(Vec::new(), 0), [Vec::new()]);
+    }
 
     #[test]
     fn secrets_are_masked_unless_they_are_references() {

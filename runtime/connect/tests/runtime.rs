@@ -13,9 +13,14 @@ use weir_host::{Host, HostConfig};
 
 struct Worker {
     runtime: Runtime,
+    cluster: Arc<dyn weir_cluster::Cluster>,
+    storage: Arc<weir_log::DiskStorage>,
     stop: tokio::sync::watch::Sender<bool>,
     served: tokio::task::JoinHandle<std::io::Result<()>>,
 }
+
+/// How often sinks' topics are checked again here.
+const REFRESH: Duration = Duration::from_millis(200);
 
 async fn start(data: &Path) -> Worker {
     start_in(data, None).await
@@ -41,7 +46,8 @@ async fn start_in(data: &Path, work_dir: Option<&Path>) -> Worker {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         ..Default::default()
     };
-    let broker = Broker::bind(cfg, Arc::new(storage)).await.unwrap();
+    let storage = Arc::new(storage);
+    let broker = Broker::bind(cfg, storage.clone()).await.unwrap();
     let cluster: Arc<dyn weir_cluster::Cluster> =
         Arc::new(weir_cluster::Embedded::new(broker.handle()));
     let (stop, rx) = tokio::sync::watch::channel(false);
@@ -51,19 +57,36 @@ async fn start_in(data: &Path, work_dir: Option<&Path>) -> Worker {
     let worker = WorkerConfig {
         offset_flush_interval: Duration::from_millis(100),
         work_dir: work_dir.map(Path::to_path_buf),
+        topic_refresh_interval: REFRESH,
         ..Default::default()
     };
-    let runtime = Runtime::start(cluster, Arc::new(registry), worker)
+    let runtime = Runtime::start(cluster.clone(), Arc::new(registry), worker)
         .await
         .unwrap();
     Worker {
         runtime,
+        cluster,
+        storage,
         stop,
         served,
     }
 }
 
 impl Worker {
+    /// Appends `line {i}` for each `i` to a topic partition (the topic created if need be).
+    async fn produce(&self, topic: &str, partition: i32, lines: std::ops::Range<usize>) {
+        self.cluster.ensure_topic(topic).await.unwrap();
+        let values: Vec<String> = lines.map(|i| format!("line {i}")).collect();
+        let records: Vec<_> = values
+            .iter()
+            .map(|v| weir_log::batch::new_record(None, Some(v.as_bytes()), 0))
+            .collect();
+        self.cluster
+            .produce(topic, partition, weir_log::batch::build(&records))
+            .await
+            .unwrap();
+    }
+
     async fn shutdown(self) {
         self.runtime.shutdown().await;
         self.stop.send(true).unwrap();
@@ -339,5 +362,162 @@ async fn kafkas_quickstart_configs_with_relative_files_run_unchanged() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("file") && err.contains("absolute"), "{err}");
+    w.shutdown().await;
+}
+
+/// The output's lines sorted by number (records of different partitions arrive in any order),
+/// once `n` are there (or the wait is over).
+async fn wait_sorted(path: &Path, n: usize) -> Vec<String> {
+    let mut lines = wait_lines(path, n).await;
+    lines.sort_by_key(|l| {
+        l.strip_prefix("line ")
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(usize::MAX)
+    });
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regex_sink_reads_topics_created_after_it_started_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = start(&dir.path().join("data")).await;
+    let output = dir.path().join("out.txt");
+    let other = dir.path().join("other.txt");
+    w.produce("events-a", 0, 0..10).await;
+    w.produce("unrelated", 0, 0..5).await;
+    w.runtime
+        .create(
+            "snk",
+            map(&[
+                ("connector.class", "FileStreamSink"),
+                ("file", output.to_str().unwrap()),
+                ("topics.regex", "events-.*"),
+            ]),
+        )
+        .await
+        .unwrap();
+    w.runtime
+        .create(
+            "other",
+            map(&[
+                ("connector.class", "FileStreamSink"),
+                ("file", other.to_str().unwrap()),
+                ("topics", "unrelated"),
+            ]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(wait_sorted(&output, 10).await, expected(10));
+    assert_eq!(wait_lines(&other, 5).await, expected(5));
+
+    // A topic created later is read from its start; what was read before is not read again.
+    w.produce("events-b", 0, 10..20).await;
+    assert_eq!(wait_sorted(&output, 20).await, expected(20));
+    assert_eq!(
+        w.runtime.topics("snk").await.unwrap(),
+        ["events-a", "events-b"]
+    );
+    w.produce("events-a", 0, 20..25).await;
+    w.produce("events-b", 0, 25..30).await;
+    w.produce("unrelated", 0, 5..8).await;
+    assert_eq!(wait_sorted(&output, 30).await, expected(30));
+    assert_eq!(wait_lines(&other, 8).await, expected(8));
+
+    // Paused, the new assignment's tasks stay paused; resumed, they read it.
+    w.runtime
+        .set_target("snk", TargetState::Paused)
+        .await
+        .unwrap();
+    w.produce("events-c", 0, 30..35).await;
+    tokio::time::sleep(REFRESH * 4).await;
+    let st = w.runtime.status("snk").await.unwrap();
+    assert_eq!(st.connector.state, State::Paused);
+    assert!(st.tasks.iter().all(|t| t.state == State::Paused), "{st:?}");
+    assert_eq!(
+        w.runtime.topics("snk").await.unwrap(),
+        ["events-a", "events-b", "events-c"]
+    );
+    assert_eq!(wait_lines(&output, 30).await.len(), 30);
+    w.runtime
+        .set_target("snk", TargetState::Started)
+        .await
+        .unwrap();
+    assert_eq!(wait_sorted(&output, 35).await, expected(35));
+
+    // Stopped, it is not watched (no tasks come back); started again, it reads what came.
+    w.runtime
+        .set_target("snk", TargetState::Stopped)
+        .await
+        .unwrap();
+    w.produce("events-d", 0, 35..40).await;
+    tokio::time::sleep(REFRESH * 4).await;
+    let st = w.runtime.status("snk").await.unwrap();
+    assert_eq!((st.connector.state, st.tasks.len()), (State::Stopped, 0));
+    w.runtime
+        .set_target("snk", TargetState::Started)
+        .await
+        .unwrap();
+    assert_eq!(wait_sorted(&output, 40).await, expected(40));
+    tokio::time::sleep(REFRESH * 3).await;
+    assert_eq!(wait_sorted(&output, 40).await, expected(40));
+    assert_eq!(wait_lines(&other, 8).await, expected(8));
+    let st = w.runtime.status("other").await.unwrap();
+    assert_eq!(st.tasks[0].state, State::Running);
+    w.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_reads_partitions_added_to_its_topic() {
+    use weir_log::Storage;
+    let dir = tempfile::tempdir().unwrap();
+    let w = start(&dir.path().join("data")).await;
+    let output = dir.path().join("out.txt");
+    w.cluster
+        .create_topic("grow", 1, BTreeMap::new())
+        .await
+        .unwrap();
+    w.produce("grow", 0, 0..10).await;
+    w.runtime
+        .create(
+            "snk",
+            map(&[
+                ("connector.class", "FileStreamSink"),
+                ("file", output.to_str().unwrap()),
+                ("topics", "grow"),
+            ]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(wait_sorted(&output, 10).await, expected(10));
+
+    w.storage.create_partitions("grow", 3).unwrap();
+    w.produce("grow", 1, 10..20).await;
+    w.produce("grow", 2, 20..30).await;
+    w.produce("grow", 0, 30..40).await;
+    assert_eq!(wait_sorted(&output, 40).await, expected(40));
+    tokio::time::sleep(REFRESH * 3).await;
+    assert_eq!(wait_sorted(&output, 40).await, expected(40));
+    // Every partition's offsets are committed under the sink's group.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let committed = loop {
+        let offs = w.runtime.offsets("snk").await.unwrap();
+        let mut got: Vec<(i64, i64)> = offs["offsets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                (
+                    o["partition"]["kafka_partition"].as_i64().unwrap(),
+                    o["offset"]["kafka_offset"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        got.sort();
+        if got == [(0, 20), (1, 10), (2, 10)] || Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(committed, [(0, 20), (1, 10), (2, 10)]);
     w.shutdown().await;
 }
