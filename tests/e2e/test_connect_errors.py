@@ -47,7 +47,11 @@ def test_tolerated_records_go_to_the_dead_letter_queue_with_context(weir_bin, st
     good = [json.dumps({"n": i}).encode() for i in range(20)]
     bad = [b"not json", b"{broken"]
     values = good[:10] + [bad[0]] + good[10:] + [bad[1]]
-    produce(broker.bootstrap, "events", values)
+    p = ck_producer(broker.bootstrap)
+    for v in values:
+        # A repeated header name: the dead letter queue keeps both.
+        p.produce("events", value=v, headers=[("h", b"1"), ("h", b"2")] if v == bad[0] else None)
+    assert p.flush(30) == 0
     out = tmp_path / "out.txt"
     create(broker, "tolerant", sink_config(out, "events", **{
         "value.converter": "org.apache.kafka.connect.json.JsonConverter",
@@ -69,7 +73,9 @@ def test_tolerated_records_go_to_the_dead_letter_queue_with_context(weir_bin, st
     assert headers["__connect.errors.connector.name"] == "tolerant"
     assert headers["__connect.errors.task.id"] == "0"
     assert headers["__connect.errors.stage"] == "VALUE_CONVERTER"
+    assert headers["__connect.errors.class.name"] == "org.apache.kafka.connect.json.JsonConverter"
     assert headers["__connect.errors.exception.message"]
+    assert [(k, v) for k, v in dead[0].headers if k == "h"] == [("h", b"1"), ("h", b"2")]
     st = task_status(broker, "tolerant")
     assert st["connector"]["state"] == "RUNNING", st
     task = st["tasks"][0]
@@ -176,6 +182,7 @@ def extract_on_a_source(start_broker, tmp_path, bad: dict) -> list:
         assert h["__connect.errors.connector.name"] == "extract-src", h
         assert h["__connect.errors.task.id"] == "0", h
         assert h["__connect.errors.stage"] == "TRANSFORMATION", h
+        assert h["__connect.errors.class.name"] == "org.apache.kafka.connect.transforms.ExtractField$Value", h
         assert h["__connect.errors.exception.class.name"] == "org.apache.kafka.connect.errors.DataException", h
         message = h["__connect.errors.exception.message"]
         try:
@@ -247,6 +254,7 @@ def extract_on_a_sink(weir_bin, start_broker, tmp_path) -> tuple:
         assert h["__connect.errors.connector.name"] == "extract-snk", h
         assert h["__connect.errors.task.id"] == "0", h
         assert h["__connect.errors.stage"] == "TRANSFORMATION", h
+        assert h["__connect.errors.class.name"] == "org.apache.kafka.connect.transforms.ExtractField$Value", h
         assert h["__connect.errors.exception.class.name"] == "org.apache.kafka.connect.errors.DataException", h
         message = h["__connect.errors.exception.message"]
         assert message == "transform extract failed: ExtractField works on a struct or map value only", h
@@ -309,6 +317,7 @@ def unparsable_on_a_source(start_broker, tmp_path) -> tuple:
         assert h["__connect.errors.connector.name"] == "json-src", h
         assert h["__connect.errors.task.id"] == "0", h
         assert h["__connect.errors.stage"] == "TASK_POLL", h
+        assert h["__connect.errors.class.name"] == "FileStreamSource", h
         assert h["__connect.errors.exception.class.name"] == "org.apache.kafka.connect.errors.DataException", h
         message = h["__connect.errors.exception.message"]
         assert message == f"the plugin's JSON does not parse: {reason}", message

@@ -289,6 +289,15 @@ impl Converter {
         }
     }
 
+    /// Kafka's class name of the converter.
+    pub fn class(self) -> &'static str {
+        match self {
+            Converter::ByteArray => "org.apache.kafka.connect.converters.ByteArrayConverter",
+            Converter::String => "org.apache.kafka.connect.storage.StringConverter",
+            Converter::Json { .. } => "org.apache.kafka.connect.json.JsonConverter",
+        }
+    }
+
     /// Leaves raw bytes as they are in both directions.
     pub fn is_bytes(self) -> bool {
         matches!(self, Converter::ByteArray | Converter::String)

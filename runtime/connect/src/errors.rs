@@ -192,13 +192,22 @@ pub(crate) struct Reporter {
     pub cluster: Arc<dyn Cluster>,
     pub rt: tokio::runtime::Handle,
     pub connector: String,
+    /// The connector's class, named in the DLQ headers for the plugin's own failures.
+    pub class: String,
     pub task: u32,
     pub counters: Arc<Counters>,
 }
 
 impl Reporter {
-    /// A record failed at `stage`: `Err` (the task fails) unless errors are tolerated.
-    pub fn report(&self, stage: Stage, rec: DeadRecord, error: &str) -> Result<(), Failure> {
+    /// A record failed at `stage` in `class` (a converter's or transform's class; `None`: the
+    /// connector's plugin): `Err` (the task fails) unless errors are tolerated.
+    pub fn report(
+        &self,
+        stage: Stage,
+        class: Option<&str>,
+        rec: DeadRecord,
+        error: &str,
+    ) -> Result<(), Failure> {
         // A record read from the log has its position; a source's record only its topic.
         let at = match (rec.partition, rec.offset) {
             (Some(p), Some(o)) => format!(
@@ -232,15 +241,6 @@ impl Reporter {
         let Some(dlq) = &self.policy.dlq else {
             return Ok(());
         };
-        let mut r = weir_log::batch::new_record(
-            rec.key.as_deref(),
-            rec.value.as_deref(),
-            if rec.timestamp > 0 {
-                rec.timestamp
-            } else {
-                weir_log::now_ms()
-            },
-        );
         let mut headers = rec.headers.clone();
         if self.policy.context_headers {
             let h = |k: &str, v: String| (format!("__connect.errors.{k}"), Some(v.into_bytes()));
@@ -254,7 +254,7 @@ impl Reporter {
             headers.push(h("connector.name", self.connector.clone()));
             headers.push(h("task.id", self.task.to_string()));
             headers.push(h("stage", stage.name().to_string()));
-            headers.push(h("class.name", "weir".to_string()));
+            headers.push(h("class.name", class.unwrap_or(&self.class).to_string()));
             headers.push(h(
                 "exception.class.name",
                 "org.apache.kafka.connect.errors.DataException".to_string(),
@@ -262,13 +262,19 @@ impl Reporter {
             headers.push(h("exception.message", error.to_string()));
             headers.push(h("exception.stacktrace", at.clone()));
         }
-        for (k, v) in headers {
-            r.headers.insert(
-                kafka_protocol::protocol::StrBytes::from_string(k),
-                v.map(bytes::Bytes::from),
-            );
-        }
-        let batch = weir_log::batch::build(&[r]);
+        // Encoded directly: a record may repeat a header name, and every one is kept.
+        let mut enc = weir_log::raw::BatchEncoder::new();
+        enc.push(
+            if rec.timestamp > 0 {
+                rec.timestamp
+            } else {
+                weir_log::now_ms()
+            },
+            rec.key.as_deref(),
+            rec.value.as_deref(),
+            headers.iter().map(|(k, v)| (k.as_bytes(), v.as_deref())),
+        );
+        let batch = enc.finish();
         let cluster = self.cluster.clone();
         let topic = dlq.clone();
         self.rt

@@ -145,21 +145,34 @@ impl Pipeline {
                                 .map_err(|e| Failure::retriable(e.to_string()))?;
                             let mut out = merge_output(recs, &batch);
                             if json != (false, false) {
-                                out = reread_json(out, json, orig, reporter)?;
+                                out = reread_json(
+                                    out,
+                                    json,
+                                    orig,
+                                    &pipe.chain.steps[i].class,
+                                    reporter,
+                                )?;
                             }
                             return Ok(out);
                         }
                         Err(e) => match bad_record(&e) {
                             Some((index, why)) if (index as usize) < recs.len() => {
                                 let r = recs.remove(index as usize);
-                                reporter.report(Stage::Transformation, dead(&r, orig), &why)?;
+                                reporter.report(
+                                    Stage::Transformation,
+                                    Some(&pipe.chain.steps[i].class),
+                                    dead(&r, orig),
+                                    &why,
+                                )?;
                             }
                             _ => return Err(e.into()),
                         },
                     }
                 }
             },
-            &mut |r, why| reporter.report(Stage::Transformation, dead(r, orig), &why),
+            &mut |r, class, why| {
+                reporter.report(Stage::Transformation, Some(class), dead(r, orig), &why)
+            },
         )
     }
 
@@ -186,7 +199,7 @@ impl Pipeline {
                     recs.push(r);
                 }
                 (Err(e), _) | (_, Err(e)) => {
-                    reporter.report(Stage::TaskPoll, dead(&r, batch), &e)?;
+                    reporter.report(Stage::TaskPoll, None, dead(&r, batch), &e)?;
                 }
             }
         }
@@ -226,8 +239,18 @@ impl Pipeline {
                     r.value = v;
                     ok.push(r);
                 }
-                (Err(e), _) => reporter.report(Stage::KeyConverter, dead(&r, read), &e)?,
-                (_, Err(e)) => reporter.report(Stage::ValueConverter, dead(&r, read), &e)?,
+                (Err(e), _) => reporter.report(
+                    Stage::KeyConverter,
+                    Some(self.pipe.key_converter.class()),
+                    dead(&r, read),
+                    &e,
+                )?,
+                (_, Err(e)) => reporter.report(
+                    Stage::ValueConverter,
+                    Some(self.pipe.value_converter.class()),
+                    dead(&r, read),
+                    &e,
+                )?,
             }
         }
         let json = (
@@ -307,6 +330,7 @@ fn reread_json(
     recs: Vec<Rec>,
     json: (bool, bool),
     orig: &Batch<'_>,
+    class: &str,
     reporter: &Reporter,
 ) -> Result<Vec<Rec>, Failure> {
     let mut out = Vec::with_capacity(recs.len());
@@ -322,7 +346,7 @@ fn reread_json(
         }
         match bad {
             None => out.push(r),
-            Some(e) => reporter.report(Stage::Transformation, dead(&r, orig), &e)?,
+            Some(e) => reporter.report(Stage::Transformation, Some(class), dead(&r, orig), &e)?,
         }
     }
     Ok(out)

@@ -161,6 +161,7 @@ fn put(
         };
         reporter.report(
             Stage::TaskPut,
+            None,
             DeadRecord {
                 topic: r.topic().to_string(),
                 partition: r.partition(),

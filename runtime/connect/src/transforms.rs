@@ -171,6 +171,8 @@ impl Field {
 #[derive(Debug, Clone)]
 pub struct Step {
     pub name: String,
+    /// Its `type` as configured (Kafka's class name, or the WebAssembly plugin's name).
+    pub class: String,
     kind: StepKind,
     predicate: Option<(Predicate, bool)>,
 }
@@ -350,6 +352,7 @@ impl Chain {
             };
             steps.push(Step {
                 name: t.clone(),
+                class: ty.clone(),
                 kind,
                 predicate,
             });
@@ -374,13 +377,14 @@ impl Chain {
     }
 
     /// Runs the chain over records. `wasm(step, records)` runs a WebAssembly step;
-    /// `on_error(record, why)` decides about a record a native transform failed on: `Ok`
+    /// `on_error(record, class, why)` decides about a record the native transform `class`
+    /// failed on: `Ok`
     /// drops it (tolerated), `Err` fails the whole call.
     pub fn apply<E>(
         &self,
         mut recs: Vec<Rec>,
         wasm: &mut dyn FnMut(usize, Vec<Rec>) -> Result<Vec<Rec>, E>,
-        on_error: &mut dyn FnMut(&Rec, String) -> Result<(), E>,
+        on_error: &mut dyn FnMut(&Rec, &str, String) -> Result<(), E>,
     ) -> Result<Vec<Rec>, E> {
         let mut i = 0;
         while i < self.steps.len() {
@@ -397,7 +401,7 @@ impl Chain {
                         match run_native(run, &mut r) {
                             Ok(true) => out.push(r),
                             Ok(false) => {}
-                            Err(e) => on_error(&r, e)?,
+                            Err((class, e)) => on_error(&r, class, e)?,
                         }
                     }
                     recs = out;
@@ -1010,7 +1014,7 @@ fn split(r: &mut Rec, side: Side) -> (Meta<'_>, &mut Data) {
 /// Runs a run of native steps on one record; `false` drops it; the error names the step.
 /// Consecutive text edits of the same side of a JSON text object (InsertField, ReplaceField,
 /// MaskField) share one reading of its members and one writing.
-fn run_native(steps: &[Step], r: &mut Rec) -> Result<bool, String> {
+fn run_native<'s>(steps: &'s [Step], r: &mut Rec) -> Result<bool, (&'s str, String)> {
     let applies = |step: &Step, r: &Rec| {
         step.predicate
             .as_ref()
@@ -1022,12 +1026,17 @@ fn run_native(steps: &[Step], r: &mut Rec) -> Result<bool, String> {
             StepKind::Wasm { .. } => None,
         }
     }
-    let failed = |step: &Step, e: String| format!("transform {} failed: {e}", step.name);
+    let failed = |step: &'s Step, e: String| {
+        (
+            step.class.as_str(),
+            format!("transform {} failed: {e}", step.name),
+        )
+    };
     let mut k = 0;
     while k < steps.len() {
         let step = &steps[k];
         let Some(smt) = smt_of(step) else {
-            return Err(format!("transform {} is not native", step.name));
+            return Err(failed(step, "it is not native".into()));
         };
         if !applies(step, r) {
             k += 1;
@@ -1048,14 +1057,16 @@ fn run_native(steps: &[Step], r: &mut Rec) -> Result<bool, String> {
                 .filter_map(|s| Some((s, smt_of(s)?)))
                 .collect();
             let (meta, data) = split(r, side);
+            let mut failing = step;
             let done = edit_text(data, |m| {
                 for (s, smt) in &run {
-                    text_edit(smt, m, &meta).map_err(|e| failed(s, e))?;
+                    failing = s;
+                    text_edit(smt, m, &meta)?;
                 }
                 Ok(())
             });
             if let Some(done) = done {
-                done?;
+                done.map_err(|e| failed(failing, e))?;
                 k = end;
                 continue;
             }
@@ -1248,7 +1259,7 @@ mod tests {
             .apply(
                 recs,
                 &mut |_, _| panic!("no wasm step"),
-                &mut |_, e: String| Err(e),
+                &mut |_, _, e: String| Err(e),
             )
             .unwrap()
     }
@@ -1352,7 +1363,7 @@ mod tests {
             .apply(
                 vec![r],
                 &mut |_, _| panic!("no wasm step"),
-                &mut |_, e: String| Err(e),
+                &mut |_, _, e: String| Err(e),
             )
             .unwrap_err();
         assert!(err.starts_with("transform mask failed: MaskField"), "{err}");

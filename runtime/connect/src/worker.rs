@@ -116,6 +116,9 @@ struct Spawner {
     plugin: weir_host::Plugin,
     kind: Kind,
     connector: String,
+    /// `connector.class` as configured (the DLQ's `__connect.errors.class.name` for the
+    /// plugin's own failures).
+    class: String,
     configs: Vec<Vec<(String, String)>>,
     /// Sinks: each task's (topic, partition)s, and what they are drawn from (`topics`,
     /// `topics.regex`), checked again every `topic_refresh_interval`.
@@ -139,6 +142,7 @@ impl Spawner {
             cluster: self.cluster.clone(),
             rt: self.rt.clone(),
             connector: self.connector.clone(),
+            class: self.class.clone(),
             task: i as u32,
             counters: control.counters.clone(),
         };
@@ -494,6 +498,7 @@ impl Runtime {
             plugin: r.plugin.clone(),
             kind: r.kind,
             connector: cc.name.clone(),
+            class: cc.class.clone(),
             configs: configs.clone(),
             assignments,
             topics: cc.topics.clone(),

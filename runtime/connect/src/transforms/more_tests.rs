@@ -43,7 +43,9 @@ fn try_run(class: &str, keys: &[(&str, &str)], recs: Vec<Rec>) -> Result<Vec<Rec
             .map(|(k, v)| (format!("transforms.t.{k}"), v.to_string())),
     );
     let chain = Chain::parse(&c.into_iter().collect(), &no_wasm).map_err(|e| e.to_string())?;
-    chain.apply(recs, &mut |_, _| panic!("no wasm step"), &mut |_, e| Err(e))
+    chain.apply(recs, &mut |_, _| panic!("no wasm step"), &mut |_, _, e| {
+        Err(e)
+    })
 }
 
 fn run(class: &str, keys: &[(&str, &str)], r: Rec) -> Rec {
