@@ -163,6 +163,24 @@ pub(crate) struct DeadRecord {
     pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
+impl DeadRecord {
+    /// A record of a batch, as it is there.
+    pub fn of(r: &weir_batch::RecordRef<'_>) -> DeadRecord {
+        DeadRecord {
+            topic: r.topic().to_string(),
+            partition: r.partition(),
+            offset: r.offset(),
+            timestamp: r.timestamp(),
+            key: r.key().map(<[u8]>::to_vec),
+            value: r.value().map(<[u8]>::to_vec),
+            headers: r
+                .headers()
+                .map(|h| (h.name.to_string(), h.value.map(<[u8]>::to_vec)))
+                .collect(),
+        }
+    }
+}
+
 /// Where a record failed, as Kafka names the stages.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Stage {

@@ -10,12 +10,168 @@ use std::borrow::Cow;
 use serde::de::IgnoredAny;
 
 /// Checks that `b` is one JSON document, all UTF-8 (serde_json does not check the strings it
-/// skips); what is wrong otherwise.
+/// skips); what is wrong otherwise, in serde_json's words. A document [`well_formed`] accepts
+/// needs nothing more; anything else is judged, and explained, by serde_json.
 pub fn validate(b: &[u8]) -> Result<(), String> {
     std::str::from_utf8(b).map_err(|e| format!("not UTF-8: {e}"))?;
+    if well_formed(b) {
+        return Ok(());
+    }
     serde_json::from_slice::<IgnoredAny>(b)
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+/// serde_json's nesting limit: deeper documents are refused, as serde_json refuses them.
+const MAX_DEPTH: usize = 128;
+
+/// One JSON document (RFC 8259) and nothing after it but whitespace, nested at most
+/// [`MAX_DEPTH`] deep: a fast check without allocation. It never accepts what serde_json
+/// refuses (the property test below holds it to that); it may refuse what serde_json accepts
+/// (numbers aside, nothing is known), and then serde_json decides.
+fn well_formed(b: &[u8]) -> bool {
+    let mut i = skip_ws(b, 0);
+    // The open containers: `true` for an object.
+    let mut stack = [false; MAX_DEPTH];
+    let mut depth = 0usize;
+    loop {
+        // A value starts at `i`.
+        match b.get(i) {
+            Some(b'{' | b'[') => {
+                if depth == MAX_DEPTH {
+                    return false;
+                }
+                let object = b[i] == b'{';
+                stack[depth] = object;
+                depth += 1;
+                i = skip_ws(b, i + 1);
+                let close = if object { b'}' } else { b']' };
+                if b.get(i) == Some(&close) {
+                    depth -= 1;
+                    i += 1;
+                } else {
+                    if object {
+                        match member_name(b, i) {
+                            Some(j) => i = j,
+                            None => return false,
+                        }
+                    }
+                    continue;
+                }
+            }
+            Some(b'"') => match string_end_checked(b, i) {
+                Some(j) => i = j,
+                None => return false,
+            },
+            Some(b't') if b[i..].starts_with(b"true") => i += 4,
+            Some(b'f') if b[i..].starts_with(b"false") => i += 5,
+            Some(b'n') if b[i..].starts_with(b"null") => i += 4,
+            Some(b'-' | b'0'..=b'9') => match number_end(b, i) {
+                Some(j) => i = j,
+                None => return false,
+            },
+            _ => return false,
+        }
+        // After a value: a separator, the end of containers, or the end of the document.
+        loop {
+            i = skip_ws(b, i);
+            if depth == 0 {
+                return i == b.len();
+            }
+            let object = stack[depth - 1];
+            match b.get(i) {
+                Some(b',') => {
+                    i = skip_ws(b, i + 1);
+                    if object {
+                        match member_name(b, i) {
+                            Some(j) => i = j,
+                            None => return false,
+                        }
+                    }
+                    break;
+                }
+                Some(b'}') if object => {
+                    depth -= 1;
+                    i += 1;
+                }
+                Some(b']') if !object => {
+                    depth -= 1;
+                    i += 1;
+                }
+                _ => return false,
+            }
+        }
+    }
+}
+
+/// `b[i]` should open a member name: the index of its value after the colon.
+fn member_name(b: &[u8], i: usize) -> Option<usize> {
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let j = skip_ws(b, string_end_checked(b, i)?);
+    (b.get(j) == Some(&b':')).then(|| skip_ws(b, j + 1))
+}
+
+/// A string opening at `b[i]`, checked (escapes, no control characters): the index past it.
+fn string_end_checked(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    loop {
+        let k = j + memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
+        if b[j..k].iter().any(|&c| c < 0x20) {
+            return None;
+        }
+        if b[k] == b'"' {
+            return Some(k + 1);
+        }
+        match *b.get(k + 1)? {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => j = k + 2,
+            b'u' => {
+                let hex = b.get(k + 2..k + 6)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                // A lone surrogate is refused (serde_json refuses some of them).
+                let n = u16::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+                if (0xD800..0xE000).contains(&n) {
+                    return None;
+                }
+                j = k + 6;
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// A number starting at `b[i]`: the index past it. Integers only, of up to 18 digits, and
+/// fractions and exponents of modest size, so that serde_json reads every one it accepts.
+fn number_end(b: &[u8], i: usize) -> Option<usize> {
+    let digits = |from: usize| b[from..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let mut j = i + usize::from(b[i] == b'-');
+    let n = digits(j);
+    if n == 0 || n > 18 || (n > 1 && b[j] == b'0') {
+        return None;
+    }
+    j += n;
+    if b.get(j) == Some(&b'.') {
+        let f = digits(j + 1);
+        if f == 0 || f > 18 {
+            return None;
+        }
+        j += 1 + f;
+    }
+    if matches!(b.get(j), Some(b'e' | b'E')) {
+        j += 1;
+        if matches!(b.get(j), Some(b'+' | b'-')) {
+            j += 1;
+        }
+        let e = digits(j);
+        if e == 0 || e > 2 {
+            return None;
+        }
+        j += e;
+    }
+    Some(j)
 }
 
 /// A document that is JSON's `null`.
@@ -238,6 +394,74 @@ mod tests {
         assert_eq!(back["q\""][1]["x"], "]}");
         assert_eq!(back["new"], true);
         assert_eq!(members(b"{ }").unwrap(), []);
+    }
+
+    /// Documents made of JSON's pieces, valid or slightly broken.
+    fn pieces() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let atom = prop_oneof![
+            Just("{"),
+            Just("}"),
+            Just("["),
+            Just("]"),
+            Just(","),
+            Just(":"),
+            Just(" "),
+            Just("\"a\""),
+            Just("\"\\n\""),
+            Just("\"\\u00e9\""),
+            Just("\"\\ud800\""),
+            Just("\"\\x\""),
+            Just("\"\t\""),
+            Just("\""),
+            Just("\\"),
+            Just("true"),
+            Just("fals"),
+            Just("null"),
+            Just("0"),
+            Just("-1"),
+            Just("01"),
+            Just("1.5"),
+            Just("1."),
+            Just("2e10"),
+            Just("1e400"),
+            Just("-"),
+            Just("12345678901234567890"),
+            Just("\u{e9}"),
+        ];
+        proptest::collection::vec(atom, 0..24).prop_map(|v| v.concat().into_bytes())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(20_000))]
+        #[test]
+        fn the_fast_check_never_accepts_what_serde_json_refuses(doc in pieces()) {
+            if well_formed(&doc) {
+                let serde = serde_json::from_slice::<serde_json::Value>(&doc);
+                proptest::prop_assert!(serde.is_ok(), "{:?}: {:?}", String::from_utf8_lossy(&doc), serde);
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_check_accepts_ordinary_documents() {
+        for doc in [
+            r#"{"id":1,"key":null,"ts":1700000000000,"pad":"xx"}"#,
+            r#" [1, -2.5e-3, true, false, null, "a\"b\u00e9", {"": {}}, [[]]] "#,
+            "0",
+            "\"\"",
+        ] {
+            assert!(well_formed(doc.as_bytes()), "{doc}");
+            assert!(validate(doc.as_bytes()).is_ok(), "{doc}");
+        }
+        let deep = format!("{}{}", "[".repeat(129), "]".repeat(129));
+        assert!(!well_formed(deep.as_bytes())); // serde_json decides
+        // Refused by the fast check, judged by serde_json.
+        assert!(validate(b"12345678901234567890").is_ok());
+        assert_eq!(
+            validate(b"{\"a\" 1}").unwrap_err(),
+            "expected `:` at line 1 column 6"
+        );
     }
 
     #[test]

@@ -356,18 +356,7 @@ fn reread_json(
 /// read from the log) when it is known which record it came from, else as it is now.
 fn dead(r: &Rec, orig: &Batch<'_>) -> DeadRecord {
     if let Some(o) = r.origin.and_then(|i| orig.get(i as usize)) {
-        return DeadRecord {
-            topic: o.topic().to_string(),
-            partition: o.partition(),
-            offset: o.offset(),
-            timestamp: o.timestamp(),
-            key: o.key().map(<[u8]>::to_vec),
-            value: o.value().map(<[u8]>::to_vec),
-            headers: o
-                .headers()
-                .map(|h| (h.name.to_string(), h.value.map(<[u8]>::to_vec)))
-                .collect(),
-        };
+        return DeadRecord::of(&o);
     }
     DeadRecord {
         topic: r.topic.clone(),

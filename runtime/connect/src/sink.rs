@@ -159,23 +159,7 @@ fn put(
         let Some(r) = parsed.get(index as usize) else {
             return Err(e.into());
         };
-        reporter.report(
-            Stage::TaskPut,
-            None,
-            DeadRecord {
-                topic: r.topic().to_string(),
-                partition: r.partition(),
-                offset: r.offset(),
-                timestamp: r.timestamp(),
-                key: r.key().map(<[u8]>::to_vec),
-                value: r.value().map(<[u8]>::to_vec),
-                headers: r
-                    .headers()
-                    .map(|h| (h.name.to_string(), h.value.map(<[u8]>::to_vec)))
-                    .collect(),
-            },
-            &message,
-        )?;
+        reporter.report(Stage::TaskPut, None, DeadRecord::of(&r), &message)?;
         let rest: Vec<u32> = (0..parsed.len() as u32).filter(|i| *i != index).collect();
         if rest.is_empty() {
             return Ok(());
