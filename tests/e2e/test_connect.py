@@ -997,3 +997,42 @@ def test_a_wasm_transform_on_a_json_source_writes_json_objects(weir_bin, start_b
     counted()
     assert high_watermark(broker.bootstrap, "rewritten") == len(expected)
     assert high_watermark(broker.bootstrap, "dlq-rewritten") == len(bad)
+
+
+@pytest.mark.timeout(120)
+def test_a_wasm_step_keeps_json_strings_and_a_bytes_side_stays_bytes(weir_bin, start_broker, tmp_path):
+    """On a JSON side (the source's values are JSON and so is the converter) a WebAssembly step
+    gets JSON text, strings quoted, and what it returns is read as JSON again: add-header, which
+    replaces the batch and copies every value, leaves "42", "null" and "hello" strings, not a number, a tombstone or a bad
+    record. With StringConverter the side is bytes: the step's output is not read as JSON."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    installed = run_cli(weir_bin, "plugin", "install", str(rust_guest(weir_bin, "add_header")), "--dir", str(plugins))
+    assert installed.returncode == 0, describe_process(installed)
+    broker = start_connect(start_broker, tmp_path)
+    lines = ['"42"', '"null"', '"hello"', '{"a": [1, "x"]}', "7", "true"]
+    src = tmp_path / "in.jsonl"
+    append_lines(src, lines)
+    for name, converter in [("json", "org.apache.kafka.connect.json.JsonConverter"),
+                            ("text", "org.apache.kafka.connect.storage.StringConverter")]:  # fmt: skip
+        create(broker, f"ident-{name}", source_config(src, f"ident-{name}", **{
+            "weir.value.format": "json",
+            "value.converter": converter,
+            "value.converter.schemas.enable": "false",
+            "transforms": "same",
+            "transforms.same.type": "add-header",
+        }))  # fmt: skip
+
+    def records(topic: str):
+        got = ck_consume_partition(broker.bootstrap, topic, 0, 0, timeout=10)
+        assert len(got) == len(lines), f"{len(got)} records: {[r.value for r in got]}"
+        return [r.value for r in got]
+
+    got = wait_until(lambda: records("ident-json"), timeout=WAIT, what="the JSON side's records")
+    assert [json.loads(v) for v in got] == [json.loads(x) for x in lines], got
+    # StringConverter writes a JSON string's text and other documents as they are.
+    got = wait_until(lambda: records("ident-text"), timeout=WAIT, what="the bytes side's records")
+    assert got == [b"42", b"null", b"hello", b'{"a": [1, "x"]}', b"7", b"true"], got
+    for name in ("json", "text"):
+        st = get(broker, f"/connectors/ident-{name}/status")
+        assert st["tasks"][0]["state"] == "RUNNING" and "errors_tolerated" not in st["tasks"][0], st

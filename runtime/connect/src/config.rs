@@ -157,6 +157,16 @@ impl ConnectorConfig {
             }
         }
         let (task, _) = TaskConfig::from_config(&plugin).map_err(|e| bad(e.to_string()))?;
+        let errors = crate::ErrorPolicy::parse(raw)?;
+        // As Kafka refuses it: a sink reading its own dead letter queue would feed it forever.
+        if let Some(d) = &errors.dlq
+            && (topics.contains(d) || topics_regex.as_ref().is_some_and(|r| r.is_match(d)))
+        {
+            return Err(bad(format!(
+                "errors.deadletterqueue.topic.name: the dead letter queue topic {d:?} may not be \
+                 one the connector consumes (topics or topics.regex)"
+            )));
+        }
         Ok(ConnectorConfig {
             name: name.to_string(),
             class,
@@ -170,7 +180,7 @@ impl ConnectorConfig {
             value_converter,
             key_format,
             value_format,
-            errors: crate::ErrorPolicy::parse(raw)?,
+            errors,
         })
     }
 
@@ -333,6 +343,17 @@ mod tests {
         assert!(e(&[]).contains("connector.class"));
         assert!(e(&[("connector.class", "x"), ("tasks.max", "0")]).contains("tasks.max"));
         assert!(e(&[("connector.class", "x"), ("topics.regex", "(")]).contains("topics.regex"));
+        for (k, v) in [("topics", "a,orders-dlq"), ("topics.regex", "orders.*")] {
+            let dlq = e(&[
+                ("connector.class", "x"),
+                (k, v),
+                ("errors.deadletterqueue.topic.name", "orders-dlq"),
+            ]);
+            assert!(
+                dlq.starts_with("errors.deadletterqueue.topic.name"),
+                "{dlq}"
+            );
+        }
         assert!(e(&[("connector.class", "x"), ("file", "rel/path")]).contains("absolute"));
         assert!(e(&[("connector.class", "x"), ("name", "other")]).contains("name"));
         assert!(

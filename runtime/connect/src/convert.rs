@@ -128,6 +128,19 @@ impl Data {
         }
     }
 
+    /// The data as a JSON document's text (a string quoted); raw bytes as they are.
+    pub fn json_bytes(&self) -> Option<std::borrow::Cow<'_, [u8]>> {
+        use std::borrow::Cow;
+        match self {
+            Data::Raw(b) => b.as_deref().map(Cow::Borrowed),
+            Data::JsonText(b) => Some(Cow::Borrowed(b)),
+            Data::Json {
+                value: Value::Null, ..
+            } => None,
+            Data::Json { value, .. } => serde_json::to_vec(value).ok().map(Cow::Owned),
+        }
+    }
+
     /// The `{schema, payload}` envelope's bytes (a plugin that declared connect-json).
     pub fn into_envelope(self) -> Option<Vec<u8>> {
         match self {

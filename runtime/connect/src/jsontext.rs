@@ -7,8 +7,6 @@
 
 use std::borrow::Cow;
 
-use serde::de::IgnoredAny;
-
 /// Checks that `b` is one JSON document, all UTF-8 (serde_json does not check the strings it
 /// skips); what is wrong otherwise, in serde_json's words. A document [`well_formed`] accepts
 /// needs nothing more; anything else is judged, and explained, by serde_json.
@@ -17,13 +15,14 @@ pub fn validate(b: &[u8]) -> Result<(), String> {
     if well_formed(b) {
         return Ok(());
     }
-    serde_json::from_slice::<IgnoredAny>(b)
+    // What serde_json can hold (its nesting limit, numbers in range, no lone surrogates).
+    serde_json::from_slice::<serde_json::Value>(b)
         .map(|_| ())
         .map_err(|e| e.to_string())
 }
 
-/// serde_json's nesting limit: deeper documents are refused, as serde_json refuses them.
-const MAX_DEPTH: usize = 128;
+/// Containers nested deeper than this are left to serde_json (whose limit is 127).
+const MAX_DEPTH: usize = 127;
 
 /// One JSON document (RFC 8259) and nothing after it but whitespace, nested at most
 /// [`MAX_DEPTH`] deep: a fast check without allocation. It never accepts what serde_json
@@ -454,8 +453,13 @@ mod tests {
             assert!(well_formed(doc.as_bytes()), "{doc}");
             assert!(validate(doc.as_bytes()).is_ok(), "{doc}");
         }
-        let deep = format!("{}{}", "[".repeat(129), "]".repeat(129));
-        assert!(!well_formed(deep.as_bytes())); // serde_json decides
+        let nest = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(well_formed(nest(127).as_bytes()));
+        assert!(serde_json::from_str::<serde_json::Value>(&nest(127)).is_ok());
+        assert!(!well_formed(nest(128).as_bytes()));
+        assert!(validate(nest(128).as_bytes()).is_err());
+        assert!(validate(br#"{"x":1e400}"#).is_err());
+        assert!(validate(br#""\ud800""#).is_err());
         // Refused by the fast check, judged by serde_json.
         assert!(validate(b"12345678901234567890").is_ok());
         assert_eq!(

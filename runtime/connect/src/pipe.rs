@@ -33,6 +33,19 @@ pub(crate) struct Pipe {
 }
 
 impl Pipe {
+    /// Whether keys (`.0`) and values (`.1`) are JSON documents on both sides of the chain:
+    /// the plugin's bytes are JSON and so is the converter. A WebAssembly step then gets JSON
+    /// text (a string quoted) and its output is read as JSON again; on any other side it
+    /// gets and gives bytes.
+    pub fn json_sides(&self) -> (bool, bool) {
+        let json =
+            |f: Format, c: Converter| f != Format::Bytes && matches!(c, Converter::Json { .. });
+        (
+            json(self.key_format, self.key_converter),
+            json(self.value_format, self.value_converter),
+        )
+    }
+
     /// Nothing to do: bytes go through as they are.
     pub fn passthrough(&self) -> bool {
         self.chain.is_empty()
@@ -110,7 +123,7 @@ impl Pipeline {
                     if recs.is_empty() {
                         return Ok(recs);
                     }
-                    let input = to_batch(&recs).map_err(Failure::retriable)?;
+                    let input = to_batch(&recs, json).map_err(Failure::retriable)?;
                     match task.apply(&input) {
                         // The records as they were: nothing to read back.
                         Ok(Output::Passthrough) => return Ok(recs),
@@ -203,10 +216,7 @@ impl Pipeline {
                 }
             }
         }
-        let json = (
-            self.pipe.key_format != Format::Bytes,
-            self.pipe.value_format != Format::Bytes,
-        );
+        let json = self.pipe.json_sides();
         let recs = self.chain(recs, batch, reporter, json)?;
         Ok(recs
             .into_iter()
@@ -253,10 +263,7 @@ impl Pipeline {
                 )?,
             }
         }
-        let json = (
-            matches!(self.pipe.key_converter, Converter::Json { .. }),
-            matches!(self.pipe.value_converter, Converter::Json { .. }),
-        );
+        let json = self.pipe.json_sides();
         let mut recs = self.chain(ok, read, reporter, json)?;
         if recs.is_empty() {
             return Ok(None);
@@ -274,7 +281,7 @@ impl Pipeline {
                     .write(std::mem::replace(&mut r.value, Data::Raw(None))),
             );
         }
-        to_batch(&recs)
+        to_batch(&recs, (false, false))
             .map(|b| Some((b, last)))
             .map_err(Failure::retriable)
     }

@@ -968,6 +968,10 @@ fn text_edit(smt: &Smt, m: &mut Members<'_>, meta: &Meta<'_>) -> Result<(), Stri
                     x.rename(b);
                 }
             }
+            // A name given twice (a rename onto a kept field): one member, as a map holds it.
+            if !renames.is_empty() {
+                dedup_members(m);
+            }
         }
         Smt::MaskField {
             fields,
@@ -983,6 +987,26 @@ fn text_edit(smt: &Smt, m: &mut Members<'_>, meta: &Meta<'_>) -> Result<(), Stri
         _ => {}
     }
     Ok(())
+}
+
+/// Keeps one member per name. Where a rename lands on a name the object already has, the
+/// member that had the name keeps it; of two members read with the same name, the later one
+/// (as serde_json keeps it).
+fn dedup_members(m: &mut Members<'_>) {
+    let mut i = 0;
+    while i < m.len() {
+        if let Some(j) = (i + 1..m.len()).find(|&j| m[j].name == m[i].name) {
+            // `m[i]` and `m[j]` share a name: the renamed one (raw: None) gives way.
+            let drop = if m[j].raw.is_none() && m[i].raw.is_some() {
+                j
+            } else {
+                i
+            };
+            m.remove(drop);
+        } else {
+            i += 1;
+        }
+    }
 }
 
 /// `smt` on the record's `side` as JSON text; `None` when that is not a JSON text object.
@@ -1119,7 +1143,9 @@ fn mask_text(v: &[u8], replacement: Option<&str>) -> Result<Cow<'static, [u8]>, 
         (_, Some(r)) => Cow::Owned(mask(&json!(0), Some(r))?.to_string().into_bytes()),
         (_, None) => {
             let t = std::str::from_utf8(v).unwrap_or("");
+            // serde_json holds `-0` as a float.
             let int = !t.contains(['.', 'e', 'E'])
+                && t != "-0"
                 && (t.parse::<i64>().is_ok() || t.parse::<u64>().is_ok());
             Cow::Borrowed(if int { b"0" } else { b"0.0" })
         }
@@ -1173,12 +1199,16 @@ fn civil(z: i64) -> (i64, i64, i64) {
     (y, m, d)
 }
 
-/// Records as one batch in the contract's layout (keys and values as the plugin's bytes).
-pub fn to_batch(recs: &[Rec]) -> Result<Vec<u8>, String> {
+/// Records as one batch in the contract's layout: keys and values as bytes, or, where `json`
+/// says so (`.0` keys, `.1` values), as JSON text.
+pub fn to_batch(recs: &[Rec], json: (bool, bool)) -> Result<Vec<u8>, String> {
     let mut b = BatchBuilder::with_capacity(recs.len(), recs.len() * 128);
+    fn bytes(d: &Data, json: bool) -> Option<std::borrow::Cow<'_, [u8]>> {
+        if json { d.json_bytes() } else { d.to_bytes() }
+    }
     for r in recs {
-        let key = r.key.to_bytes();
-        let value = r.value.to_bytes();
+        let key = bytes(&r.key, json.0);
+        let value = bytes(&r.value, json.1);
         let headers: Vec<(&str, Option<&[u8]>)> = r
             .headers
             .iter()
@@ -1367,6 +1397,35 @@ mod tests {
             )
             .unwrap_err();
         assert!(err.starts_with("transform mask failed: MaskField"), "{err}");
+    }
+
+    #[test]
+    fn a_rename_onto_a_kept_field_and_negative_zero() {
+        let c = [
+            ("transforms", "rn,mask"),
+            (
+                "transforms.rn.type",
+                "org.apache.kafka.connect.transforms.ReplaceField$Value",
+            ),
+            ("transforms.rn.renames", "a:b"),
+            (
+                "transforms.mask.type",
+                "org.apache.kafka.connect.transforms.MaskField$Value",
+            ),
+            ("transforms.mask.fields", "z"),
+        ];
+        let mut r = rec(Value::Null);
+        r.value = Data::JsonText(br#"{"b":2,"a":1,"z":-0}"#.to_vec());
+        let out = run(&c, vec![r]).remove(0);
+        assert_eq!(
+            out.value.to_bytes().unwrap().as_ref(),
+            br#"{"b":2,"z":0.0}"#
+        );
+        assert_eq!(mask_text(b"-0", None).unwrap().as_ref(), b"0.0");
+        assert_eq!(
+            mask(&serde_json::from_str("-0").unwrap(), None).unwrap(),
+            json!(0.0)
+        );
     }
 
     #[test]
