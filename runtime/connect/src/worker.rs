@@ -541,74 +541,95 @@ impl Runtime {
     }
 
     /// Checks every RUNNING or PAUSED sink's (topic, partition)s against the topics as they
-    /// are now, and rebalances those whose set changed. Other connectors are not touched.
+    /// are now, and rebalances those whose set changed, as a Kafka rebalance would: their
+    /// tasks stop (final flush and commit) and start again from the committed offsets. The
+    /// connectors' lock is not held while tasks stop. Other connectors are not touched.
     async fn refresh_assignments(&self) {
-        let mut map = self.inner.connectors.lock().await;
         let watched = |c: &Connector| {
             c.failed.is_none()
                 && c.target != TargetState::Stopped
                 && c.spawner.as_ref().is_some_and(|s| s.kind == Kind::Sink)
         };
-        if !map.values().any(watched) {
-            return;
-        }
-        let listed = match self.inner.cluster.topics().await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list topics to check sink assignments");
+        // Under the lock: the sinks whose partitions changed get their new assignment, and
+        // their tasks are taken out to be stopped.
+        let mut stopping = Vec::new();
+        let mut moved = Vec::new();
+        {
+            let mut map = self.inner.connectors.lock().await;
+            if !map.values().any(watched) {
                 return;
             }
-        };
-        for (name, c) in map.iter_mut() {
-            if !watched(c) {
-                continue;
-            }
-            let Some(s) = &c.spawner else { continue };
-            let want = subscribed(&s.topics, s.topics_regex.as_ref(), &listed);
-            let mut had: Vec<(String, i32)> = s.assignments.iter().flatten().cloned().collect();
-            had.sort();
-            if want != had {
-                Runtime::rebalance(name, c, want).await;
+            let listed = match self.inner.cluster.topics().await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list topics to check sink assignments");
+                    return;
+                }
+            };
+            for (name, c) in map.iter_mut() {
+                if !watched(c) {
+                    continue;
+                }
+                let Some(s) = c.spawner.as_mut() else {
+                    continue;
+                };
+                let want = subscribed(&s.topics, s.topics_regex.as_ref(), &listed);
+                let old: BTreeSet<(String, i32)> =
+                    s.assignments.iter().flatten().cloned().collect();
+                let new: BTreeSet<(String, i32)> = want.iter().cloned().collect();
+                if old == new {
+                    continue;
+                }
+                let show = |a: &BTreeSet<(String, i32)>, b: &BTreeSet<(String, i32)>| {
+                    a.difference(b)
+                        .map(|(t, p)| format!("{t}-{p}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                tracing::info!(
+                    connector = %name,
+                    added = %show(&new, &old),
+                    removed = %show(&old, &new),
+                    partitions = new.len(),
+                    "sink assignment changed; restarting its tasks"
+                );
+                s.assignments = spread(want, s.configs.len());
+                stopping.extend(std::mem::take(&mut c.tasks));
+                moved.push((name.clone(), s.assignments.clone()));
             }
         }
-    }
-
-    /// Restarts a sink's tasks with a new assignment, as a Kafka rebalance would: every task
-    /// stops (final flush and commit), then each starts again from the committed offsets.
-    async fn rebalance(name: &str, c: &mut Connector, parts: Vec<(String, i32)>) {
-        let Some(spawner) = c.spawner.as_mut() else {
+        if moved.is_empty() {
             return;
-        };
-        let old: BTreeSet<(String, i32)> = spawner.assignments.iter().flatten().cloned().collect();
-        let new: BTreeSet<(String, i32)> = parts.iter().cloned().collect();
-        let show = |a: &BTreeSet<(String, i32)>, b: &BTreeSet<(String, i32)>| {
-            a.difference(b)
-                .map(|(t, p)| format!("{t}-{p}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        tracing::info!(
-            connector = %name,
-            added = %show(&new, &old),
-            removed = %show(&old, &new),
-            partitions = new.len(),
-            "sink assignment changed; restarting its tasks"
-        );
-        let tasks = spawner.configs.len();
-        spawner.assignments = spread(parts, tasks);
-        Runtime::stop_tasks(std::mem::take(&mut c.tasks)).await;
-        let paused = c.target == TargetState::Paused;
-        for i in 0..tasks {
-            let running = spawner.spawn(i, paused).unwrap_or_else(|e| {
-                tracing::error!(connector = %name, task = i, error = %e, "task cannot start");
-                let control = Control::new(i as u32, paused);
-                control.fail(e.to_string());
-                Running {
-                    control,
-                    thread: None,
-                }
-            });
-            c.tasks.push(running);
+        }
+        // Outside the lock: every task stops (final flush and commit) while the REST API
+        // goes on answering.
+        Runtime::stop_tasks(stopping).await;
+        // Each starts again from the committed offsets, unless the connector changed
+        // meanwhile (deleted, stopped, reconfigured or restarted: someone else owns it now).
+        let mut map = self.inner.connectors.lock().await;
+        for (name, assigned) in moved {
+            let Some(c) = map.get_mut(&name) else {
+                continue;
+            };
+            let Some(spawner) = c.spawner.as_ref() else {
+                continue;
+            };
+            if !c.tasks.is_empty() || !watched(c) || spawner.assignments != assigned {
+                continue;
+            }
+            let paused = c.target == TargetState::Paused;
+            for i in 0..spawner.configs.len() {
+                let running = spawner.spawn(i, paused).unwrap_or_else(|e| {
+                    tracing::error!(connector = %name, task = i, error = %e, "task cannot start");
+                    let control = Control::new(i as u32, paused);
+                    control.fail(e.to_string());
+                    Running {
+                        control,
+                        thread: None,
+                    }
+                });
+                c.tasks.push(running);
+            }
         }
     }
 
