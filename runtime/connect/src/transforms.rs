@@ -83,7 +83,8 @@ enum Smt {
         partition: Option<Field>,
         offset: Option<Field>,
         timestamp: Option<Field>,
-        static_field: Option<(Field, String)>,
+        /// The field, its value, and that value as JSON text (written once, not per record).
+        static_field: Option<(Field, String, String)>,
     },
     ReplaceField {
         side: Side,
@@ -467,7 +468,7 @@ fn smt<'a>(
                 get("static.field").and_then(|s| Field::parse(s)),
                 get("static.value"),
             ) {
-                (Some(f), Some(v)) => Some((f, v.clone())),
+                (Some(f), Some(v)) => Some((f, v.clone(), json_string(v))),
                 (Some(_), None) => {
                     return Err(bad(format!(
                         "{}: missing required configuration",
@@ -678,7 +679,7 @@ fn apply_smt(smt: &Smt, r: &mut Rec) -> Result<bool, String> {
             if let Some(f) = timestamp {
                 add(f, Value::from(ts_v), "timestamp", schema);
             }
-            if let Some((f, v)) = static_field {
+            if let Some((f, v, _)) = static_field {
                 add(f, Value::String(v.clone()), "string", schema);
             }
             Ok(true)
@@ -949,8 +950,8 @@ fn text_edit(smt: &Smt, m: &mut Members<'_>, meta: &Meta<'_>) -> Result<(), Stri
             if let Some(f) = timestamp {
                 put(f, meta.timestamp.to_string());
             }
-            if let Some((f, v)) = static_field {
-                put(f, json_string(v));
+            if let Some((f, _, text)) = static_field {
+                put(f, text.clone());
             }
         }
         Smt::ReplaceField {
