@@ -11,6 +11,7 @@ const CONNECTORS: &[(&str, &str)] = &[
     ("file-sink", "file_sink"),
     ("datagen", "datagen"),
     ("null-sink", "null_sink"),
+    ("sqlite-source", "sqlite_source"),
 ];
 
 fn main() {
@@ -23,6 +24,7 @@ fn main() {
         "../../sdk/rust",
         "../../wit",
         "../batch",
+        "../sqlbuf",
     ] {
         println!("cargo:rerun-if-changed={}", manifest.join(p).display());
     }

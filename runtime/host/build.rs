@@ -10,7 +10,13 @@ fn main() {
         PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let guests = manifest.join("tests/guests");
-    for p in ["tests/guests", "../../sdk/rust", "../../wit", "../batch"] {
+    for p in [
+        "tests/guests",
+        "../../sdk/rust",
+        "../../wit",
+        "../batch",
+        "../sqlbuf",
+    ] {
         println!("cargo:rerun-if-changed={}", manifest.join(p).display());
     }
     let target_dir = out.join("guests");
@@ -35,6 +41,8 @@ fn main() {
             "filter",
             "add-header",
             "corrupt",
+            "sql-shell",
+            "contract-020",
         ],
         &["counter-source", "file-watch"],
         &["file-sink"],

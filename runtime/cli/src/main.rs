@@ -292,7 +292,10 @@ async fn start_connect(
         memory_limit: (cfg.plugins.memory_limit_mib.clamp(1, 4096) as usize) << 20,
         call_deadline: Duration::from_millis(cfg.plugins.call_deadline_ms.max(1)),
     })
-    .context("cannot start the plugin host")?;
+    .context("cannot start the plugin host")?
+    .with_sql_backend(Arc::new(
+        weir_sql::SqlxBackend::new().context("cannot start the SQL backend")?,
+    ));
     let registry = weir_connect::Registry::new(Arc::new(host), Some(cfg.plugins.dir.clone()));
     let worker = weir_connect::WorkerConfig {
         config_topic: cfg.connect.config_topic.clone(),

@@ -267,7 +267,8 @@ fn run_plugin(args: RunArgs) -> anyhow::Result<()> {
         cache_dir: cache_dir(),
         memory_limit: args.memory_mib << 20,
         call_deadline: std::time::Duration::from_millis(args.deadline_ms),
-    })?;
+    })?
+    .with_sql_backend(std::sync::Arc::new(weir_sql::SqlxBackend::new()?));
     let plugin = host.load(&args.file)?;
     let (mut tc, config) = TaskConfig::from_config(&args.config)?;
     if tc.task.is_empty() {

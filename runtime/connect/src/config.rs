@@ -156,6 +156,12 @@ impl ConnectorConfig {
                 plugin.push(("weir.dirs".into(), dirs.join(",")));
             }
         }
+        // A database named by Debezium-style keys is the plugin's SQL grant `db`.
+        if !plugin.iter().any(|(k, _)| k == "weir.sql.db.url")
+            && let Some(url) = auto_sql_grant(raw)?
+        {
+            plugin.push(("weir.sql.db.url".into(), url));
+        }
         let (task, _) = TaskConfig::from_config(&plugin).map_err(|e| bad(e.to_string()))?;
         let errors = crate::ErrorPolicy::parse(raw)?;
         // As Kafka refuses it: a sink reading its own dead letter queue would feed it forever.
@@ -192,6 +198,29 @@ impl ConnectorConfig {
             .cloned()
             .collect()
     }
+}
+
+/// The SQL grant a connector's own keys name: `database.path` (a SQLite file, as
+/// sqlite-source takes it) becomes `sqlite://<absolute path>`.
+fn auto_sql_grant(raw: &ConfigMap) -> Result<Option<String>, ConnectError> {
+    let Some(path) = raw.get("database.path").map(|p| p.trim()) else {
+        return Ok(None);
+    };
+    let p = std::path::Path::new(path);
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| ConnectError::BadConfig(format!("database.path: {e}")))?
+            .join(p)
+    };
+    if !abs.is_file() {
+        return Err(ConnectError::BadConfig(format!(
+            "database.path: {} is not a file (the SQLite database must exist)",
+            abs.display()
+        )));
+    }
+    Ok(Some(format!("sqlite://{}", abs.display())))
 }
 
 /// Connector names as Kafka Connect allows them: not empty, no control characters, and

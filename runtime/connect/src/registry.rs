@@ -50,6 +50,14 @@ const BUILTINS: &[Builtin] = &[
         aliases: &["null-sink"],
         wasm: include_bytes!(env!("WEIR_CONNECTOR_NULL_SINK")),
     },
+    Builtin {
+        name: "sqlite-source",
+        aliases: &[
+            "io.weir.connector.sqlite.SqliteConnector",
+            "SqliteConnector",
+        ],
+        wasm: include_bytes!(env!("WEIR_CONNECTOR_SQLITE_SOURCE")),
+    },
 ];
 
 /// Source or sink.

@@ -80,11 +80,12 @@ struct Connector {
 pub const HIDDEN: &str = "[hidden]";
 
 impl Connector {
-    /// Whether a key's value must not be shown: declared secret by the plugin, or named like a
-    /// credential (the runtime's own rule).
+    /// Whether a key's value must not be shown: declared secret by the plugin, a SQL grant's
+    /// URL, or named like a credential (the runtime's own rule).
     fn is_secret(&self, key: &str) -> bool {
         let k = key.to_ascii_lowercase();
         self.secrets.contains(key)
+            || weir_host::sql_grant_name(key).is_some()
             || k.ends_with("password")
             || k.ends_with("secret")
             || k.ends_with(".token")

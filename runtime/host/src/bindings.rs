@@ -7,6 +7,10 @@ pub(crate) mod transform {
         path: "../../wit",
         world: "transform",
         additional_derives: [PartialEq],
+        with: {
+            "weir:connector/sql.connection": crate::caps::sql::Connection,
+            "weir:connector/sql.cursor": crate::caps::sql::Cursor,
+        },
     });
 }
 
@@ -20,6 +24,7 @@ pub(crate) mod source {
             "weir:connector/state": super::transform::weir::connector::state,
             "weir:connector/http": super::transform::weir::connector::http,
             "weir:connector/watch": super::transform::weir::connector::watch,
+            "weir:connector/sql": super::transform::weir::connector::sql,
         },
     });
 }
@@ -34,6 +39,7 @@ pub(crate) mod sink {
             "weir:connector/state": super::transform::weir::connector::state,
             "weir:connector/http": super::transform::weir::connector::http,
             "weir:connector/watch": super::transform::weir::connector::watch,
+            "weir:connector/sql": super::transform::weir::connector::sql,
         },
     });
 }

@@ -23,6 +23,7 @@ mod caps;
 mod config;
 mod sink;
 mod source;
+pub mod sql;
 mod stdio;
 mod task;
 mod transform;
@@ -35,7 +36,7 @@ use std::time::Duration;
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
 
-pub use caps::{DirGrant, TaskConfig};
+pub use caps::{DirGrant, SqlGrants, TaskConfig, sql_grant_name};
 pub use config::check_config;
 pub use sink::SinkTask;
 pub use source::SourceTask;
@@ -48,13 +49,20 @@ pub mod types {
 }
 
 /// The contract version this host implements (`weir:connector@...`).
-pub const CONTRACT_VERSION: &str = "0.2.0";
-/// The interface a transform exports.
-pub const TRANSFORMER: &str = "weir:connector/transformer@0.2.0";
+pub const CONTRACT_VERSION: &str = "0.2.1";
+/// The interface a transform exports (at any 0.2.x this host supports).
+pub const TRANSFORMER: &str = "weir:connector/transformer";
 /// The interface a source exports.
-pub const SOURCE: &str = "weir:connector/source@0.2.0";
+pub const SOURCE: &str = "weir:connector/source";
 /// The interface a sink exports.
-pub const SINK: &str = "weir:connector/sink@0.2.0";
+pub const SINK: &str = "weir:connector/sink";
+
+/// Whether the export `name` is `interface` at a contract version this host supports.
+fn is_export(name: &str, interface: &str) -> bool {
+    name.strip_prefix(interface)
+        .and_then(|rest| rest.strip_prefix('@'))
+        .is_some_and(version_supported)
+}
 
 /// Whether this host can run a component built against contract `version`: any 0.2.x up to
 /// its own (additive changes only within a minor version; see `wit/README.md`).
@@ -174,9 +182,17 @@ pub struct Host {
     cfg: HostConfig,
     compiled: AtomicU64,
     stop: Arc<AtomicBool>,
+    /// The `sql` capability's databases (none: every grant is refused).
+    sql: Option<Arc<dyn sql::SqlBackend>>,
 }
 
 impl Host {
+    /// Gives tasks the `sql` capability through `backend` (the CLI injects `weir-sql`).
+    pub fn with_sql_backend(mut self, backend: Arc<dyn sql::SqlBackend>) -> Host {
+        self.sql = Some(backend);
+        self
+    }
+
     pub fn new(cfg: HostConfig) -> Result<Host, HostError> {
         let mut c = Config::new();
         c.wasm_component_model(true);
@@ -198,6 +214,7 @@ impl Host {
             cfg,
             compiled: AtomicU64::new(0),
             stop,
+            sql: None,
         })
     }
 
@@ -282,7 +299,7 @@ impl Plugin {
     /// Which world the component implements, by the interface it exports.
     pub fn kind(&self, host: &Host) -> Option<types::PluginKind> {
         let exports = self.exports(host);
-        let has = |i: &str| exports.iter().any(|e| e == i);
+        let has = |i: &str| exports.iter().any(|e| is_export(e, i));
         if has(TRANSFORMER) {
             Some(types::PluginKind::Transform)
         } else if has(SOURCE) {
@@ -352,14 +369,14 @@ impl Plugin {
         Ok(())
     }
 
-    /// Checks the component exports `interface` (at this host's version).
+    /// Checks the component exports `interface` (at a version this host supports).
     pub(crate) fn check_world(&self, host: &Host, interface: &str) -> Result<(), HostError> {
         self.check_versions(host)?;
         let exports = self.exports(host);
-        if !exports.iter().any(|e| e == interface) {
+        if !exports.iter().any(|e| is_export(e, interface)) {
             return Err(HostError::WrongWorld {
                 plugin: self.name.clone(),
-                interface: interface.into(),
+                interface: format!("{interface}@{CONTRACT_VERSION}"),
                 exports: exports.join(", "),
             });
         }

@@ -12,6 +12,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use crate::caps::http::HttpCtx;
 use crate::caps::log::LogCtx;
+use crate::caps::sql::SqlCtx;
 use crate::caps::state::StateCtx;
 use crate::caps::watch::WatchCtx;
 use crate::caps::{self, TaskConfig};
@@ -58,6 +59,7 @@ impl ResourceLimiter for Limits {
 /// What a task was started with, shared by the runner and the store's state.
 pub(crate) struct Settings {
     pub(crate) plugin: String,
+    sql: Option<Arc<dyn crate::sql::SqlBackend>>,
     pub(crate) grants: TaskConfig,
     memory_limit: usize,
     deadline: Duration,
@@ -87,6 +89,7 @@ pub(crate) struct TaskState {
     state: StateCtx,
     http: HttpCtx,
     watch: WatchCtx,
+    sql: SqlCtx,
     /// The plugin's stderr (also in the log), to explain a trap.
     stderr: LogStream,
     /// When the current call's deadline passes (wall clock), for the clamped clock.
@@ -216,6 +219,7 @@ fn link_capabilities(linker: &mut Linker<TaskState>) -> wasmtime::Result<()> {
     caps::state::add_to_linker(linker, |t: &mut TaskState| &mut t.state)?;
     caps::http::add_to_linker(linker, |t: &mut TaskState| &mut t.http)?;
     caps::watch::add_to_linker(linker, |t: &mut TaskState| &mut t.watch)?;
+    caps::sql::add_to_linker(linker, |t: &mut TaskState| &mut t.sql)?;
     Ok(())
 }
 
@@ -289,6 +293,7 @@ impl<W: World> Runner<W> {
         };
         let settings = Arc::new(Settings {
             plugin: plugin.name.clone(),
+            sql: host.sql.clone(),
             grants: tc.clone(),
             memory_limit: tc.memory_limit.unwrap_or(host.cfg.memory_limit),
             deadline: tc.call_deadline.unwrap_or(host.cfg.call_deadline),
@@ -335,7 +340,9 @@ impl<W: World> Runner<W> {
         self.store
             .set_epoch_deadline(self.settings.deadline_ticks());
         self.store.data().stderr.clear_tail();
-        self.store.data_mut().call_ends = std::time::Instant::now() + self.settings.deadline;
+        let ends = std::time::Instant::now() + self.settings.deadline;
+        self.store.data_mut().call_ends = ends;
+        self.store.data_mut().sql.call_ends = ends;
         self.store.data_mut().wait_cut = false;
         // WASI's synchronous bindings block on a runtime of their own: inside a tokio worker
         // thread that would panic, so step out of the async context first. A current-thread
@@ -537,6 +544,12 @@ fn instantiate<W: World>(
         state: StateCtx::default(),
         http: HttpCtx::new(plugin, &grants.http_allow, settings.http_timeout()),
         watch: WatchCtx::new(plugin, &grants.dirs),
+        sql: SqlCtx::new(
+            plugin,
+            settings.sql.clone(),
+            &grants.sql.0,
+            settings.deadline,
+        ),
         stderr,
         call_ends: std::time::Instant::now(),
         wait_cut: false,

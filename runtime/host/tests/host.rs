@@ -397,13 +397,13 @@ fn a_component_of_another_world_is_refused_with_its_exports() {
             plugin, interface, ..
         } => {
             assert_eq!(plugin, "not_a_transform");
-            assert_eq!(interface, "weir:connector/transformer@0.2.0");
+            assert_eq!(interface, "weir:connector/transformer@0.2.1");
         }
         other => panic!("expected WrongWorld, got {other:?}"),
     }
     assert!(
         e.to_string()
-            .contains("does not export weir:connector/transformer@0.2.0"),
+            .contains("does not export weir:connector/transformer@0.2.1"),
         "{e}"
     );
 }
@@ -977,7 +977,7 @@ fn a_component_built_against_another_contract_version_is_refused() {
     );
     assert_eq!(
         e.to_string(),
-        "plugin old_contract was built against weir:connector@0.1.0; this host implements weir:connector@0.2.0 (weir:connector/transformer@0.1.0)"
+        "plugin old_contract was built against weir:connector@0.1.0; this host implements weir:connector@0.2.1 (weir:connector/transformer@0.1.0)"
     );
     assert!(p.describe(&h).is_err());
 }
@@ -1121,7 +1121,8 @@ fn a_memory_cap_below_the_initial_memory_is_an_instantiation_error() {
 #[test]
 fn only_0_2_x_up_to_this_host_is_supported() {
     assert!(weir_host::version_supported("0.2.0"));
-    for v in ["0.1.0", "0.2.1", "0.3.0", "1.2.0", "0.2", "x"] {
+    assert!(weir_host::version_supported("0.2.1"));
+    for v in ["0.1.0", "0.2.2", "0.3.0", "1.2.0", "0.2", "x"] {
         assert!(!weir_host::version_supported(v), "{v}");
     }
 }
@@ -1240,4 +1241,42 @@ fn a_sink_sees_its_committed_positions_and_reports_durable_ones() {
         std::fs::read_to_string(dir.path().join("f.txt")).unwrap(),
         "t/0/5 k0 v\n"
     );
+}
+
+/// A component built against weir:connector@0.2.0 (before the `sql` capability) still loads,
+/// describes itself and runs on this 0.2.1 host.
+#[test]
+fn a_component_built_against_0_2_0_still_runs() {
+    let h = host(64 << 20, Duration::from_secs(5));
+    let p = h.load(&guest("contract_020")).unwrap();
+    assert!(
+        p.exports(&h)
+            .iter()
+            .any(|e| e == "weir:connector/transformer@0.2.0")
+    );
+    assert_eq!(p.kind(&h), Some(weir_host::types::PluginKind::Transform));
+    assert_eq!(p.describe(&h).unwrap().name, "contract-020");
+    let mut t = p.transform(&h, &[], &TaskConfig::default()).unwrap();
+    let input = encode(&(0..3).map(|i| rec(i, "v")).collect::<Vec<_>>());
+    assert_eq!(t.apply(&input).unwrap(), weir_host::Output::Passthrough);
+}
+
+/// Without a grant, the `sql` capability refuses by name and says how to grant one; the task
+/// goes on.
+#[test]
+fn sql_is_denied_without_a_grant() {
+    let h = host(64 << 20, Duration::from_secs(5));
+    let p = h.load(&guest("sql_shell")).unwrap();
+    let mut t = p.transform(&h, &[], &TaskConfig::default()).unwrap();
+    let out = t
+        .apply_records(&[rec(0, "SELECT 1"), rec(1, "open")])
+        .unwrap();
+    assert_eq!(out.len(), 2);
+    for r in out {
+        let v = String::from_utf8(r.value.unwrap()).unwrap();
+        assert!(
+            v.starts_with("error denied: no SQL connection is granted to this connector (grant one as weir.sql.db.url)"),
+            "{v}"
+        );
+    }
 }

@@ -1,4 +1,4 @@
-//! `weir-sdk`: write Weir plugins in Rust, against `weir:connector@0.2.0`.
+//! `weir-sdk`: write Weir plugins in Rust, against `weir:connector@0.2.1`.
 //!
 //! Enable exactly one world with a feature (`transform`, `source` or `sink`), implement its
 //! trait ([`Transform`], [`Source`], [`Sink`]), export it with the matching macro, and build for
@@ -40,8 +40,8 @@
 //! positions that are durable (only those are committed).
 //!
 //! Capabilities beyond logs and state are granted by the connector's configuration: files
-//! through `std::fs` under preopened directories, [`watch`] for change events there, and
-//! [`http::send`] to allow-listed hosts.
+//! through `std::fs` under preopened directories, [`watch`] for change events there,
+//! [`http::send`] to allow-listed hosts, and [`sql`] connections to granted databases.
 
 /// The contract's types and the host's capabilities (imports only; shared by every world).
 #[doc(hidden)]
@@ -62,11 +62,12 @@ macro_rules! world_bindings {
                 path: "../../wit",
                 world: $world,
                 with: {
-                    "weir:connector/types@0.2.0": crate::bindings::weir::connector::types,
-                    "weir:connector/log@0.2.0": crate::bindings::weir::connector::log,
-                    "weir:connector/state@0.2.0": crate::bindings::weir::connector::state,
-                    "weir:connector/http@0.2.0": crate::bindings::weir::connector::http,
-                    "weir:connector/watch@0.2.0": crate::bindings::weir::connector::watch,
+                    "weir:connector/types@0.2.1": crate::bindings::weir::connector::types,
+                    "weir:connector/log@0.2.1": crate::bindings::weir::connector::log,
+                    "weir:connector/state@0.2.1": crate::bindings::weir::connector::state,
+                    "weir:connector/http@0.2.1": crate::bindings::weir::connector::http,
+                    "weir:connector/watch@0.2.1": crate::bindings::weir::connector::watch,
+                    "weir:connector/sql@0.2.1": crate::bindings::weir::connector::sql,
                 },
                 pub_export_macro: true,
                 default_bindings_module: $bindings,
@@ -100,6 +101,7 @@ world_bindings!(
 
 mod host;
 pub mod output;
+pub mod sql;
 
 pub use bindings::weir::connector::log::Level;
 pub use bindings::weir::connector::types::{

@@ -16,6 +16,7 @@ use crate::HostError;
 
 pub(crate) mod http;
 pub(crate) mod log;
+pub(crate) mod sql;
 pub(crate) mod state;
 pub(crate) mod watch;
 
@@ -34,6 +35,8 @@ pub struct TaskConfig {
     pub dirs: Vec<DirGrant>,
     /// Hosts the plugin may call over HTTP: `host` (any port) or `host:port`.
     pub http_allow: Vec<String>,
+    /// Databases the plugin may connect to, by grant name (`weir.sql.<name>.url`).
+    pub sql: SqlGrants,
     /// Linear memory cap for the task, in bytes.
     pub memory_limit: Option<usize>,
     /// Longest one call into the plugin may run.
@@ -47,10 +50,29 @@ pub struct TaskConfig {
     pub task: String,
 }
 
+/// SQL connection grants: name to database URL. The URLs hold credentials: `Debug` shows
+/// them with their passwords masked.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SqlGrants(pub std::collections::BTreeMap<String, String>);
+
+impl std::fmt::Debug for SqlGrants {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| (k, crate::sql::masked_url(v))))
+            .finish()
+    }
+}
+
+/// Whether `key` is a SQL grant (`weir.sql.<name>.url`), and its name.
+pub fn sql_grant_name(key: &str) -> Option<&str> {
+    key.strip_prefix("weir.sql.")?.strip_suffix(".url")
+}
+
 /// The runtime's own connector keys; everything else is the plugin's configuration.
 pub const RUNTIME_KEYS: &[&str] = &[
     "weir.dirs",
     "weir.http.allow",
+    "weir.sql.<name>.url",
     "weir.memory.limit.bytes",
     "weir.call.deadline.ms",
     "weir.recycle.calls",
@@ -64,6 +86,7 @@ impl TaskConfig {
     ///
     /// - `weir.dirs`: `HOST_PATH:GUEST_PATH[:ro]`, comma-separated;
     /// - `weir.http.allow`: `host` or `host:port`, comma-separated;
+    /// - `weir.sql.<name>.url`: a database the plugin may open as `<name>` (a secret);
     /// - `weir.memory.limit.bytes`, `weir.call.deadline.ms`, `weir.recycle.calls`,
     ///   `weir.recycle.memory.bytes`: numbers; `weir.task`: a name for logs.
     pub fn from_config(
@@ -112,6 +135,19 @@ impl TaskConfig {
                     tc.recycle_above_memory = Some(number(k, v)? as usize)
                 }
                 "weir.task" => tc.task = v.clone(),
+                k if sql_grant_name(k).is_some() => {
+                    let name = sql_grant_name(k).unwrap_or_default();
+                    if name.is_empty()
+                        || !name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                    {
+                        return Err(HostError::Config(format!(
+                            "{k}: a SQL grant's name is letters, digits, '_' and '-'"
+                        )));
+                    }
+                    tc.sql.0.insert(name.to_string(), v.trim().to_string());
+                }
                 other if other.starts_with("weir.") => {
                     return Err(HostError::Config(format!(
                         "unknown runtime key {other:?} (known: {})",

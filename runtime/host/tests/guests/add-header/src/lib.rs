@@ -5,7 +5,12 @@ struct AddHeader;
 
 impl Transform for AddHeader {
     fn describe() -> Descriptor {
-        weir_sdk::descriptor("add-header", "0.2.0", PluginKind::Transform, "Adds a header to every record")
+        weir_sdk::descriptor(
+            "add-header",
+            "0.2.0",
+            PluginKind::Transform,
+            "Adds a header to every record",
+        )
     }
     fn open(_config: Config) -> Result<Self, Error> {
         Ok(AddHeader)

@@ -1,7 +1,10 @@
 //! Counts from the committed offset up to `count`: record i has key `k<i>`, value
 //! `{"n":<i>}`, source partition `counter` and source offset `<i>`. Acks are logged and kept
 //! in host state.
-use weir_sdk::{BatchBuilder, Config, ConfigType, Descriptor, Error, Level, Offsets, PluginKind, RecordData, Source};
+use weir_sdk::{
+    BatchBuilder, Config, ConfigType, Descriptor, Error, Level, Offsets, PluginKind, RecordData,
+    Source,
+};
 
 struct Counter {
     topic: String,
@@ -11,9 +14,26 @@ struct Counter {
 
 impl Source for Counter {
     fn describe() -> Descriptor {
-        let mut d = weir_sdk::descriptor("counter-source", "0.2.0", PluginKind::Source, "Counts, resuming where it was stored");
-        d.config.push(weir_sdk::config_key("topic", ConfigType::String, true, None, "topic to write to"));
-        d.config.push(weir_sdk::config_key("count", ConfigType::Int, false, Some("10"), "how many records in all"));
+        let mut d = weir_sdk::descriptor(
+            "counter-source",
+            "0.2.0",
+            PluginKind::Source,
+            "Counts, resuming where it was stored",
+        );
+        d.config.push(weir_sdk::config_key(
+            "topic",
+            ConfigType::String,
+            true,
+            None,
+            "topic to write to",
+        ));
+        d.config.push(weir_sdk::config_key(
+            "count",
+            ConfigType::Int,
+            false,
+            Some("10"),
+            "how many records in all",
+        ));
         d
     }
 
@@ -53,7 +73,10 @@ impl Source for Counter {
     fn ack(&mut self, stored: Offsets) {
         for (p, o) in stored {
             if p == b"counter" {
-                weir_sdk::log(Level::Info, &format!("acked {}", String::from_utf8_lossy(&o)));
+                weir_sdk::log(
+                    Level::Info,
+                    &format!("acked {}", String::from_utf8_lossy(&o)),
+                );
                 if let Err(e) = weir_sdk::state_set("acked", &o) {
                     weir_sdk::log(Level::Warn, &e);
                 }

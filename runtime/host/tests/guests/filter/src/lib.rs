@@ -5,7 +5,12 @@ struct Filter;
 
 impl Transform for Filter {
     fn describe() -> Descriptor {
-        weir_sdk::descriptor("filter", "0.2.0", PluginKind::Transform, "Keeps every other record")
+        weir_sdk::descriptor(
+            "filter",
+            "0.2.0",
+            PluginKind::Transform,
+            "Keeps every other record",
+        )
     }
     fn open(_config: Config) -> Result<Self, Error> {
         Ok(Filter)

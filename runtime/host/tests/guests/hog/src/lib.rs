@@ -5,7 +5,12 @@ struct Hog(Vec<Vec<u8>>);
 
 impl Transform for Hog {
     fn describe() -> Descriptor {
-        weir_sdk::descriptor("hog", "0.2.0", PluginKind::Transform, "Allocates without bound")
+        weir_sdk::descriptor(
+            "hog",
+            "0.2.0",
+            PluginKind::Transform,
+            "Allocates without bound",
+        )
     }
     fn open(_config: Config) -> Result<Self, Error> {
         Ok(Hog(Vec::new()))

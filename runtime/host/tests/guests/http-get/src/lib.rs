@@ -1,13 +1,26 @@
 //! GETs `url` on every batch and returns the body as one record with a `status` header.
 use weir_sdk::http::{self, HttpError};
-use weir_sdk::{Batch, BatchBuilder, Config, Descriptor, Error, Output, PluginKind, RecordData, Transform};
+use weir_sdk::{
+    Batch, BatchBuilder, Config, Descriptor, Error, Output, PluginKind, RecordData, Transform,
+};
 
 struct Get(String);
 
 impl Transform for Get {
     fn describe() -> Descriptor {
-        let mut d = weir_sdk::descriptor("http-get", "0.2.0", PluginKind::Transform, "Fetches one URL");
-        d.config.push(weir_sdk::config_key("url", weir_sdk::ConfigType::String, true, None, "URL to fetch"));
+        let mut d = weir_sdk::descriptor(
+            "http-get",
+            "0.2.0",
+            PluginKind::Transform,
+            "Fetches one URL",
+        );
+        d.config.push(weir_sdk::config_key(
+            "url",
+            weir_sdk::ConfigType::String,
+            true,
+            None,
+            "URL to fetch",
+        ));
         d
     }
     fn open(config: Config) -> Result<Self, Error> {
@@ -26,7 +39,9 @@ impl Transform for Get {
             headers: &[("status", Some(status.as_bytes()))],
             ..Default::default()
         });
-        Ok(Output::Replace(b.finish().map_err(|e| Error::Fatal(e.to_string()))?))
+        Ok(Output::Replace(
+            b.finish().map_err(|e| Error::Fatal(e.to_string()))?,
+        ))
     }
 }
 

@@ -6,7 +6,12 @@ struct Identity;
 
 impl Transform for Identity {
     fn describe() -> Descriptor {
-        weir_sdk::descriptor("identity", "0.2.0", PluginKind::Transform, "Returns records unchanged")
+        weir_sdk::descriptor(
+            "identity",
+            "0.2.0",
+            PluginKind::Transform,
+            "Returns records unchanged",
+        )
     }
     fn open(_config: Config) -> Result<Self, Error> {
         Ok(Identity)

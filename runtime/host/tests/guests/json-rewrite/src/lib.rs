@@ -10,29 +10,54 @@ struct Rename {
 
 impl Transform for Rename {
     fn describe() -> Descriptor {
-        let mut d = weir_sdk::descriptor("json-rewrite", "0.2.0", PluginKind::Transform, "Renames a top-level JSON field");
-        d.config.push(weir_sdk::config_key("from", ConfigType::String, true, None, "field to rename"));
-        d.config.push(weir_sdk::config_key("to", ConfigType::String, true, None, "its new name"));
+        let mut d = weir_sdk::descriptor(
+            "json-rewrite",
+            "0.2.0",
+            PluginKind::Transform,
+            "Renames a top-level JSON field",
+        );
+        d.config.push(weir_sdk::config_key(
+            "from",
+            ConfigType::String,
+            true,
+            None,
+            "field to rename",
+        ));
+        d.config.push(weir_sdk::config_key(
+            "to",
+            ConfigType::String,
+            true,
+            None,
+            "its new name",
+        ));
         d
     }
     fn open(config: Config) -> Result<Self, Error> {
         let from = weir_sdk::config_required(&config, "from")?;
         let to = weir_sdk::config_required(&config, "to")?;
-        Ok(Rename { from: format!("\"{from}\":").into_bytes(), to: format!("\"{to}\":").into_bytes() })
+        Ok(Rename {
+            from: format!("\"{from}\":").into_bytes(),
+            to: format!("\"{to}\":").into_bytes(),
+        })
     }
     fn apply(&mut self, batch: &Batch<'_>) -> Result<Output, Error> {
         weir_sdk::output::map_values(batch, |r| {
             let Some(v) = r.value() else { return Ok(None) };
             if v.first() != Some(&b'{') {
-                return Err(weir_sdk::bad_record(r.index(), "value is not a JSON object"));
+                return Err(weir_sdk::bad_record(
+                    r.index(),
+                    "value is not a JSON object",
+                ));
             }
-            Ok(v.windows(self.from.len()).position(|w| w == self.from.as_slice()).map(|pos| {
-                let mut out = Vec::with_capacity(v.len() + self.to.len());
-                out.extend_from_slice(&v[..pos]);
-                out.extend_from_slice(&self.to);
-                out.extend_from_slice(&v[pos + self.from.len()..]);
-                out
-            }))
+            Ok(v.windows(self.from.len())
+                .position(|w| w == self.from.as_slice())
+                .map(|pos| {
+                    let mut out = Vec::with_capacity(v.len() + self.to.len());
+                    out.extend_from_slice(&v[..pos]);
+                    out.extend_from_slice(&self.to);
+                    out.extend_from_slice(&v[pos + self.from.len()..]);
+                    out
+                }))
         })
     }
 }

@@ -6,12 +6,21 @@ struct Socket(String);
 
 impl Transform for Socket {
     fn describe() -> Descriptor {
-        let mut d = weir_sdk::descriptor("socket", "0.2.0", PluginKind::Transform, "Opens a socket");
-        d.config.push(weir_sdk::config_key("addr", weir_sdk::ConfigType::String, true, None, "host:port to connect to"));
+        let mut d =
+            weir_sdk::descriptor("socket", "0.2.0", PluginKind::Transform, "Opens a socket");
+        d.config.push(weir_sdk::config_key(
+            "addr",
+            weir_sdk::ConfigType::String,
+            true,
+            None,
+            "host:port to connect to",
+        ));
         d
     }
     fn open(config: Config) -> Result<Self, Error> {
-        Ok(Socket(weir_sdk::config_required(&config, "addr")?.to_string()))
+        Ok(Socket(
+            weir_sdk::config_required(&config, "addr")?.to_string(),
+        ))
     }
     fn apply(&mut self, _batch: &Batch<'_>) -> Result<Output, Error> {
         match std::net::TcpStream::connect(&self.0) {

@@ -1,7 +1,9 @@
 //! Numbers records across batches with a counter kept in host state (header `seq`), so it
 //! survives recycling; `once=true` refuses a second open in one task; `fill=true` fills the
 //! state until the host refuses.
-use weir_sdk::{Batch, BatchBuilder, Config, Descriptor, Error, Level, Output, PluginKind, Transform};
+use weir_sdk::{
+    Batch, BatchBuilder, Config, Descriptor, Error, Level, Output, PluginKind, Transform,
+};
 
 struct Counter {
     fill: bool,
@@ -9,9 +11,26 @@ struct Counter {
 
 impl Transform for Counter {
     fn describe() -> Descriptor {
-        let mut d = weir_sdk::descriptor("stateful", "0.2.0", PluginKind::Transform, "Numbers records with host state");
-        d.config.push(weir_sdk::config_key("once", weir_sdk::ConfigType::Boolean, false, Some("false"), "refuse a second open"));
-        d.config.push(weir_sdk::config_key("fill", weir_sdk::ConfigType::Boolean, false, Some("false"), "fill the state"));
+        let mut d = weir_sdk::descriptor(
+            "stateful",
+            "0.2.0",
+            PluginKind::Transform,
+            "Numbers records with host state",
+        );
+        d.config.push(weir_sdk::config_key(
+            "once",
+            weir_sdk::ConfigType::Boolean,
+            false,
+            Some("false"),
+            "refuse a second open",
+        ));
+        d.config.push(weir_sdk::config_key(
+            "fill",
+            weir_sdk::ConfigType::Boolean,
+            false,
+            Some("false"),
+            "fill the state",
+        ));
         d
     }
     fn open(config: Config) -> Result<Self, Error> {
@@ -21,7 +40,9 @@ impl Transform for Counter {
             }
             weir_sdk::state_set("opened", b"1").map_err(Error::Fatal)?;
         }
-        Ok(Counter { fill: weir_sdk::config_get(&config, "fill") == Some("true") })
+        Ok(Counter {
+            fill: weir_sdk::config_get(&config, "fill") == Some("true"),
+        })
     }
     fn apply(&mut self, batch: &Batch<'_>) -> Result<Output, Error> {
         if self.fill {
@@ -30,7 +51,9 @@ impl Transform for Counter {
                 weir_sdk::state_set(&format!("fill-{i}"), &big).map_err(Error::Fatal)?;
             }
         }
-        let mut n = weir_sdk::state_get("n").map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]))).unwrap_or(0);
+        let mut n = weir_sdk::state_get("n")
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+            .unwrap_or(0);
         let mut b = BatchBuilder::new();
         for r in batch.iter() {
             let seq = n.to_string();
@@ -39,7 +62,9 @@ impl Transform for Counter {
         }
         weir_sdk::state_set("n", &n.to_le_bytes()).map_err(Error::Fatal)?;
         weir_sdk::log(Level::Info, &format!("numbered {} records", batch.len()));
-        Ok(Output::Replace(b.finish().map_err(|e| Error::Fatal(e.to_string()))?))
+        Ok(Output::Replace(
+            b.finish().map_err(|e| Error::Fatal(e.to_string()))?,
+        ))
     }
 }
 

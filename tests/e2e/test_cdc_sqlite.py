@@ -1,0 +1,190 @@
+"""Change data capture from SQLite through the real `weir` binary and its REST API.
+
+A SQLite file (WAL mode) with rows is captured by the built-in sqlite-source
+(`io.weir.connector.sqlite.SqliteConnector`): the snapshot arrives as `r` events, then
+inserts, updates and deletes arrive in commit order with their before and after images and a
+tombstone after each delete, in Debezium's envelope written by JsonConverter with schemas.
+After a restart of `weir` streaming resumes from the stored offsets: no snapshot again, no
+change missed, none repeated (a clean stop commits everything).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import ck_consume_partition, ck_watermarks, wait_until
+from test_connect import call, create, get, start_connect, wait_state
+
+CLASS = "io.weir.connector.sqlite.SqliteConnector"
+TOPIC = "shop.main.customers"
+JSON = "org.apache.kafka.connect.json.JsonConverter"
+
+
+def make_db(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(
+        "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT, "
+        "score REAL, photo BLOB, active BOOLEAN)"
+    )
+    db.execute("CREATE TABLE audit (id INTEGER PRIMARY KEY, what TEXT)")
+    db.execute("BEGIN")
+    db.execute("INSERT INTO customers VALUES (1, 'Ada', 'ada@example.com', 0.1, x'0001ff', 1)")
+    db.execute("INSERT INTO customers VALUES (2, 'Bob''s', NULL, 1e300, NULL, 0)")
+    db.execute("INSERT INTO customers VALUES (3, 'Cy', 'cy@example.com', -2.5, NULL, NULL)")
+    db.execute("INSERT INTO audit VALUES (1, 'not captured')")
+    db.execute("COMMIT")
+    return db
+
+
+def records(bootstrap: str, want: int, start: int = 0, timeout: float = 30.0) -> list:
+    """The topic's records from `start` once it holds at least `start + want` of them."""
+
+    def probe():
+        high = ck_watermarks(bootstrap, TOPIC, 0)[1]
+        assert high >= start + want, f"{TOPIC} holds {high} records, want {start + want}"
+        return high
+
+    wait_until(probe, timeout=timeout, interval=0.2, what=f"{want} change events")
+    got = ck_consume_partition(bootstrap, TOPIC, 0, start, timeout=30)
+    return [
+        (json.loads(r.key) if r.key is not None else None, json.loads(r.value) if r.value is not None else None)
+        for r in got
+    ]
+
+
+def check_envelope(value: dict) -> dict:
+    """Debezium's envelope with its schema; returns the payload."""
+    assert set(value) == {"schema", "payload"}, value
+    schema = value["schema"]
+    assert schema["type"] == "struct" and schema["name"] == "shop.main.customers.Envelope", schema
+    assert [f["field"] for f in schema["fields"]] == ["before", "after", "source", "op", "ts_ms"], schema
+    row = schema["fields"][1]
+    assert row["name"] == "shop.main.customers.Value" and row["optional"] is True, row
+    types = {f["field"]: (f["type"], f["optional"]) for f in row["fields"]}
+    assert types == {
+        "id": ("int64", False),
+        "name": ("string", False),
+        "email": ("string", True),
+        "score": ("float64", True),
+        "photo": ("bytes", True),
+        "active": ("boolean", True),
+    }, types
+    payload = value["payload"]
+    source = payload["source"]
+    assert source["connector"] == "sqlite" and source["name"] == "shop", source
+    assert source["db"] == "shop.db" and source["schema"] == "main" and source["table"] == "customers", source
+    assert isinstance(source["ts_ms"], int) and isinstance(source["lsn"], int), source
+    assert isinstance(payload["ts_ms"], int), payload
+    return payload
+
+
+@pytest.mark.timeout(180)
+def test_sqlite_snapshot_then_changes_in_debeziums_envelope(start_broker, tmp_path):
+    path = tmp_path / "shop.db"
+    db = make_db(path)
+    broker = start_connect(start_broker, tmp_path)
+    config = {
+        "connector.class": CLASS,
+        "database.path": str(path),
+        "topic.prefix": "shop",
+        "table.include.list": "main.customers",
+        "key.converter": JSON,
+        "value.converter": JSON,
+    }
+    create(broker, "shop-cdc", config)
+    wait_state(broker, "shop-cdc", "RUNNING")
+
+    # The snapshot: three `r` events, the last one marked `last`.
+    snap = records(broker.bootstrap, 3)
+    assert len(snap) == 3, snap
+    payloads = [check_envelope(v) for _, v in snap]
+    assert [p["op"] for p in payloads] == ["r", "r", "r"]
+    assert [p["source"]["snapshot"] for p in payloads] == ["true", "true", "last"]
+    assert [k["payload"] for k, _ in snap] == [{"id": 1}, {"id": 2}, {"id": 3}]
+    assert snap[0][0]["schema"]["name"] == "shop.main.customers.Key"
+    assert payloads[0]["before"] is None
+    assert payloads[0]["after"] == {
+        "id": 1,
+        "name": "Ada",
+        "email": "ada@example.com",
+        "score": 0.1,
+        "photo": "AAH/",
+        "active": True,
+    }
+    assert payloads[1]["after"] == {
+        "id": 2,
+        "name": "Bob's",
+        "email": None,
+        "score": 1e300,
+        "photo": None,
+        "active": False,
+    }
+
+    # Changes, in commit order (two in one transaction), field by field.
+    db.execute("INSERT INTO customers VALUES (4, 'Dee', NULL, 4.25, NULL, 1)")
+    db.execute("BEGIN")
+    db.execute("UPDATE customers SET email = 'bob@example.com', score = 2 WHERE id = 2")
+    db.execute("DELETE FROM customers WHERE id = 3")
+    db.execute("COMMIT")
+    db.execute("INSERT INTO audit VALUES (2, 'still not captured')")
+    changes = records(broker.bootstrap, 4, start=3)
+    assert len(changes) == 4, changes
+    (k1, c), (k2, u), (k3, d), (k4, tomb) = changes
+    c, u, d = check_envelope(c), check_envelope(u), check_envelope(d)
+    assert (c["op"], c["before"], c["after"]["name"], c["source"]["snapshot"]) == ("c", None, "Dee", "false")
+    assert k1["payload"] == {"id": 4}
+    assert u["op"] == "u" and k2["payload"] == {"id": 2}
+    assert u["before"]["email"] is None and u["after"]["email"] == "bob@example.com"
+    assert u["before"]["score"] == 1e300 and u["after"]["score"] == 2.0
+    assert d["op"] == "d" and d["after"] is None and d["before"]["name"] == "Cy"
+    assert k3["payload"] == {"id": 3} and k4["payload"] == {"id": 3} and tomb is None
+    lsns = [c["source"]["lsn"], u["source"]["lsn"], d["source"]["lsn"]]
+    assert lsns == sorted(lsns) and len(set(lsns)) == 3, lsns
+
+    # What the log stored is trimmed from the change table.
+    def trimmed():
+        left = db.execute("SELECT count(*) FROM _weir_cdc_weir").fetchone()[0]
+        assert left == 0, f"{left} changes still in the change table"
+        return True
+
+    wait_until(trimmed, timeout=30, interval=0.3, what="the change table trimmed")
+
+    # A restart resumes from the stored offsets: no second snapshot, nothing repeated.
+    broker.stop()
+    db.execute("UPDATE customers SET name = 'Ada L.' WHERE id = 1")
+    broker.start()
+    wait_state(broker, "shop-cdc", "RUNNING")
+    after = records(broker.bootstrap, 1, start=7)
+    assert len(after) == 1, after
+    p = check_envelope(after[0][1])
+    assert (p["op"], p["before"]["name"], p["after"]["name"]) == ("u", "Ada", "Ada L.")
+    time.sleep(1.0)
+    assert ck_watermarks(broker.bootstrap, TOPIC, 0)[1] == 8, "nothing else arrives"
+
+    # The audit table was never captured.
+    topics = get(broker, "/connectors/shop-cdc/topics")
+    assert topics["shop-cdc"]["topics"] == [TOPIC], topics
+
+
+@pytest.mark.timeout(120)
+def test_sqlite_source_config_errors_are_clear(start_broker, tmp_path):
+    broker = start_connect(start_broker, tmp_path)
+    missing = tmp_path / "nope.db"
+    _, payload = call(
+        broker,
+        "PUT",
+        f"/connector-plugins/{CLASS}/config/validate",
+        {"connector.class": CLASS, "database.path": str(missing), "topic.prefix": "x", "snapshot.mode": "sometimes"},
+        status=200,
+    )
+    messages = [m for c in payload["configs"] for m in c["value"]["errors"]]
+    assert payload["error_count"] >= 1, payload
+    assert any("snapshot.mode" in m or "sometimes" in m for m in messages) or any(
+        "nope.db" in m for m in messages
+    ), messages
