@@ -28,6 +28,14 @@ const VENDORED: &[(&str, &str)] = &[
         include_str!("../../../sdk/rust/src/output.rs"),
     ),
     (
+        "sdk/rust/src/sql.rs",
+        include_str!("../../../sdk/rust/src/sql.rs"),
+    ),
+    (
+        "runtime/sqlbuf/src/lib.rs",
+        include_str!("../../sqlbuf/src/lib.rs"),
+    ),
+    (
         "runtime/batch/src/lib.rs",
         include_str!("../../batch/src/lib.rs"),
     ),
@@ -42,7 +50,19 @@ const VENDORED: &[(&str, &str)] = &[
     ("wit/types.wit", include_str!("../../../wit/types.wit")),
     ("wit/host.wit", include_str!("../../../wit/host.wit")),
     ("wit/worlds.wit", include_str!("../../../wit/worlds.wit")),
+    ("wit/sql.wit", include_str!("../../../wit/sql.wit")),
 ];
+
+/// The rows crate's manifest outside Weir's workspace.
+const SQLBUF_MANIFEST: &str = r#"[package]
+name = "weir-sqlbuf"
+version = "0.1.0"
+edition = "2024"
+rust-version = "1.95"
+license = "Apache-2.0"
+
+[dependencies]
+"#;
 
 /// The batch crate's manifest outside Weir's workspace (the real one inherits from it).
 const BATCH_MANIFEST: &str = r#"[package]
@@ -165,6 +185,7 @@ pub fn new_project(dir: &Path, kind: &str) -> anyhow::Result<PathBuf> {
         write(&format!(".weir/{rel}"), text)?;
     }
     write(".weir/runtime/batch/Cargo.toml", BATCH_MANIFEST)?;
+    write(".weir/runtime/sqlbuf/Cargo.toml", SQLBUF_MANIFEST)?;
     write(
         "Cargo.toml",
         &format!(
