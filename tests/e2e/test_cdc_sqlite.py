@@ -25,9 +25,9 @@ TOPIC = "shop.main.customers"
 JSON = "org.apache.kafka.connect.json.JsonConverter"
 
 
-def make_db(path: Path) -> sqlite3.Connection:
+def make_db(path: Path, journal: str = "WAL") -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA journal_mode={journal}")
     db.execute(
         "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT, "
         "score REAL, photo BLOB, active BOOLEAN)"
@@ -173,18 +173,55 @@ def test_sqlite_snapshot_then_changes_in_debeziums_envelope(start_broker, tmp_pa
 
 
 @pytest.mark.timeout(120)
+def test_a_rollback_journal_database_is_captured_too(start_broker, tmp_path):
+    """Without WAL, the snapshot's read transaction holds SQLite's shared lock: the connector
+    must not write to the file while it is open (it used to trim there, and fail to start)."""
+    path = tmp_path / "shop.db"
+    db = make_db(path, journal="DELETE")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    broker = start_connect(start_broker, tmp_path)
+    create(
+        broker,
+        "shop-cdc",
+        {
+            "connector.class": CLASS,
+            "database.path": str(path),
+            "topic.prefix": "shop",
+            "table.include.list": "main.customers",
+            "key.converter": JSON,
+            "value.converter": JSON,
+        },
+    )
+    wait_state(broker, "shop-cdc", "RUNNING")
+    snap = records(broker.bootstrap, 3)
+    assert [check_envelope(v)["source"]["snapshot"] for _, v in snap] == ["true", "true", "last"]
+    # Once the snapshot is over, writers are not blocked and their changes arrive.
+    db.execute("INSERT INTO customers VALUES (4, 'Dee', NULL, 4.25, NULL, 1)")
+    (key, value), = records(broker.bootstrap, 1, start=3)
+    assert key["payload"] == {"id": 4} and check_envelope(value)["op"] == "c"
+    wait_state(broker, "shop-cdc", "RUNNING")
+
+
+@pytest.mark.timeout(120)
 def test_sqlite_source_config_errors_are_clear(start_broker, tmp_path):
     broker = start_connect(start_broker, tmp_path)
+
+    def errors(config: dict) -> dict:
+        _, payload = call(broker, "PUT", f"/connector-plugins/{CLASS}/config/validate", config, status=200)
+        found = {c["value"]["name"]: c["value"]["errors"] for c in payload["configs"] if c["value"]["errors"]}
+        assert payload["error_count"] == len(found), payload
+        return found
+
     missing = tmp_path / "nope.db"
+    base = {"connector.class": CLASS, "topic.prefix": "x"}
+    assert errors({**base, "database.path": str(missing)}) == {
+        "database.path": [f"{missing} is not a file (the SQLite database must exist)"]
+    }
+    make_db(tmp_path / "shop.db").close()
+    found = errors({**base, "database.path": str(tmp_path / "shop.db"), "snapshot.mode": "sometimes"})
+    assert list(found) == ["snapshot.mode"] and "sometimes" in found["snapshot.mode"][0], found
+    assert errors({**base, "database.path": str(tmp_path / "shop.db")}) == {}
     _, payload = call(
-        broker,
-        "PUT",
-        f"/connector-plugins/{CLASS}/config/validate",
-        {"connector.class": CLASS, "database.path": str(missing), "topic.prefix": "x", "snapshot.mode": "sometimes"},
-        status=200,
+        broker, "POST", "/connectors", {"name": "bad", "config": {**base, "database.path": str(missing)}}, status=400
     )
-    messages = [m for c in payload["configs"] for m in c["value"]["errors"]]
-    assert payload["error_count"] >= 1, payload
-    assert any("snapshot.mode" in m or "sometimes" in m for m in messages) or any(
-        "nope.db" in m for m in messages
-    ), messages
+    assert "database.path" in payload["message"], payload

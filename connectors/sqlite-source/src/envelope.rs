@@ -2,6 +2,8 @@
 //! so JsonConverter with `schemas.enable=true` writes what Debezium writes: key = the primary
 //! key's columns; value = `{before, after, source, op, ts_ms}`.
 
+use std::cell::RefCell;
+
 use serde_json::{Map, Value, json};
 
 use crate::literal::Lit;
@@ -94,22 +96,161 @@ pub fn base64(b: &[u8]) -> String {
     out
 }
 
-/// A row image as a Connect struct: its schema fields and its payload.
-fn image(t: &Table, values: &[Lit], only_pk: bool) -> (Vec<Value>, Map<String, Value>) {
-    let mut fields = Vec::new();
-    let mut payload = Map::new();
+/// A row image's columns (all, or the primary key's in key order), with their indexes.
+fn columns(t: &Table, only_pk: bool) -> Vec<(usize, &ColumnDef)> {
     let mut cols: Vec<(usize, &ColumnDef)> = t.columns.iter().enumerate().collect();
     if only_pk {
         cols.retain(|(_, c)| c.pk > 0);
         cols.sort_by_key(|(_, c)| c.pk);
     }
-    for (i, c) in cols {
+    cols
+}
+
+/// A row image as a Connect struct's payload, and the Connect type each field got.
+fn image(t: &Table, values: &[Lit], only_pk: bool) -> (Vec<&'static str>, Map<String, Value>) {
+    let mut types = Vec::new();
+    let mut payload = Map::new();
+    for (i, c) in columns(t, only_pk) {
         let v = values.get(i).unwrap_or(&Lit::Null);
         let (ty, value) = typed(connect_type(&c.declared), v);
-        fields.push(json!({"field": c.name, "type": ty, "optional": !c.not_null && c.pk == 0}));
+        types.push(ty);
         payload.insert(c.name.clone(), value);
     }
-    (fields, payload)
+    (types, payload)
+}
+
+/// The Connect schema fields of a row image whose fields got `types`.
+fn fields(t: &Table, types: &[&'static str], only_pk: bool) -> Vec<Value> {
+    columns(t, only_pk)
+        .into_iter()
+        .zip(types)
+        .map(|((_, c), ty)| json!({"field": c.name, "type": ty, "optional": !c.not_null && c.pk == 0}))
+        .collect()
+}
+
+/// Whether an update changed the primary key (compared value by value).
+pub fn key_changed(t: &Table, before: &[Lit], after: &[Lit]) -> bool {
+    columns(t, true)
+        .into_iter()
+        .any(|(i, _)| before.get(i) != after.get(i))
+}
+
+/// Writes records' keys and values, keeping each schema's JSON text once per table and field
+/// types (the schema is the same for every record of a table; only a value that does not fit
+/// its declared type changes it).
+#[derive(Debug, Default)]
+pub struct Envelopes {
+    keys: RefCell<Schemas>,
+    values: RefCell<Schemas>,
+}
+
+/// Schema JSON texts by table name, then by field types.
+type Schemas = std::collections::HashMap<String, Vec<(Vec<&'static str>, String)>>;
+
+/// `{"schema":<the schema of these types, made once>,"payload":<payload>}`.
+fn record(
+    cache: &RefCell<Schemas>,
+    table: &str,
+    types: Vec<&'static str>,
+    make: impl FnOnce(&[&'static str]) -> String,
+    payload: &Value,
+) -> Vec<u8> {
+    let mut cache = cache.borrow_mut();
+    let list = match cache.get_mut(table) {
+        Some(l) => l,
+        None => cache.entry(table.to_string()).or_default(),
+    };
+    let at = match list.iter().position(|(t, _)| *t == types) {
+        Some(at) => at,
+        None => {
+            let text = make(&types);
+            list.push((types, text));
+            list.len() - 1
+        }
+    };
+    format!("{{\"schema\":{},\"payload\":{payload}}}", list[at].1).into_bytes()
+}
+
+impl Envelopes {
+    /// The key record (`{"schema","payload"}`) of a row, or none for a table without a
+    /// primary key.
+    pub fn key(&self, t: &Table, prefix: &str, values: &[Lit]) -> Option<Vec<u8>> {
+        if !t.columns.iter().any(|c| c.pk > 0) {
+            return None;
+        }
+        let (types, payload) = image(t, values, true);
+        let make = |types: &[&'static str]| {
+            json!({"type": "struct", "name": format!("{prefix}.main.{}.Key", t.name), "optional": false, "fields": fields(t, types, true)})
+                .to_string()
+        };
+        Some(record(
+            &self.keys,
+            &t.name,
+            types,
+            make,
+            &Value::Object(payload),
+        ))
+    }
+
+    /// The value record of a change: op `c`, `u`, `d` or `r` with its before and after
+    /// images.
+    pub fn value(
+        &self,
+        t: &Table,
+        op: &str,
+        before: Option<&[Lit]>,
+        after: Option<&[Lit]>,
+        source: &Source<'_>,
+        now_ms: i64,
+    ) -> Vec<u8> {
+        let before = before.map(|v| image(t, v, false));
+        let after = after.map(|v| image(t, v, false));
+        // The image schema: from whichever image exists (both agree unless a value did not
+        // fit its declared type, when the after image's reading wins).
+        let types = after
+            .as_ref()
+            .or(before.as_ref())
+            .map(|(t, _)| t.clone())
+            .unwrap_or_default();
+        let prefix = source.prefix;
+        let make = |types: &[&'static str]| {
+            let name = format!("{prefix}.main.{}", t.name);
+            let fields = fields(t, types, false);
+            let row_schema = |field: &str| json!({"field": field, "type": "struct", "name": format!("{name}.Value"), "optional": true, "fields": fields});
+            let mut src_schema = source_schema();
+            src_schema["field"] = json!("source");
+            json!({
+                "type": "struct", "name": format!("{name}.Envelope"), "optional": false, "version": 1,
+                "fields": [
+                    row_schema("before"),
+                    row_schema("after"),
+                    src_schema,
+                    {"field": "op", "type": "string", "optional": false},
+                    {"field": "ts_ms", "type": "int64", "optional": true}
+                ]
+            })
+            .to_string()
+        };
+        let payload = json!({
+            "before": before.map_or(Value::Null, |(_, p)| Value::Object(p)),
+            "after": after.map_or(Value::Null, |(_, p)| Value::Object(p)),
+            "source": {
+                "version": source.version,
+                "connector": "sqlite",
+                "name": source.prefix,
+                "ts_ms": source.ts_ms,
+                "snapshot": source.snapshot,
+                "db": source.db,
+                "schema": "main",
+                "table": source.table,
+                "txId": Value::Null,
+                "lsn": source.seq,
+            },
+            "op": op,
+            "ts_ms": now_ms,
+        });
+        record(&self.values, &t.name, types, make, &payload)
+    }
 }
 
 /// Where a change came from: Debezium's `source` block.
@@ -146,82 +287,6 @@ fn source_schema() -> Value {
     })
 }
 
-/// The key record (`{"schema","payload"}`) of a row, or none for a table without a primary key.
-pub fn key(t: &Table, prefix: &str, values: &[Lit]) -> Option<Vec<u8>> {
-    if !t.columns.iter().any(|c| c.pk > 0) {
-        return None;
-    }
-    let (fields, payload) = image(t, values, true);
-    let v = json!({
-        "schema": {"type": "struct", "name": format!("{prefix}.main.{}.Key", t.name), "optional": false, "fields": fields},
-        "payload": payload,
-    });
-    Some(v.to_string().into_bytes())
-}
-
-/// The value record of a change: op `c`, `u`, `d` or `r` with its before and after images.
-pub fn value(
-    t: &Table,
-    op: &str,
-    before: Option<&[Lit]>,
-    after: Option<&[Lit]>,
-    source: &Source<'_>,
-    now_ms: i64,
-) -> Vec<u8> {
-    let name = format!("{}.main.{}", source.prefix, t.name);
-    // The image schema: from whichever image exists (both agree unless a value did not fit
-    // its declared type, when the after image's reading wins).
-    let (before_fields, before_payload) = match before {
-        Some(v) => {
-            let (f, p) = image(t, v, false);
-            (Some(f), Value::Object(p))
-        }
-        None => (None, Value::Null),
-    };
-    let (after_fields, after_payload) = match after {
-        Some(v) => {
-            let (f, p) = image(t, v, false);
-            (Some(f), Value::Object(p))
-        }
-        None => (None, Value::Null),
-    };
-    let fields = after_fields.or(before_fields).unwrap_or_default();
-    let row_schema = |field: &str| json!({"field": field, "type": "struct", "name": format!("{name}.Value"), "optional": true, "fields": fields});
-    let mut src_schema = source_schema();
-    src_schema["field"] = json!("source");
-    let schema = json!({
-        "type": "struct", "name": format!("{name}.Envelope"), "optional": false, "version": 1,
-        "fields": [
-            row_schema("before"),
-            row_schema("after"),
-            src_schema,
-            {"field": "op", "type": "string", "optional": false},
-            {"field": "ts_ms", "type": "int64", "optional": true}
-        ]
-    });
-    let payload = json!({
-        "before": before_payload,
-        "after": after_payload,
-        "source": {
-            "version": source.version,
-            "connector": "sqlite",
-            "name": source.prefix,
-            "ts_ms": source.ts_ms,
-            "snapshot": source.snapshot,
-            "db": source.db,
-            "schema": "main",
-            "table": source.table,
-            "txId": Value::Null,
-            "lsn": source.seq,
-        },
-        "op": op,
-        "ts_ms": now_ms,
-    });
-    json!({"schema": schema, "payload": payload})
-        .to_string()
-        .into_bytes()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,7 +320,8 @@ mod tests {
             Lit::Int(1),
             Lit::Blob(vec![1, 2, 3]),
         ];
-        let k: Value = serde_json::from_slice(&key(&t, "shop", &row).unwrap()).unwrap();
+        let e = Envelopes::default();
+        let k: Value = serde_json::from_slice(&e.key(&t, "shop", &row).unwrap()).unwrap();
         assert_eq!(k["payload"], json!({"id": 7}));
         assert_eq!(k["schema"]["name"], "shop.main.orders.Key");
         assert_eq!(k["schema"]["fields"][0]["type"], "int64");
@@ -268,7 +334,8 @@ mod tests {
             snapshot: "false",
             seq: 42,
         };
-        let v: Value = serde_json::from_slice(&value(&t, "c", None, Some(&row), &src, 9)).unwrap();
+        let v: Value =
+            serde_json::from_slice(&e.value(&t, "c", None, Some(&row), &src, 9)).unwrap();
         let p = &v["payload"];
         assert_eq!(p["before"], Value::Null);
         assert_eq!(
@@ -298,10 +365,26 @@ mod tests {
             Lit::Null,
         ];
         let v: Value =
-            serde_json::from_slice(&value(&t, "u", Some(&row), Some(&odd), &src, 9)).unwrap();
+            serde_json::from_slice(&e.value(&t, "u", Some(&row), Some(&odd), &src, 9)).unwrap();
         assert_eq!(v["payload"]["after"]["price"], "n/a");
         assert_eq!(v["schema"]["fields"][1]["fields"][2]["type"], "string");
         assert_eq!(v["payload"]["after"]["item"], "3");
+        // The schema comes from the cache when the types are the ones seen before.
+        let again: Value =
+            serde_json::from_slice(&e.value(&t, "c", None, Some(&row), &src, 9)).unwrap();
+        assert_eq!(again["schema"]["fields"][1]["fields"][2]["type"], "float64");
+        assert_eq!(e.values.borrow()["orders"].len(), 2);
+        let mut moved = row.to_vec();
+        moved[0] = Lit::Int(99);
+        assert!(key_changed(&t, &row, &moved));
+        assert!(!key_changed(
+            &t,
+            &row,
+            &odd.iter()
+                .enumerate()
+                .map(|(i, v)| if i == 0 { Lit::Int(7) } else { v.clone() })
+                .collect::<Vec<_>>()
+        ));
     }
 
     #[test]

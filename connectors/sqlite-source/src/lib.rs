@@ -24,6 +24,7 @@ mod envelope;
 mod literal;
 
 use std::collections::VecDeque;
+use std::rc::Rc;
 
 use envelope::{ColumnDef, Table};
 use literal::Lit;
@@ -249,10 +250,10 @@ fn columns_from_json(s: &str) -> Vec<ColumnDef> {
 struct Snapshot {
     db: Connection,
     watermark: i64,
-    tables: VecDeque<(i64, Table)>,
-    reading: Option<(i64, Table, Cursor)>,
+    tables: VecDeque<(i64, Rc<Table>)>,
+    reading: Option<(i64, Rc<Table>, Cursor)>,
     /// The last row read, held back so the snapshot's very last record can say `last`.
-    held: Option<(Table, Vec<Lit>)>,
+    held: Option<(Rc<Table>, Vec<Lit>)>,
 }
 
 enum Phase {
@@ -269,7 +270,9 @@ struct SqliteSource {
     /// The last change read (streaming resumes after it).
     after: i64,
     /// Schema id to table, for reading changes.
-    schemas: std::collections::HashMap<i64, Table>,
+    schemas: std::collections::HashMap<i64, Rc<Table>>,
+    /// Keys' and values' schemas, written once per table.
+    env: envelope::Envelopes,
     schema_version: i64,
     partition: Vec<u8>,
     /// The highest `seq` the log has stored, and what was trimmed.
@@ -409,10 +412,10 @@ impl SqliteSource {
         for r in all {
             self.schemas.insert(
                 int(r.first()),
-                Table {
+                Rc::new(Table {
                     name: text(r.get(1)),
                     columns: columns_from_json(&text(r.get(2))),
-                },
+                }),
             );
         }
         Ok(())
@@ -479,8 +482,8 @@ impl SqliteSource {
     ) {
         let topic = format!("{}.main.{}", self.s.prefix, t.name);
         let key_of = after.or(before).unwrap_or(&[]);
-        let key = envelope::key(t, &self.s.prefix, key_of);
-        let value = envelope::value(t, op, before, after, src, now_ms());
+        let key = self.env.key(t, &self.s.prefix, key_of);
+        let value = self.env.value(t, op, before, after, src, now_ms());
         out.push(&RecordData {
             key: key.as_deref(),
             value: Some(&value),
@@ -619,8 +622,11 @@ impl SqliteSource {
             let offset = Self::offset(seq, false);
             let op = text(c.get(2));
             let key_changed = op == "u"
-                && envelope::key(&t, &self.s.prefix, before.as_deref().unwrap_or(&[]))
-                    != envelope::key(&t, &self.s.prefix, after.as_deref().unwrap_or(&[]));
+                && envelope::key_changed(
+                    &t,
+                    before.as_deref().unwrap_or(&[]),
+                    after.as_deref().unwrap_or(&[]),
+                );
             if key_changed {
                 // A primary key update: a delete of the old key, then a create of the new one
                 // (as Debezium), so key-compacted topics stay right.
@@ -753,6 +759,7 @@ impl Source for SqliteSource {
             phase: Phase::Stream,
             after: 0,
             schemas: Default::default(),
+            env: Default::default(),
             schema_version: 0,
             partition,
             stored: 0,
@@ -782,9 +789,11 @@ impl Source for SqliteSource {
         }
         if snapshot {
             let snap = me.start_snapshot()?;
+            // Changes up to the watermark are in the snapshot; they are trimmed when the
+            // snapshot's last record is stored (its offset is the watermark). Not now: the
+            // snapshot's read transaction would keep a DELETE from committing in SQLite's
+            // rollback-journal mode.
             me.after = snap.watermark;
-            // Changes up to the watermark are in the snapshot.
-            me.trim(snap.watermark)?;
             me.phase = Phase::Snapshot(Box::new(snap));
         } else if me.s.mode == Mode::InitialOnly {
             me.phase = Phase::Done;
@@ -861,7 +870,7 @@ impl Source for SqliteSource {
 }
 
 impl SqliteSource {
-    /// Deletes the changes up to `seq` (stored in the log, or inside the snapshot).
+    /// Deletes the changes up to `seq` (stored in the log, or inside a stored snapshot).
     fn trim(&mut self, seq: i64) -> Result<(), Error> {
         self.db.execute(
             &format!("DELETE FROM {} WHERE seq <= ?", self.s.changes()),

@@ -300,7 +300,7 @@ impl Runtime {
     ) -> Result<(ConnectorConfig, Resolved, Pipe), ConnectError> {
         let mut resolved = self.inner.cfg.providers.resolve(raw)?;
         if let Some(base) = &self.inner.cfg.work_dir {
-            for key in ["file", "directory"] {
+            for key in ["file", "directory", "database.path"] {
                 if let Some(v) = resolved.get_mut(key)
                     && !v.trim().is_empty()
                     && !std::path::Path::new(v.trim()).is_absolute()
@@ -333,7 +333,14 @@ impl Runtime {
                 }
             }
         }
-        let problems = weir_host::check_config(&r.descriptor, &cc.plugin_keys());
+        let mut problems = weir_host::check_config(&r.descriptor, &cc.plugin_keys());
+        if problems.is_empty() {
+            // The plugin's own checks, as Kafka Connect's validate asks the connector.
+            problems = r
+                .plugin
+                .validate(self.inner.registry.host(), &cc.plugin_keys())
+                .map_err(|e| ConnectError::BadConfig(e.to_string()))?;
+        }
         if !problems.is_empty() {
             return Err(ConnectError::BadConfig(problems.join("; ")));
         }

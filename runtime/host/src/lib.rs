@@ -326,6 +326,29 @@ impl Plugin {
         }
     }
 
+    /// A connector plugin's own checks of `config` (its `validate`: values that depend on each
+    /// other, values only it understands), one `key: why` each, on a throwaway instance
+    /// granted nothing (`open` is not called).
+    pub fn validate(
+        &self,
+        host: &Host,
+        config: &[(String, String)],
+    ) -> Result<Vec<String>, HostError> {
+        self.check_versions(host)?;
+        match self.kind(host) {
+            Some(types::PluginKind::Source) => {
+                SourceTask::instantiate(self, host, &TaskConfig::default())?.validate(config)
+            }
+            Some(types::PluginKind::Sink) => {
+                SinkTask::instantiate(self, host, &TaskConfig::default())?.validate(config)
+            }
+            _ => Err(HostError::Config(format!(
+                "plugin {} is a transform, not a connector",
+                self.name
+            ))),
+        }
+    }
+
     /// Splits a connector's configuration into at most `max_tasks` task configurations, on a
     /// throwaway instance granted what `tc` grants (`open` is not called).
     pub fn task_configs(

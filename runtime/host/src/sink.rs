@@ -95,6 +95,17 @@ impl SinkTask {
             .call("describe", |b, s| b.weir_connector_sink().call_describe(s))
     }
 
+    /// The plugin's own checks of a configuration (`validate`), one `key: why` each.
+    pub fn validate(&mut self, config: &[(String, String)]) -> Result<Vec<String>, HostError> {
+        let errors = self.runner.call("validate", |b, s| {
+            b.weir_connector_sink().call_validate(s, &config.to_vec())
+        })?;
+        Ok(errors
+            .into_iter()
+            .map(|e| format!("{}: {}", e.key, e.message))
+            .collect())
+    }
+
     /// Splits the connector's configuration into at most `max_tasks` task configurations.
     pub fn task_configs(
         &mut self,

@@ -90,6 +90,17 @@ impl SourceTask {
         })
     }
 
+    /// The plugin's own checks of a configuration (`validate`), one `key: why` each.
+    pub fn validate(&mut self, config: &[(String, String)]) -> Result<Vec<String>, HostError> {
+        let errors = self.runner.call("validate", |b, s| {
+            b.weir_connector_source().call_validate(s, &config.to_vec())
+        })?;
+        Ok(errors
+            .into_iter()
+            .map(|e| format!("{}: {}", e.key, e.message))
+            .collect())
+    }
+
     /// Splits the connector's configuration into at most `max_tasks` task configurations.
     pub fn task_configs(
         &mut self,
