@@ -12,6 +12,7 @@ const CONNECTORS: &[(&str, &str)] = &[
     ("datagen", "datagen"),
     ("null-sink", "null_sink"),
     ("sqlite-source", "sqlite_source"),
+    ("postgres-source", "postgres_source"),
 ];
 
 fn main() {

@@ -27,7 +27,7 @@ def test_inspect_prints_identity_kind_and_config(weir_bin):
     out = result.stdout
     assert "json-rewrite 0.2.0" in out, out
     assert "transform" in out, out
-    assert "weir:connector/transformer@0.2.1" in out, out
+    assert "weir:connector/transformer@0.2.2" in out, out
     # Both configuration keys with their type and whether they are required.
     assert "from (string, required)" in out and "to (string, required)" in out, out
 
@@ -60,7 +60,7 @@ def test_bad_files_give_clear_errors(weir_bin, tmp_path):
     assert missing.returncode != 0 and "missing.wasm" in missing.stderr, describe_process(missing)
     assert missing.stderr.count("No such file or directory") == 1, describe_process(missing)
     other = run_cli(weir_bin, "plugin", "inspect", str(guest(weir_bin, "not_a_transform")))
-    assert other.returncode != 0 and "does not export weir:connector/transformer@0.2.1" in other.stderr, describe_process(other)
+    assert other.returncode != 0 and "does not export weir:connector/transformer@0.2.2" in other.stderr, describe_process(other)
 
 
 def test_a_component_of_another_contract_version_is_refused_by_name(weir_bin):
@@ -68,7 +68,7 @@ def test_a_component_of_another_contract_version_is_refused_by_name(weir_bin):
         result = run_cli(weir_bin, *command, str(guest(weir_bin, "old_contract")), input="")
         assert result.returncode == 1, describe_process(result)
         assert (
-            "was built against weir:connector@0.1.0; this host implements weir:connector@0.2.1" in result.stderr
+            "was built against weir:connector@0.1.0; this host implements weir:connector@0.2.2" in result.stderr
         ), describe_process(result)
 
 

@@ -226,4 +226,4 @@ def test_inspect_names_the_world_of_every_example(weir_bin, compiled_cache, lang
         assert r.returncode == 0, describe_process(r)
         assert f"plugin:      {name} 0.2.0" in r.stdout, describe_process(r)
         assert f"kind:        {kind}" in r.stdout, describe_process(r)
-        assert f"weir:connector/{export}@0.2.1" in r.stdout, describe_process(r)
+        assert f"weir:connector/{export}@0.2.2" in r.stdout, describe_process(r)

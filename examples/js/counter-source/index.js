@@ -2,8 +2,8 @@
 //
 // Its one source partition is `counter`, and a record's source offset is its number in ASCII
 // decimal, so a restarted task resumes after the last committed number.
-import log from "weir:connector/log@0.2.1";
-import state from "weir:connector/state@0.2.1";
+import log from "weir:connector/log@0.2.2";
+import state from "weir:connector/state@0.2.2";
 import { InvalidConfig, configValue, defineSource, text, utf8 } from "../../../sdk/js/weir.js";
 
 const BASE_TIMESTAMP = 1700000000000;

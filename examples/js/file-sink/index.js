@@ -11,7 +11,7 @@
 // The QuickJS runtime has no `fs` module: files go through the raw WASI 0.2 filesystem
 // interfaces, which wit/world.wit adds to the world.
 import preopens from "wasi:filesystem/preopens@0.2.12";
-import log from "weir:connector/log@0.2.1";
+import log from "weir:connector/log@0.2.2";
 import { BadRecord, Retriable, configValue, defineSink, text, utf8 } from "../../../sdk/js/weir.js";
 
 let path = "";

@@ -36,6 +36,10 @@ const VENDORED: &[(&str, &str)] = &[
         include_str!("../../sqlbuf/src/lib.rs"),
     ),
     (
+        "runtime/sqlbuf/src/changes.rs",
+        include_str!("../../sqlbuf/src/changes.rs"),
+    ),
+    (
         "runtime/batch/src/lib.rs",
         include_str!("../../batch/src/lib.rs"),
     ),

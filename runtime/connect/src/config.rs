@@ -161,6 +161,10 @@ impl ConnectorConfig {
             && let Some(url) = auto_sql_grant(raw)?
         {
             plugin.push(("weir.sql.db.url".into(), url));
+            // The grant carries the password: the plugin itself never gets it.
+            if raw.contains_key("database.hostname") {
+                plugin.retain(|(k, _)| k != "database.password");
+            }
         }
         let (task, _) = TaskConfig::from_config(&plugin).map_err(|e| bad(e.to_string()))?;
         let errors = crate::ErrorPolicy::parse(raw)?;
@@ -200,9 +204,59 @@ impl ConnectorConfig {
     }
 }
 
+/// Percent-encodes what may not stand as it is in a URL's user, password or path.
+fn url_part(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The SQL grant a connector's own keys name: `database.path` (a SQLite file, as
-/// sqlite-source takes it) becomes `sqlite://<absolute path>`.
+/// sqlite-source takes it) becomes `sqlite://<absolute path>`; Debezium's PostgreSQL keys
+/// (`database.hostname`, `database.port`, `database.user`, `database.password`,
+/// `database.dbname`, `database.sslmode`) become a `postgres://` URL.
 fn auto_sql_grant(raw: &ConfigMap) -> Result<Option<String>, ConnectError> {
+    if let Some(host) = raw.get("database.hostname").map(|h| h.trim()) {
+        let get = |k: &str| raw.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let port = get("database.port").unwrap_or("5432");
+        if port.parse::<u16>().is_err() {
+            return Err(ConnectError::BadConfig(format!(
+                "database.port: {port:?} is not a port number"
+            )));
+        }
+        let Some(user) = get("database.user") else {
+            return Err(ConnectError::BadConfig(
+                "database.user: required with database.hostname".into(),
+            ));
+        };
+        let Some(db) = get("database.dbname") else {
+            return Err(ConnectError::BadConfig(
+                "database.dbname: required with database.hostname".into(),
+            ));
+        };
+        let password = raw
+            .get("database.password")
+            .map(|p| format!(":{}", url_part(p)))
+            .unwrap_or_default();
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
+        let sslmode = get("database.sslmode").unwrap_or("prefer");
+        return Ok(Some(format!(
+            "postgres://{}{password}@{host}:{port}/{}?sslmode={}",
+            url_part(user),
+            url_part(db),
+            url_part(sslmode)
+        )));
+    }
     let Some(path) = raw.get("database.path").map(|p| p.trim()) else {
         return Ok(None);
     };
@@ -360,6 +414,27 @@ mod tests {
         let d = dir.path().display().to_string();
         assert_eq!(c.task.dirs.len(), 1);
         assert_eq!(c.task.dirs[0].guest, d);
+    }
+
+    #[test]
+    fn debezium_postgres_keys_become_the_sql_grant() {
+        let url = auto_sql_grant(&map(&[
+            ("database.hostname", "db.local"),
+            ("database.port", "6543"),
+            ("database.user", "cdc"),
+            ("database.password", "p@ss:w/rd"),
+            ("database.dbname", "shop"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            url,
+            "postgres://cdc:p%40ss%3Aw%2Frd@db.local:6543/shop?sslmode=prefer"
+        );
+        let e = auto_sql_grant(&map(&[("database.hostname", "h"), ("database.user", "u")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("database.dbname"), "{e}");
     }
 
     #[test]

@@ -58,6 +58,14 @@ const BUILTINS: &[Builtin] = &[
         ],
         wasm: include_bytes!(env!("WEIR_CONNECTOR_SQLITE_SOURCE")),
     },
+    Builtin {
+        name: "postgres-source",
+        aliases: &[
+            "io.debezium.connector.postgresql.PostgresConnector",
+            "PostgresConnector",
+        ],
+        wasm: include_bytes!(env!("WEIR_CONNECTOR_POSTGRES_SOURCE")),
+    },
 ];
 
 /// Source or sink.

@@ -50,6 +50,7 @@ fn run_inner(
     let mut tc = ctx.grants.clone();
     tc.task = ctx.name();
     let mut task = ctx.plugin.source(&ctx.host, &ctx.config, &stored, &tc)?;
+    ctx.control.set_streams(task.stream_stats());
     let mut router = Router::default();
     let mut pipeline = if ctx.pipe.passthrough() {
         None

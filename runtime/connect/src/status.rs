@@ -31,6 +31,19 @@ pub struct TaskStatus {
     /// Of those, written to the dead letter queue (left out at 0).
     #[serde(skip_serializing_if = "is_zero", default)]
     pub dead_lettered: u64,
+    /// The replication slots the task streams from (change data capture), with the WAL each
+    /// holds back on its server (Weir's addition; left out when none).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub replication_slots: Vec<SlotStatus>,
+}
+
+/// A replication slot a task streams from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotStatus {
+    pub slot_name: String,
+    /// Bytes of WAL from the slot's restart position to the server's current one (none until
+    /// first measured).
+    pub retained_wal_bytes: Option<u64>,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -23,6 +23,8 @@ pub(crate) struct Control {
     stop: AtomicBool,
     paused: AtomicBool,
     state: Mutex<(State, Option<String>)>,
+    /// The task's change streams (replication slots), when it opened any.
+    streams: Mutex<Option<weir_host::StreamStats>>,
 }
 
 impl Control {
@@ -41,7 +43,13 @@ impl Control {
                 },
                 None,
             )),
+            streams: Mutex::default(),
         })
+    }
+
+    /// Where the status reads the task's replication slots from.
+    pub fn set_streams(&self, stats: weir_host::StreamStats) {
+        *self.streams.lock().unwrap_or_else(|e| e.into_inner()) = Some(stats);
     }
 
     pub fn stop(&self) {
@@ -114,7 +122,23 @@ impl Control {
     pub fn status(&self, worker_id: &str) -> TaskStatus {
         let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let (errors_tolerated, dead_lettered, restarts) = self.counters.get();
+        let replication_slots = self
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|st| {
+                st.slots()
+                    .into_iter()
+                    .map(|s| crate::status::SlotStatus {
+                        slot_name: s.slot,
+                        retained_wal_bytes: s.retained_bytes,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         TaskStatus {
+            replication_slots,
             id: self.id,
             state: s.0,
             worker_id: worker_id.to_string(),

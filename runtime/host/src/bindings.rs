@@ -10,6 +10,7 @@ pub(crate) mod transform {
         with: {
             "weir:connector/sql.connection": crate::caps::sql::Connection,
             "weir:connector/sql.cursor": crate::caps::sql::Cursor,
+            "weir:connector/sql.change-stream": crate::caps::sql::ChangeStream,
         },
     });
 }

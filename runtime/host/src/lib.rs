@@ -36,6 +36,7 @@ use std::time::Duration;
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
 
+pub use caps::sql::{SlotStat, StreamStats};
 pub use caps::{DirGrant, SqlGrants, TaskConfig, sql_grant_name};
 pub use config::check_config;
 pub use sink::SinkTask;
@@ -49,7 +50,7 @@ pub mod types {
 }
 
 /// The contract version this host implements (`weir:connector@...`).
-pub const CONTRACT_VERSION: &str = "0.2.1";
+pub const CONTRACT_VERSION: &str = "0.2.2";
 /// The interface a transform exports (at any 0.2.x this host supports).
 pub const TRANSFORMER: &str = "weir:connector/transformer";
 /// The interface a source exports.

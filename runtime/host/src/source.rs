@@ -83,6 +83,12 @@ impl SourceTask {
             .collect()
     }
 
+    /// The task's open change streams (their slots and retained log), readable while the
+    /// task runs elsewhere.
+    pub fn stream_stats(&self) -> crate::StreamStats {
+        self.runner.settings.streams.clone()
+    }
+
     /// The plugin's descriptor.
     pub fn describe(&mut self) -> Result<types::Descriptor, HostError> {
         self.runner.call("describe", |b, s| {

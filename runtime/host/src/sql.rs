@@ -46,6 +46,51 @@ pub trait SqlBackend: Send + Sync + std::fmt::Debug {
         call_deadline: std::time::Duration,
         by: Instant,
     ) -> Result<Box<dyn SqlConnection>, SqlError>;
+
+    /// A change stream from the database at `url` (PostgreSQL logical replication). The
+    /// default refuses: a backend without change streams.
+    fn change_stream(
+        &self,
+        url: &str,
+        options: &StreamOptions,
+        call_deadline: std::time::Duration,
+        by: Instant,
+    ) -> Result<Box<dyn SqlChangeStream>, SqlError> {
+        let _ = (url, options, call_deadline, by);
+        Err(SqlError::Denied(
+            "this host's SQL backend has no change streams".into(),
+        ))
+    }
+}
+
+/// What a change stream reads (the WIT `stream-options`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StreamOptions {
+    pub slot: String,
+    pub publication: String,
+    /// `schema.table` names for a publication the open creates; empty: all tables.
+    pub tables: Vec<String>,
+    pub create_slot: bool,
+}
+
+/// A database's change log, read in batches (`wit/CHANGES.md`). Dropping it ends the
+/// replication session; the slot stays.
+pub trait SqlChangeStream: Send {
+    /// The snapshot exported when the open created the slot, until the first `next`.
+    fn exported_snapshot(&self) -> Option<String>;
+    /// The next changes buffer: at most `max` changes, waiting at most `wait` for the first.
+    fn next(
+        &mut self,
+        max: u32,
+        wait: std::time::Duration,
+        by: Instant,
+    ) -> Result<Vec<u8>, SqlError>;
+    /// Everything up to `lsn` is stored: the server may free its log before it.
+    fn confirm(&mut self, lsn: u64);
+    /// The slot's name.
+    fn slot(&self) -> &str;
+    /// The log the slot holds back on the server, in bytes, as last measured.
+    fn retained_bytes(&self) -> Option<u64>;
 }
 
 /// One connection, used by one task. Statements run one at a time; while a cursor of it is
@@ -65,6 +110,8 @@ pub trait SqlConnection: Send {
         by: Instant,
     ) -> Result<Box<dyn SqlCursor>, SqlError>;
     fn begin(&mut self, kind: Begin, by: Instant) -> Result<(), SqlError>;
+    /// A read-only transaction seeing what the exported `snapshot` saw.
+    fn begin_at_snapshot(&mut self, snapshot: &str, by: Instant) -> Result<(), SqlError>;
     fn commit(&mut self, by: Instant) -> Result<(), SqlError>;
     fn rollback(&mut self, by: Instant) -> Result<(), SqlError>;
 }

@@ -63,6 +63,8 @@ pub(crate) struct Settings {
     pub(crate) grants: TaskConfig,
     memory_limit: usize,
     deadline: Duration,
+    /// The task's change streams, as the host reports them.
+    pub(crate) streams: crate::caps::sql::StreamStats,
 }
 
 impl Settings {
@@ -297,6 +299,7 @@ impl<W: World> Runner<W> {
             grants: tc.clone(),
             memory_limit: tc.memory_limit.unwrap_or(host.cfg.memory_limit),
             deadline: tc.call_deadline.unwrap_or(host.cfg.call_deadline),
+            streams: Default::default(),
         });
         let (store, bindings) = instantiate::<W>(&host.engine, &pre, &settings)?;
         Ok(Runner {
@@ -506,6 +509,8 @@ impl<W: World> Runner<W> {
         std::mem::swap(&mut old.watch, &mut new.watch);
         self.store = store;
         self.bindings = bindings;
+        // The old instance's streams ended with it.
+        self.settings.streams.clear();
         self.calls = 0;
         self.recycled += 1;
         let (plugin, task) = (&self.settings.plugin, &self.settings.grants.task);
@@ -549,6 +554,7 @@ fn instantiate<W: World>(
             settings.sql.clone(),
             &grants.sql.0,
             settings.deadline,
+            settings.streams.clone(),
         ),
         stderr,
         call_ends: std::time::Instant::now(),

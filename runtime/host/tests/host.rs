@@ -397,13 +397,13 @@ fn a_component_of_another_world_is_refused_with_its_exports() {
             plugin, interface, ..
         } => {
             assert_eq!(plugin, "not_a_transform");
-            assert_eq!(interface, "weir:connector/transformer@0.2.1");
+            assert_eq!(interface, "weir:connector/transformer@0.2.2");
         }
         other => panic!("expected WrongWorld, got {other:?}"),
     }
     assert!(
         e.to_string()
-            .contains("does not export weir:connector/transformer@0.2.1"),
+            .contains("does not export weir:connector/transformer@0.2.2"),
         "{e}"
     );
 }
@@ -977,7 +977,7 @@ fn a_component_built_against_another_contract_version_is_refused() {
     );
     assert_eq!(
         e.to_string(),
-        "plugin old_contract was built against weir:connector@0.1.0; this host implements weir:connector@0.2.1 (weir:connector/transformer@0.1.0)"
+        "plugin old_contract was built against weir:connector@0.1.0; this host implements weir:connector@0.2.2 (weir:connector/transformer@0.1.0)"
     );
     assert!(p.describe(&h).is_err());
 }
@@ -1122,7 +1122,8 @@ fn a_memory_cap_below_the_initial_memory_is_an_instantiation_error() {
 fn only_0_2_x_up_to_this_host_is_supported() {
     assert!(weir_host::version_supported("0.2.0"));
     assert!(weir_host::version_supported("0.2.1"));
-    for v in ["0.1.0", "0.2.2", "0.3.0", "1.2.0", "0.2", "x"] {
+    assert!(weir_host::version_supported("0.2.2"));
+    for v in ["0.1.0", "0.2.3", "0.3.0", "1.2.0", "0.2", "x"] {
         assert!(!weir_host::version_supported(v), "{v}");
     }
 }
@@ -1244,7 +1245,7 @@ fn a_sink_sees_its_committed_positions_and_reports_durable_ones() {
 }
 
 /// A component built against weir:connector@0.2.0 (before the `sql` capability) still loads,
-/// describes itself and runs on this 0.2.1 host.
+/// describes itself and runs on this 0.2.2 host.
 #[test]
 fn a_component_built_against_0_2_0_still_runs() {
     let h = host(64 << 20, Duration::from_secs(5));

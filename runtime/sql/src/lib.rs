@@ -17,6 +17,7 @@
 //! - **Credentials.** No error carries a URL's password ([`weir_host::sql::mask_url`]).
 
 mod pg;
+mod repl;
 mod sqlite;
 
 use std::collections::HashMap;
@@ -27,7 +28,9 @@ use futures_util::StreamExt;
 use sqlx::pool::PoolConnection;
 use sqlx::{Postgres, Sqlite};
 use tokio::sync::mpsc;
-use weir_host::sql::{Begin, SqlBackend, SqlConnection, SqlCursor, SqlError, mask_url};
+use weir_host::sql::{
+    Begin, SqlBackend, SqlChangeStream, SqlConnection, SqlCursor, SqlError, StreamOptions, mask_url,
+};
 use weir_sqlbuf::{Rows, RowsBuilder, Value};
 
 /// A rows buffer stops growing past this many bytes (the plugin's memory is bounded).
@@ -115,6 +118,22 @@ impl SqlBackend for SqlxBackend {
         // Connect now, so a bad URL or password fails `open`, not the first statement.
         conn.run(by, None, |held| async { (held, Ok(())) })?;
         Ok(Box::new(conn))
+    }
+
+    fn change_stream(
+        &self,
+        url: &str,
+        options: &StreamOptions,
+        call_deadline: Duration,
+        by: Instant,
+    ) -> Result<Box<dyn SqlChangeStream>, SqlError> {
+        let Pool::Pg(pool) = self.pool(url, call_deadline)? else {
+            return Err(SqlError::Denied(
+                "change streams need PostgreSQL (a postgres:// URL)".into(),
+            ));
+        };
+        let stream = repl::Stream::open(self.handle().clone(), pool, url, options, by)?;
+        Ok(Box::new(stream))
     }
 }
 
@@ -330,7 +349,7 @@ fn broken(e: &sqlx::Error) -> bool {
 }
 
 /// A sqlx error as the plugin is told it, with the URL's credentials masked.
-fn classify(e: sqlx::Error, url: &str) -> SqlError {
+pub(crate) fn classify(e: sqlx::Error, url: &str) -> SqlError {
     let text = mask_url(&e.to_string(), url);
     match &e {
         sqlx::Error::Database(db) => {
@@ -455,6 +474,36 @@ impl SqlConnection for Conn {
         };
         self.statement(by, Some(true), move |mut h| async move {
             let r = raw(&mut h, sql).await;
+            (h, r)
+        })
+        .map(drop)
+    }
+
+    fn begin_at_snapshot(&mut self, snapshot: &str, by: Instant) -> Result<(), SqlError> {
+        if self.in_txn {
+            return Err(SqlError::Statement("a transaction is already open".into()));
+        }
+        if !matches!(self.pool, Pool::Pg(_)) {
+            return Err(SqlError::Statement(
+                "exported snapshots exist only on PostgreSQL".into(),
+            ));
+        }
+        if snapshot.is_empty() || !snapshot.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            return Err(SqlError::Statement(format!(
+                "{snapshot:?} is not a snapshot name"
+            )));
+        }
+        let set = format!("SET TRANSACTION SNAPSHOT '{snapshot}'");
+        self.statement(by, Some(true), move |mut h| async move {
+            let mut r = raw(&mut h, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await;
+            if r.is_ok()
+                && let Some(Inner::Pg(c)) = h.inner.as_mut()
+            {
+                r = pg::execute(c, set, &[]).await;
+                if r.is_err() {
+                    let _ = pg::execute(c, "ROLLBACK".into(), &[]).await;
+                }
+            }
             (h, r)
         })
         .map(drop)

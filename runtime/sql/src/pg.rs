@@ -147,7 +147,46 @@ fn text_value(ty: &PgTypeInfo, bytes: &[u8]) -> Result<Value, String> {
     })
 }
 
+/// A column type as far as reading its binary form goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Ty {
+    /// A built-in type by its upper-case name (`INT4`, `TIMESTAMPTZ`).
+    Named(String),
+    /// An enum (its binary form is its label).
+    Enum,
+    /// A domain over a type.
+    Domain(Box<Ty>),
+    /// A one-dimensional array of a type.
+    Array(Box<Ty>),
+}
+
+impl Ty {
+    pub(crate) fn of(ti: &PgTypeInfo) -> Ty {
+        match ti.kind() {
+            PgTypeKind::Enum(_) => Ty::Enum,
+            PgTypeKind::Domain(base) => Ty::Domain(Box::new(Ty::of(base))),
+            PgTypeKind::Array(elem) => Ty::Array(Box::new(Ty::of(elem))),
+            _ => Ty::Named(ti.name().to_string()),
+        }
+    }
+}
+
 fn binary(ty: &PgTypeInfo, b: &[u8]) -> Result<Value, String> {
+    decode_binary(&Ty::of(ty), b)
+}
+
+/// Reads a value of type `ty` in PostgreSQL's binary form.
+pub(crate) fn decode_binary(ty: &Ty, b: &[u8]) -> Result<Value, String> {
+    let name = match ty {
+        Ty::Named(n) => n.as_str(),
+        Ty::Enum => {
+            return std::str::from_utf8(b)
+                .map(|s| Value::Text(s.to_string()))
+                .map_err(|_| "enum label is not UTF-8".to_string());
+        }
+        Ty::Domain(base) => return decode_binary(base, b),
+        Ty::Array(elem) => return array(elem, b).map(Value::Text),
+    };
     let int = |n: usize| -> Result<i64, String> {
         (b.len() == n)
             .then(|| {
@@ -156,14 +195,14 @@ fn binary(ty: &PgTypeInfo, b: &[u8]) -> Result<Value, String> {
                 // Sign-extend from n bytes.
                 (i64::from_be_bytes(x) << (64 - 8 * n)) >> (64 - 8 * n)
             })
-            .ok_or_else(|| format!("{} value of {} bytes", ty.name(), b.len()))
+            .ok_or_else(|| format!("{name} value of {} bytes", b.len()))
     };
     let text = || {
         std::str::from_utf8(b)
             .map(|s| Value::Text(s.to_string()))
-            .map_err(|_| format!("{} value is not UTF-8", ty.name()))
+            .map_err(|_| format!("{name} value is not UTF-8"))
     };
-    Ok(match ty.name() {
+    Ok(match name {
         "BOOL" => Value::Bool(b.first().is_some_and(|x| *x != 0)),
         "INT2" => Value::Int(int(2)?),
         "INT4" => Value::Int(int(4)?),
@@ -201,18 +240,36 @@ fn binary(ty: &PgTypeInfo, b: &[u8]) -> Result<Value, String> {
             Value::Text(interval(months, days, micros))
         }
         "NUMERIC" => Value::Text(numeric(b)?),
-        _ => match ty.kind() {
-            // An enum's binary form is its label.
-            PgTypeKind::Enum(_) => text()?,
-            PgTypeKind::Domain(base) => binary(base, b)?,
-            PgTypeKind::Array(elem) => Value::Text(array(elem, b)?),
-            _ => {
-                return Err(format!(
-                    "type {} cannot be read yet; cast the column to text in the query",
-                    ty.name()
-                ));
-            }
-        },
+        "INET" | "CIDR" => Value::Text(inet(b)?),
+        _ => {
+            return Err(format!(
+                "type {name} cannot be read yet; cast the column to text in the query"
+            ));
+        }
+    })
+}
+
+/// `inet` and `cidr`: family, bits, is-cidr, length, address.
+fn inet(b: &[u8]) -> Result<String, String> {
+    let [family, bits, _, len, addr @ ..] = b else {
+        return Err("inet value too short".into());
+    };
+    if addr.len() != *len as usize {
+        return Err("inet value of a bad length".into());
+    }
+    let ip: std::net::IpAddr = match (family, addr.len()) {
+        (2, 4) => std::net::Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]).into(),
+        (3, 16) => {
+            let a: [u8; 16] = addr.try_into().unwrap_or_default();
+            std::net::Ipv6Addr::from(a).into()
+        }
+        _ => return Err("inet value of an unknown family".into()),
+    };
+    let full = if ip.is_ipv4() { 32 } else { 128 };
+    Ok(if *bits == full {
+        ip.to_string()
+    } else {
+        format!("{ip}/{bits}")
     })
 }
 
@@ -421,7 +478,7 @@ fn numeric(b: &[u8]) -> Result<String, String> {
 
 /// A one-dimensional array as a JSON array of its elements (numbers and booleans bare,
 /// everything else as strings); more dimensions are refused.
-fn array(elem: &PgTypeInfo, b: &[u8]) -> Result<String, String> {
+fn array(elem: &Ty, b: &[u8]) -> Result<String, String> {
     let i32_at = |i: usize| -> Result<i32, String> {
         b.get(i..i + 4)
             .map(|x| i32::from_be_bytes([x[0], x[1], x[2], x[3]]))
@@ -451,7 +508,7 @@ fn array(elem: &PgTypeInfo, b: &[u8]) -> Result<String, String> {
             .get(at..at + len as usize)
             .ok_or_else(|| "array element past the value's end".to_string())?;
         at += len as usize;
-        match binary(elem, bytes)? {
+        match decode_binary(elem, bytes)? {
             Value::Null => out.push_str("null"),
             Value::Bool(x) => out.push_str(if x { "true" } else { "false" }),
             Value::Int(x) => out.push_str(&x.to_string()),

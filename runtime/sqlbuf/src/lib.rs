@@ -9,6 +9,8 @@
 //! [`RowsError`] naming what is wrong, never a panic. No dependencies: the Rust SDK uses this
 //! crate inside `wasm32-wasip2` plugins.
 
+pub mod changes;
+
 /// The first four bytes of every rows buffer (version 1 of the layout).
 pub const MAGIC: [u8; 4] = *b"WRS1";
 
@@ -351,6 +353,16 @@ impl<'a> Reader<'a> {
     fn u32(&mut self, what: &str) -> Result<u32, RowsError> {
         let b = self.take(4, what)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64, RowsError> {
+        let b = self.take(8, what)?;
+        Ok(u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+    }
+
+    fn u16(&mut self, what: &str) -> Result<u16, RowsError> {
+        let b = self.take(2, what)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
     }
 
     fn short(&mut self, col: usize, what: &str) -> Result<&'a str, RowsError> {

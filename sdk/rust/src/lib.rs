@@ -1,4 +1,4 @@
-//! `weir-sdk`: write Weir plugins in Rust, against `weir:connector@0.2.1`.
+//! `weir-sdk`: write Weir plugins in Rust, against `weir:connector@0.2.2`.
 //!
 //! Enable exactly one world with a feature (`transform`, `source` or `sink`), implement its
 //! trait ([`Transform`], [`Source`], [`Sink`]), export it with the matching macro, and build for
@@ -62,12 +62,12 @@ macro_rules! world_bindings {
                 path: "../../wit",
                 world: $world,
                 with: {
-                    "weir:connector/types@0.2.1": crate::bindings::weir::connector::types,
-                    "weir:connector/log@0.2.1": crate::bindings::weir::connector::log,
-                    "weir:connector/state@0.2.1": crate::bindings::weir::connector::state,
-                    "weir:connector/http@0.2.1": crate::bindings::weir::connector::http,
-                    "weir:connector/watch@0.2.1": crate::bindings::weir::connector::watch,
-                    "weir:connector/sql@0.2.1": crate::bindings::weir::connector::sql,
+                    "weir:connector/types@0.2.2": crate::bindings::weir::connector::types,
+                    "weir:connector/log@0.2.2": crate::bindings::weir::connector::log,
+                    "weir:connector/state@0.2.2": crate::bindings::weir::connector::state,
+                    "weir:connector/http@0.2.2": crate::bindings::weir::connector::http,
+                    "weir:connector/watch@0.2.2": crate::bindings::weir::connector::watch,
+                    "weir:connector/sql@0.2.2": crate::bindings::weir::connector::sql,
                 },
                 pub_export_macro: true,
                 default_bindings_module: $bindings,

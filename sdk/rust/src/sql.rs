@@ -14,8 +14,16 @@
 //!     }
 //! }
 //! ```
+//!
+//! A [`ChangeStream`] reads PostgreSQL's change log (logical replication) in batches, each a
+//! [`Changes`] view (`wit/CHANGES.md`); see the `postgres-source` connector.
 
-pub use crate::bindings::weir::connector::sql::{BeginKind, Connection, Cursor, SqlError, Value};
+pub use crate::bindings::weir::connector::sql::{
+    BeginKind, ChangeStream, Connection, Cursor, SqlError, StreamOptions, Value,
+};
+pub use weir_sqlbuf::changes::{
+    Change, ChangeColumn, ChangeMeta, Changes, Image, ImageKind, Op, Relation,
+};
 pub use weir_sqlbuf::{Column, Row, Rows, RowsBuilder, RowsError, Value as OwnedValue, ValueRef};
 
 impl From<SqlError> for crate::Error {

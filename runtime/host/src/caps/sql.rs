@@ -13,17 +13,64 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use crate::bindings::weir::connector::sql;
-use crate::sql::{Begin, SqlBackend, SqlConnection, SqlCursor, SqlError, Value};
+use crate::sql::{
+    Begin, SqlBackend, SqlChangeStream, SqlConnection, SqlCursor, SqlError, StreamOptions, Value,
+};
 
 /// Connections one task may hold at once.
 pub(crate) const MAX_CONNECTIONS: usize = 8;
 /// Cursors one task may hold at once.
 pub(crate) const MAX_CURSORS: usize = 32;
+/// Change streams one task may hold at once.
+pub(crate) const MAX_STREAMS: usize = 4;
 
 /// A connection as the resource table holds it.
 pub struct Connection(Box<dyn SqlConnection>);
 /// A cursor as the resource table holds it.
 pub struct Cursor(Box<dyn SqlCursor>);
+/// A change stream as the resource table holds it.
+pub struct ChangeStream(Box<dyn SqlChangeStream>);
+
+/// What the host reports about a task's change streams (slot and retained log), readable
+/// from outside the task while it runs.
+#[derive(Debug, Clone, Default)]
+pub struct StreamStats(Arc<std::sync::Mutex<BTreeMap<u32, SlotStat>>>);
+
+/// One change stream's slot as last measured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotStat {
+    pub slot: String,
+    /// Bytes of log the slot holds back on the server; none until first measured.
+    pub retained_bytes: Option<u64>,
+}
+
+impl StreamStats {
+    /// The task's open change streams.
+    pub fn slots(&self) -> Vec<SlotStat> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) fn clear(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    fn set(&self, rep: u32, stat: Option<SlotStat>) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match stat {
+            Some(s) => {
+                m.insert(rep, s);
+            }
+            None => {
+                m.remove(&rep);
+            }
+        }
+    }
+}
 
 pub(crate) struct SqlCtx {
     plugin: String,
@@ -36,6 +83,8 @@ pub(crate) struct SqlCtx {
     table: ResourceTable,
     connections: usize,
     cursors: usize,
+    streams: usize,
+    pub(crate) stats: StreamStats,
 }
 
 impl SqlCtx {
@@ -44,6 +93,7 @@ impl SqlCtx {
         backend: Option<Arc<dyn SqlBackend>>,
         grants: &BTreeMap<String, String>,
         call_deadline: Duration,
+        stats: StreamStats,
     ) -> SqlCtx {
         SqlCtx {
             plugin: plugin.to_string(),
@@ -54,6 +104,8 @@ impl SqlCtx {
             table: ResourceTable::new(),
             connections: 0,
             cursors: 0,
+            streams: 0,
+            stats,
         }
     }
 
@@ -98,9 +150,10 @@ fn values(params: Vec<sql::Value>) -> Vec<Value> {
 
 impl sql::Host for SqlCtx {}
 
-impl sql::HostConnection for SqlCtx {
-    fn open(&mut self, name: String) -> Result<Resource<Connection>, sql::SqlError> {
-        let Some(url) = self.grants.get(&name) else {
+impl SqlCtx {
+    /// The URL granted as `name`, and the backend.
+    fn grant(&self, name: &str) -> Result<(String, Arc<dyn SqlBackend>), sql::SqlError> {
+        let Some(url) = self.grants.get(name) else {
             let known: Vec<&str> = self.grants.keys().map(String::as_str).collect();
             return Err(sql::SqlError::Denied(if known.is_empty() {
                 format!(
@@ -116,18 +169,35 @@ impl sql::HostConnection for SqlCtx {
         let Some(backend) = self.backend.clone() else {
             return Err(sql::SqlError::Denied("this host has no SQL backend".into()));
         };
+        Ok((url.clone(), backend))
+    }
+}
+
+impl sql::HostConnection for SqlCtx {
+    fn open(&mut self, name: String) -> Result<Resource<Connection>, sql::SqlError> {
+        let (url, backend) = self.grant(&name)?;
         if self.connections >= MAX_CONNECTIONS {
             return Err(sql::SqlError::Statement(format!(
                 "a task may hold at most {MAX_CONNECTIONS} connections; drop one first"
             )));
         }
         let by = self.by();
-        let conn = backend.connect(url, self.call_deadline, by);
+        let conn = backend.connect(&url, self.call_deadline, by);
         let conn = self.failed("connect", conn)?;
         self.connections += 1;
         self.table
             .push(Connection(conn))
             .map_err(|e| sql::SqlError::Statement(e.to_string()))
+    }
+
+    fn begin_at_snapshot(
+        &mut self,
+        c: Resource<Connection>,
+        snapshot: String,
+    ) -> Result<(), sql::SqlError> {
+        let by = self.by();
+        let r = self.conn(&c)?.0.begin_at_snapshot(&snapshot, by);
+        self.failed("begin-at-snapshot", r)
     }
 
     fn dialect(&mut self, c: Resource<Connection>) -> String {
@@ -232,6 +302,84 @@ impl sql::HostCursor for SqlCtx {
     fn drop(&mut self, c: Resource<Cursor>) -> wasmtime::Result<()> {
         self.table.delete(c)?;
         self.cursors -= 1;
+        Ok(())
+    }
+}
+
+impl sql::HostChangeStream for SqlCtx {
+    fn open(
+        &mut self,
+        name: String,
+        options: sql::StreamOptions,
+    ) -> Result<Resource<ChangeStream>, sql::SqlError> {
+        let (url, backend) = self.grant(&name)?;
+        if self.streams >= MAX_STREAMS {
+            return Err(sql::SqlError::Statement(format!(
+                "a task may hold at most {MAX_STREAMS} change streams; drop one first"
+            )));
+        }
+        let opts = StreamOptions {
+            slot: options.slot,
+            publication: options.publication,
+            tables: options.tables,
+            create_slot: options.create_slot,
+        };
+        let by = self.by();
+        let r = backend.change_stream(&url, &opts, self.call_deadline, by);
+        let stream = self.failed("change stream open", r)?;
+        let slot = stream.slot().to_string();
+        self.streams += 1;
+        let res = self
+            .table
+            .push(ChangeStream(stream))
+            .map_err(|e| sql::SqlError::Statement(e.to_string()))?;
+        self.stats.set(
+            res.rep(),
+            Some(SlotStat {
+                slot,
+                retained_bytes: None,
+            }),
+        );
+        Ok(res)
+    }
+
+    fn exported_snapshot(&mut self, s: Resource<ChangeStream>) -> Option<String> {
+        self.table.get(&s).ok()?.0.exported_snapshot()
+    }
+
+    fn next(
+        &mut self,
+        s: Resource<ChangeStream>,
+        max_changes: u32,
+        wait_ms: u32,
+    ) -> Result<Vec<u8>, sql::SqlError> {
+        let by = self.by();
+        let stream = self
+            .table
+            .get_mut(&s)
+            .map_err(|e| sql::SqlError::Statement(format!("bad change stream handle: {e}")))?;
+        let r = stream
+            .0
+            .next(max_changes, Duration::from_millis(wait_ms.into()), by);
+        let stat = SlotStat {
+            slot: stream.0.slot().to_string(),
+            retained_bytes: stream.0.retained_bytes(),
+        };
+        self.stats.set(s.rep(), Some(stat));
+        self.failed("change stream next", r)
+    }
+
+    fn confirm(&mut self, s: Resource<ChangeStream>, lsn: u64) {
+        if let Ok(stream) = self.table.get_mut(&s) {
+            stream.0.confirm(lsn);
+        }
+    }
+
+    fn drop(&mut self, s: Resource<ChangeStream>) -> wasmtime::Result<()> {
+        let rep = s.rep();
+        self.table.delete(s)?;
+        self.streams -= 1;
+        self.stats.set(rep, None);
         Ok(())
     }
 }

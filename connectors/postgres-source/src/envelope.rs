@@ -1,0 +1,284 @@
+//! Debezium's change-event envelope for PostgreSQL, with its Connect schema
+//! (`weir.value.format=connect-json`), so JsonConverter with `schemas.enable=true` writes what
+//! Debezium writes: key = the primary key's columns; value = `{before, after, source, op,
+//! ts_ms}`. A table's key and value schemas are written to JSON once and reused.
+
+use serde_json::{Map, Value as J, json};
+use weir_sdk::sql::ValueRef;
+
+use crate::types::{Decimals, PgType};
+
+/// A captured table, from the catalog.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    pub schema: String,
+    pub name: String,
+    pub columns: Vec<ColumnDef>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnDef {
+    pub name: String,
+    pub ty: PgType,
+    /// Position in the primary key (1-based), 0 when not part of it.
+    pub pk: u32,
+    pub not_null: bool,
+}
+
+impl Table {
+    pub fn full_name(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+
+    pub fn has_key(&self) -> bool {
+        self.columns.iter().any(|c| c.pk > 0)
+    }
+
+    /// The primary key's columns in key order, with their indexes.
+    fn key_columns(&self) -> Vec<(usize, &ColumnDef)> {
+        let mut cols: Vec<(usize, &ColumnDef)> = self
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.pk > 0)
+            .collect();
+        cols.sort_by_key(|(_, c)| c.pk);
+        cols
+    }
+}
+
+/// Standard base64 with padding (Connect's JSON form of bytes).
+pub fn base64(b: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
+    for c in b.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for k in 0..4 {
+            if k <= c.len() {
+                out.push(A[(n >> (18 - 6 * k) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A table's schemas as JSON text, made once.
+#[derive(Debug, Clone)]
+pub struct Schemas {
+    pub topic: String,
+    key: Option<String>,
+    value: String,
+}
+
+/// Where a change came from: Debezium's `source` block.
+#[derive(Debug, Clone)]
+pub struct Source<'a> {
+    pub version: &'a str,
+    pub prefix: &'a str,
+    pub db: &'a str,
+    /// Commit time (ms since the epoch).
+    pub ts_ms: i64,
+    /// `true`, `last`, or `false` when streaming.
+    pub snapshot: &'a str,
+    pub tx_id: Option<u32>,
+    pub lsn: Option<u64>,
+    /// The last confirmable position and the change's own, as Debezium's `sequence`.
+    pub sequence: Option<(u64, u64)>,
+}
+
+fn source_schema() -> J {
+    json!({
+        "type": "struct", "name": "io.debezium.connector.postgresql.Source", "optional": false, "field": "source",
+        "fields": [
+            {"field": "version", "type": "string", "optional": false},
+            {"field": "connector", "type": "string", "optional": false},
+            {"field": "name", "type": "string", "optional": false},
+            {"field": "ts_ms", "type": "int64", "optional": false},
+            {"field": "snapshot", "type": "string", "optional": true, "name": "io.debezium.data.Enum", "version": 1,
+             "parameters": {"allowed": "true,last,false,incremental"}, "default": "false"},
+            {"field": "db", "type": "string", "optional": false},
+            {"field": "sequence", "type": "string", "optional": true},
+            {"field": "schema", "type": "string", "optional": false},
+            {"field": "table", "type": "string", "optional": false},
+            {"field": "txId", "type": "int64", "optional": true},
+            {"field": "lsn", "type": "int64", "optional": true},
+            {"field": "xmin", "type": "int64", "optional": true}
+        ]
+    })
+}
+
+impl Schemas {
+    pub fn new(t: &Table, prefix: &str, decimals: Decimals) -> Schemas {
+        let name = format!("{prefix}.{}.{}", t.schema, t.name);
+        let field = |c: &ColumnDef| {
+            let mut f = c.ty.schema(decimals);
+            f["field"] = json!(c.name);
+            f["optional"] = json!(!c.not_null && c.pk == 0);
+            f
+        };
+        let key = t.has_key().then(|| {
+            let fields: Vec<J> = t.key_columns().into_iter().map(|(_, c)| field(c)).collect();
+            json!({"type": "struct", "name": format!("{name}.Key"), "optional": false, "fields": fields})
+                .to_string()
+        });
+        let fields: Vec<J> = t.columns.iter().map(field).collect();
+        let row = |f: &str| json!({"field": f, "type": "struct", "name": format!("{name}.Value"), "optional": true, "fields": fields});
+        let value = json!({
+            "type": "struct", "name": format!("{name}.Envelope"), "optional": false, "version": 1,
+            "fields": [
+                row("before"),
+                row("after"),
+                source_schema(),
+                {"field": "op", "type": "string", "optional": false},
+                {"field": "ts_ms", "type": "int64", "optional": true}
+            ]
+        })
+        .to_string();
+        Schemas {
+            topic: name,
+            key,
+            value,
+        }
+    }
+
+    /// The key record of a row (none for a table without a primary key).
+    pub fn key(
+        &self,
+        t: &Table,
+        values: &[Option<ValueRef<'_>>],
+        decimals: Decimals,
+    ) -> Option<Vec<u8>> {
+        let schema = self.key.as_ref()?;
+        let mut payload = Map::new();
+        for (i, c) in t.key_columns() {
+            let v = values.get(i).copied().unwrap_or(Some(ValueRef::Null));
+            payload.insert(c.name.clone(), c.ty.value(v, decimals));
+        }
+        Some(format!("{{\"schema\":{schema},\"payload\":{}}}", J::Object(payload)).into_bytes())
+    }
+
+    /// The value record of a change (`c`, `u`, `d`, `r`, `t`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn value(
+        &self,
+        t: &Table,
+        op: &str,
+        before: Option<&[Option<ValueRef<'_>>]>,
+        after: Option<&[Option<ValueRef<'_>>]>,
+        src: &Source<'_>,
+        decimals: Decimals,
+        now_ms: i64,
+    ) -> Vec<u8> {
+        let image = |vals: &[Option<ValueRef<'_>>]| {
+            let mut m = Map::new();
+            for (i, c) in t.columns.iter().enumerate() {
+                let v = vals.get(i).copied().unwrap_or(Some(ValueRef::Null));
+                m.insert(c.name.clone(), c.ty.value(v, decimals));
+            }
+            J::Object(m)
+        };
+        let payload = json!({
+            "before": before.map_or(J::Null, image),
+            "after": after.map_or(J::Null, image),
+            "source": {
+                "version": src.version,
+                "connector": "postgresql",
+                "name": src.prefix,
+                "ts_ms": src.ts_ms,
+                "snapshot": src.snapshot,
+                "db": src.db,
+                "sequence": src.sequence.map(|(a, b)| format!("[\"{a}\",\"{b}\"]")),
+                "schema": t.schema,
+                "table": t.name,
+                "txId": src.tx_id,
+                "lsn": src.lsn,
+                "xmin": J::Null,
+            },
+            "op": op,
+            "ts_ms": now_ms,
+        });
+        format!("{{\"schema\":{},\"payload\":{payload}}}", self.value).into_bytes()
+    }
+}
+
+/// Debezium's heartbeat record: key `{serverName}`, value `{ts_ms}`.
+pub fn heartbeat(prefix: &str, now_ms: i64) -> (Vec<u8>, Vec<u8>) {
+    let key = json!({
+        "schema": {"type": "struct", "name": "io.debezium.connector.common.ServerNameKey", "optional": false,
+                   "fields": [{"field": "serverName", "type": "string", "optional": false}]},
+        "payload": {"serverName": prefix}
+    });
+    let value = json!({
+        "schema": {"type": "struct", "name": "io.debezium.connector.common.Heartbeat", "optional": false,
+                   "fields": [{"field": "ts_ms", "type": "int64", "optional": false}]},
+        "payload": {"ts_ms": now_ms}
+    });
+    (key.to_string().into_bytes(), value.to_string().into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn change_events_follow_debeziums_envelope() {
+        let col = |name: &str, ty: &str, pk: u32| ColumnDef {
+            name: name.into(),
+            ty: PgType {
+                name: ty.into(),
+                typmod: -1,
+                labels: None,
+                elem: None,
+            },
+            pk,
+            not_null: pk > 0,
+        };
+        let t = Table {
+            schema: "public".into(),
+            name: "items".into(),
+            columns: vec![col("id", "int4", 1), col("name", "text", 0)],
+        };
+        let s = Schemas::new(&t, "shop", Decimals::Precise);
+        assert_eq!(s.topic, "shop.public.items");
+        let row = [Some(ValueRef::Int(7)), Some(ValueRef::Text("a"))];
+        let key: J = serde_json::from_slice(&s.key(&t, &row, Decimals::Precise).unwrap()).unwrap();
+        assert_eq!(key["payload"], json!({"id": 7}));
+        assert_eq!(key["schema"]["name"], "shop.public.items.Key");
+        assert_eq!(key["schema"]["fields"][0]["type"], "int32");
+        let src = Source {
+            version: "1",
+            prefix: "shop",
+            db: "app",
+            ts_ms: 5,
+            snapshot: "false",
+            tx_id: Some(9),
+            lsn: Some(100),
+            sequence: Some((90, 100)),
+        };
+        let v: J =
+            serde_json::from_slice(&s.value(&t, "u", None, Some(&row), &src, Decimals::Precise, 6))
+                .unwrap();
+        let p = &v["payload"];
+        assert_eq!(p["after"], json!({"id": 7, "name": "a"}));
+        assert_eq!(p["before"], J::Null);
+        assert_eq!(p["op"], "u");
+        assert_eq!(p["source"]["connector"], "postgresql");
+        assert_eq!(p["source"]["schema"], "public");
+        assert_eq!(p["source"]["txId"], 9);
+        assert_eq!(p["source"]["lsn"], 100);
+        assert_eq!(p["source"]["sequence"], "[\"90\",\"100\"]");
+        let fields: Vec<&str> = v["schema"]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["field"].as_str().unwrap())
+            .collect();
+        assert_eq!(fields, ["before", "after", "source", "op", "ts_ms"]);
+        assert_eq!(v["schema"]["fields"][1]["fields"][1]["optional"], true);
+        assert_eq!(v["schema"]["fields"][1]["fields"][0]["optional"], false);
+    }
+}

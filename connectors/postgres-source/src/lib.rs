@@ -1,0 +1,1297 @@
+//! `postgres-source`: change data capture for PostgreSQL through logical replication
+//! (`pgoutput`), in Debezium's envelope, over the SQL capability's change streams.
+//!
+//! On start the connector reads the catalog (captured tables, their columns, types and
+//! primary keys) and opens a change stream on its slot and publication, which the host creates
+//! when missing. A slot created now exports the snapshot of its first position: the initial
+//! snapshot reads every captured table inside it, so snapshot plus stream miss and repeat
+//! nothing. (A snapshot taken over a slot that already existed reads the current state; the
+//! stream may then repeat changes the snapshot already holds, never lose one.)
+//!
+//! Streaming hands each change of a captured table out as a record whose source offset says
+//! where it is: `lsn_commit` and `seq` (its transaction's commit position and its index in
+//! it), and `lsn_proc`, the position that may be confirmed to the server once the record is
+//! stored (the end of the last transaction completely handed out). `ack` confirms it; nothing
+//! else does, so the server keeps every change the log has not stored. After a restart the
+//! stream resumes at the slot's confirmed position and changes at or before the stored
+//! `(lsn_commit, seq)` are skipped. Heartbeat records (`heartbeat.interval.ms`) carry the
+//! position forward while the captured tables are idle, so the slot never holds WAL back.
+//!
+//! The database is the SQL grant `db` (`weir.sql.db.url`), which the runtime derives from
+//! Debezium's `database.hostname`, `database.port`, `database.user`, `database.password` and
+//! `database.dbname`.
+
+mod envelope;
+mod types;
+
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+
+use envelope::{ColumnDef, Schemas, Table};
+use types::{Decimals, PgType};
+use weir_sdk::sql::{
+    BeginKind, ChangeStream, Changes, Connection, Cursor, Image, ImageKind, Op, Rows,
+    StreamOptions, Value as P, ValueRef,
+};
+use weir_sdk::{
+    BatchBuilder, Config, ConfigError, ConfigType, Descriptor, Error, Offsets, PluginKind,
+    RecordData, Source,
+};
+
+const GRANT: &str = "db";
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Initial,
+    NoData,
+    InitialOnly,
+    WhenNeeded,
+    Always,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Publish {
+    AllTables,
+    Filtered,
+    Disabled,
+}
+
+#[derive(Debug)]
+struct Settings {
+    prefix: String,
+    slot: String,
+    publication: String,
+    publish: Publish,
+    include: Vec<regex_lite::Regex>,
+    exclude: Vec<regex_lite::Regex>,
+    schema_include: Vec<regex_lite::Regex>,
+    schema_exclude: Vec<regex_lite::Regex>,
+    mode: Mode,
+    tombstones: bool,
+    heartbeat_ms: u64,
+    heartbeat_topic: String,
+    drop_slot: bool,
+    decimals: Decimals,
+    fetch: u32,
+    max_batch: u32,
+    poll_ms: u32,
+    skipped: Vec<char>,
+}
+
+fn err(key: &str, message: &str) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+fn patterns(config: &Config, key: &str) -> Result<Vec<regex_lite::Regex>, ConfigError> {
+    weir_sdk::config_get(config, key)
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|p| {
+            regex_lite::Regex::new(&format!("^(?:{p})$")).map_err(|e| ConfigError {
+                key: key.into(),
+                message: format!("{p:?} is not a regular expression: {e}"),
+            })
+        })
+        .collect()
+}
+
+impl Settings {
+    fn parse(config: &Config) -> Result<Settings, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let get = |k: &str| weir_sdk::config_get(config, k).map(str::trim);
+        let prefix = get("topic.prefix").unwrap_or("").to_string();
+        if prefix.is_empty() {
+            errors.push(err("topic.prefix", "required"));
+        }
+        match get("plugin.name").unwrap_or("pgoutput") {
+            "pgoutput" => {}
+            other => errors.push(err(
+                "plugin.name",
+                &format!(
+                    "{other:?} is not supported: Weir reads pgoutput (built into PostgreSQL 10+)"
+                ),
+            )),
+        }
+        let mode = match get("snapshot.mode").unwrap_or("initial") {
+            "initial" => Mode::Initial,
+            "no_data" | "never" => Mode::NoData,
+            "initial_only" => Mode::InitialOnly,
+            "when_needed" => Mode::WhenNeeded,
+            "always" => Mode::Always,
+            other => {
+                errors.push(err(
+                    "snapshot.mode",
+                    &format!(
+                        "{other:?} is not a snapshot mode (initial, no_data, initial_only, when_needed, always)"
+                    ),
+                ));
+                Mode::Initial
+            }
+        };
+        let slot = get("slot.name").unwrap_or("debezium").to_string();
+        if slot.is_empty()
+            || slot.len() > 63
+            || !slot
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            errors.push(err(
+                "slot.name",
+                "lower-case letters, digits and '_' only, at most 63 (PostgreSQL's rule for slot names)",
+            ));
+        }
+        let publication = get("publication.name")
+            .unwrap_or("dbz_publication")
+            .to_string();
+        if publication.is_empty() {
+            errors.push(err("publication.name", "must not be empty"));
+        }
+        let publish = match get("publication.autocreate.mode").unwrap_or("all_tables") {
+            "all_tables" => Publish::AllTables,
+            "filtered" => Publish::Filtered,
+            "disabled" => Publish::Disabled,
+            other => {
+                errors.push(err(
+                    "publication.autocreate.mode",
+                    &format!("{other:?} is not one of all_tables, filtered, disabled"),
+                ));
+                Publish::AllTables
+            }
+        };
+        let decimals = match get("decimal.handling.mode").unwrap_or("precise") {
+            "precise" => Decimals::Precise,
+            "double" => Decimals::Double,
+            "string" => Decimals::String,
+            other => {
+                errors.push(err(
+                    "decimal.handling.mode",
+                    &format!("{other:?} is not one of precise, double, string"),
+                ));
+                Decimals::Precise
+            }
+        };
+        for (key, supported) in [
+            ("time.precision.mode", "adaptive"),
+            ("binary.handling.mode", "bytes"),
+            ("interval.handling.mode", "numeric"),
+            ("provide.transaction.metadata", "false"),
+        ] {
+            if let Some(v) = get(key)
+                && !v.eq_ignore_ascii_case(supported)
+            {
+                errors.push(err(
+                    key,
+                    &format!("{v:?} is not supported yet (only {supported}, Debezium's default)"),
+                ));
+            }
+        }
+        let mut number = |key: &str, default: &str, min: u64| -> u64 {
+            match get(key).unwrap_or(default).parse::<u64>() {
+                Ok(n) if n >= min => n,
+                _ => {
+                    errors.push(err(key, &format!("a whole number, at least {min}")));
+                    min
+                }
+            }
+        };
+        let heartbeat_ms = number("heartbeat.interval.ms", "10000", 0);
+        let _ = number("snapshot.max.threads", "1", 1);
+        let _ = number("status.update.interval.ms", "10000", 0);
+        let fetch = number("snapshot.fetch.size", "10240", 1) as u32;
+        let max_batch = number("max.batch.size", "2048", 1) as u32;
+        let poll_ms = number("poll.interval.ms", "500", 0).min(10_000) as u32;
+        let heartbeat_topic = format!(
+            "{}.{prefix}",
+            get("heartbeat.topics.prefix").unwrap_or("__debezium-heartbeat")
+        );
+        let flag = |k: &str, default: bool| match get(k) {
+            Some(v) if v.eq_ignore_ascii_case("true") => true,
+            Some(v) if v.eq_ignore_ascii_case("false") => false,
+            _ => default,
+        };
+        let tombstones = flag("tombstones.on.delete", true);
+        let drop_slot = flag("slot.drop.on.stop", false);
+        let mut skipped = Vec::new();
+        for op in get("skipped.operations")
+            .unwrap_or("none")
+            .split(',')
+            .map(str::trim)
+        {
+            match op {
+                "none" | "" => {}
+                "c" | "u" | "d" | "t" => skipped.extend(op.chars()),
+                other => errors.push(err(
+                    "skipped.operations",
+                    &format!("{other:?} is not one of c, u, d, t, none"),
+                )),
+            }
+        }
+        let mut list = |key: &str| {
+            patterns(config, key).unwrap_or_else(|e| {
+                errors.push(e);
+                Vec::new()
+            })
+        };
+        let include = list("table.include.list");
+        let exclude = list("table.exclude.list");
+        let schema_include = list("schema.include.list");
+        let schema_exclude = list("schema.exclude.list");
+        if !include.is_empty() && !exclude.is_empty() {
+            errors.push(err(
+                "table.exclude.list",
+                "cannot be used with table.include.list (as Debezium)",
+            ));
+        }
+        if !schema_include.is_empty() && !schema_exclude.is_empty() {
+            errors.push(err(
+                "schema.exclude.list",
+                "cannot be used with schema.include.list (as Debezium)",
+            ));
+        }
+        if errors.is_empty() {
+            Ok(Settings {
+                prefix,
+                slot,
+                publication,
+                publish,
+                include,
+                exclude,
+                schema_include,
+                schema_exclude,
+                mode,
+                tombstones,
+                heartbeat_ms,
+                heartbeat_topic,
+                drop_slot,
+                decimals,
+                fetch,
+                max_batch,
+                poll_ms,
+                skipped,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Whether `schema.table` is captured.
+    fn captures(&self, schema: &str, table: &str) -> bool {
+        let full = format!("{schema}.{table}");
+        let hit = |rs: &[regex_lite::Regex], s: &str| rs.iter().any(|r| r.is_match(s));
+        let schema_ok = if !self.schema_include.is_empty() {
+            hit(&self.schema_include, schema)
+        } else {
+            !hit(&self.schema_exclude, schema)
+        };
+        let table_ok = if !self.include.is_empty() {
+            hit(&self.include, &full)
+        } else {
+            !hit(&self.exclude, &full)
+        };
+        schema_ok && table_ok
+    }
+}
+
+/// An image's values (`None` where unchanged and left out).
+fn image<'a>(i: &Option<Image<'a>>) -> Option<Vec<Option<ValueRef<'a>>>> {
+    i.as_ref().map(|i| i.values().collect())
+}
+
+/// A quoted SQL identifier.
+fn ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Every row of a query, owned.
+fn rows(
+    db: &Connection,
+    sql: &str,
+    params: &[P],
+) -> Result<Vec<Vec<weir_sdk::sql::OwnedValue>>, Error> {
+    let cursor = db.query(sql, params)?;
+    let mut out = Vec::new();
+    while let Some(b) = cursor.next(10_000)? {
+        let r = Rows::parse(&b).map_err(|e| Error::Fatal(e.to_string()))?;
+        out.extend(r.iter().map(|row| row.to_vec()));
+    }
+    Ok(out)
+}
+
+fn text(v: Option<&weir_sdk::sql::OwnedValue>) -> Option<String> {
+    match v {
+        Some(weir_sdk::sql::OwnedValue::Text(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn int(v: Option<&weir_sdk::sql::OwnedValue>) -> i64 {
+    match v {
+        Some(weir_sdk::sql::OwnedValue::Int(i)) => *i,
+        _ => 0,
+    }
+}
+
+const CATALOG: &str = r"
+SELECT n.nspname::text, c.relname::text, a.attname::text,
+       (CASE WHEN t.typtype = 'd' THEN bt.typname ELSE t.typname END)::text,
+       a.atttypmod::int8, a.attnotnull,
+       coalesce(array_position(i.indkey::int2[], a.attnum), 0)::int8,
+       (SELECT string_agg(e.enumlabel::text, ',' ORDER BY e.enumsortorder) FROM pg_enum e
+         WHERE e.enumtypid = (CASE WHEN t.typtype = 'd' THEN bt.oid ELSE t.oid END)),
+       (SELECT et.typname::text FROM pg_type et
+         WHERE et.oid = (CASE WHEN t.typtype = 'd' THEN bt.typelem ELSE t.typelem END)
+           AND (CASE WHEN t.typtype = 'd' THEN bt.typname ELSE t.typname END) LIKE '\_%')
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_type bt ON bt.oid = t.typbasetype AND t.typtype = 'd'
+LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\_%'
+ORDER BY 1, 2, a.attnum";
+
+/// The captured tables, by `schema.table`.
+fn catalog(db: &Connection, s: &Settings) -> Result<Vec<Table>, Error> {
+    let mut out: Vec<Table> = Vec::new();
+    for r in rows(db, CATALOG, &[])? {
+        let (schema, name) = (
+            text(r.first()).unwrap_or_default(),
+            text(r.get(1)).unwrap_or_default(),
+        );
+        if !s.captures(&schema, &name) {
+            continue;
+        }
+        let col = ColumnDef {
+            name: text(r.get(2)).unwrap_or_default(),
+            ty: PgType {
+                name: text(r.get(3)).unwrap_or_default(),
+                typmod: int(r.get(4)) as i32,
+                labels: text(r.get(7)),
+                elem: text(r.get(8)),
+            },
+            not_null: matches!(r.get(5), Some(weir_sdk::sql::OwnedValue::Bool(true))),
+            pk: int(r.get(6)) as u32,
+        };
+        match out.last_mut() {
+            Some(t) if t.schema == schema && t.name == name => t.columns.push(col),
+            _ => out.push(Table {
+                schema,
+                name,
+                columns: vec![col],
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// A table and its schemas, as records are written.
+struct Captured {
+    table: Table,
+    schemas: Schemas,
+}
+
+/// The snapshot in progress.
+struct Snapshot {
+    db: Connection,
+    tables: VecDeque<Rc<Captured>>,
+    reading: Option<(Rc<Captured>, Cursor)>,
+    /// The last row read, held back so the snapshot's very last record can say `last`.
+    held: Option<(Rc<Captured>, Vec<weir_sdk::sql::OwnedValue>)>,
+}
+
+enum Phase {
+    Snapshot(Box<Snapshot>),
+    Stream,
+    /// `initial_only`: the snapshot is done and nothing is streamed.
+    Done,
+}
+
+/// Where the stream is: the last change handed out, and what may be confirmed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Position {
+    /// The commit position and index of the last change handed out (or stored, at start).
+    commit: u64,
+    seq: i64,
+    /// Everything before this may be confirmed once what was handed out is stored.
+    proc: u64,
+}
+
+struct PgSource {
+    s: Settings,
+    db: Connection,
+    db_name: String,
+    stream: Option<ChangeStream>,
+    phase: Phase,
+    tables: HashMap<String, Rc<Captured>>,
+    partition: Vec<u8>,
+    /// What a restart must not hand out again.
+    skip_to: (u64, i64),
+    at: Position,
+    /// The last position confirmed to the server.
+    confirmed: u64,
+    /// When a record last went out, and the `proc` it carried.
+    last_emit_ms: i64,
+    last_emit_proc: u64,
+}
+
+impl PgSource {
+    fn capture(&mut self, t: Table) -> Rc<Captured> {
+        let c = Rc::new(Captured {
+            schemas: Schemas::new(&t, &self.s.prefix, self.s.decimals),
+            table: t,
+        });
+        self.tables.insert(c.table.full_name(), c.clone());
+        c
+    }
+
+    fn offset(&self, meta: Option<(&weir_sdk::sql::ChangeMeta, u64)>) -> Vec<u8> {
+        match meta {
+            Some((m, proc)) => format!(
+                "{{\"lsn_proc\":{proc},\"lsn_commit\":{},\"lsn\":{},\"txId\":{},\"seq\":{},\"ts_usec\":{}}}",
+                m.commit_lsn, m.lsn, m.xid, m.seq, m.commit_time_us
+            )
+            .into_bytes(),
+            None => format!(
+                "{{\"lsn_proc\":{},\"lsn_commit\":{},\"seq\":{}}}",
+                self.at.proc, self.at.commit, self.at.seq
+            )
+            .into_bytes(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        out: &mut BatchBuilder,
+        c: &Captured,
+        op: &str,
+        before: Option<&[Option<ValueRef<'_>>]>,
+        after: Option<&[Option<ValueRef<'_>>]>,
+        src: &envelope::Source<'_>,
+        offset: &[u8],
+    ) {
+        let key = if op == "t" {
+            None
+        } else {
+            c.schemas
+                .key(&c.table, after.or(before).unwrap_or(&[]), self.s.decimals)
+        };
+        let value = c
+            .schemas
+            .value(&c.table, op, before, after, src, self.s.decimals, now_ms());
+        let ts = now_ms();
+        out.push(&RecordData {
+            key: key.as_deref(),
+            value: Some(&value),
+            topic: &c.schemas.topic,
+            timestamp: ts,
+            source_partition: Some(&self.partition),
+            source_offset: Some(offset),
+            ..Default::default()
+        });
+        if op == "d" && self.s.tombstones {
+            out.push(&RecordData {
+                key: key.as_deref(),
+                value: None,
+                topic: &c.schemas.topic,
+                timestamp: ts,
+                source_partition: Some(&self.partition),
+                source_offset: Some(offset),
+                ..Default::default()
+            });
+        }
+        self.last_emit_ms = ts;
+        self.last_emit_proc = self.at.proc;
+    }
+
+    /// Starts the snapshot of every captured table.
+    fn start_snapshot(&mut self, exported: Option<String>) -> Result<Snapshot, Error> {
+        let snap = Connection::open(GRANT)?;
+        match &exported {
+            Some(name) => snap.begin_at_snapshot(name)?,
+            None => snap.begin(BeginKind::Snapshot)?,
+        }
+        let mut tables: Vec<Rc<Captured>> = self.tables.values().cloned().collect();
+        tables.sort_by_key(|c| c.table.full_name());
+        weir_sdk::log(
+            weir_sdk::Level::Info,
+            &format!(
+                "snapshot of {} table(s) {}",
+                tables.len(),
+                if exported.is_some() {
+                    "in the snapshot exported by the new slot"
+                } else {
+                    "in a repeatable-read transaction (the slot existed)"
+                }
+            ),
+        );
+        Ok(Snapshot {
+            db: snap,
+            tables: tables.into(),
+            reading: None,
+            held: None,
+        })
+    }
+
+    fn poll_snapshot(
+        &mut self,
+        snap: &mut Snapshot,
+        max: u32,
+        out: &mut BatchBuilder,
+    ) -> Result<bool, Error> {
+        let mut n = 0;
+        while n < max {
+            if snap.reading.is_none() {
+                let Some(c) = snap.tables.pop_front() else {
+                    if let Some((c, row)) = snap.held.take() {
+                        self.emit_snapshot_row(out, &c, &row, "last")?;
+                    }
+                    let _ = snap.db.commit();
+                    return Ok(true);
+                };
+                let cols: Vec<String> = c
+                    .table
+                    .columns
+                    .iter()
+                    .map(|col| {
+                        if col.ty.readable() {
+                            ident(&col.name)
+                        } else {
+                            format!("{}::text", ident(&col.name))
+                        }
+                    })
+                    .collect();
+                let sql = format!(
+                    "SELECT {} FROM {}.{}",
+                    cols.join(", "),
+                    ident(&c.table.schema),
+                    ident(&c.table.name)
+                );
+                let cursor = snap.db.query(&sql, &[])?;
+                snap.reading = Some((c, cursor));
+            }
+            let Some((c, cursor)) = &snap.reading else {
+                continue;
+            };
+            match cursor.next(self.s.fetch.min(max - n).max(1))? {
+                None => snap.reading = None,
+                Some(b) => {
+                    let c = c.clone();
+                    let rs = Rows::parse(&b).map_err(|e| Error::Fatal(e.to_string()))?;
+                    for r in rs.iter() {
+                        if let Some((hc, hrow)) = snap.held.replace((c.clone(), r.to_vec())) {
+                            self.emit_snapshot_row(out, &hc, &hrow, "true")?;
+                            n += 1;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    fn emit_snapshot_row(
+        &mut self,
+        out: &mut BatchBuilder,
+        c: &Captured,
+        row: &[weir_sdk::sql::OwnedValue],
+        snapshot: &str,
+    ) -> Result<(), Error> {
+        let src = envelope::Source {
+            version: VERSION,
+            prefix: &self.s.prefix.clone(),
+            db: &self.db_name.clone(),
+            ts_ms: now_ms(),
+            snapshot,
+            tx_id: None,
+            lsn: None,
+            sequence: None,
+        };
+        // While the snapshot is incomplete a restart takes it again; its last record says
+        // it is done.
+        let offset = if snapshot == "last" {
+            self.offset(None)
+        } else {
+            b"{\"snapshot\":true}".to_vec()
+        };
+        let values: Vec<Option<ValueRef<'_>>> = row.iter().map(|v| Some(v.as_ref())).collect();
+        self.push(out, c, "r", None, Some(&values), &src, &offset);
+        Ok(())
+    }
+
+    /// The table a change names: from the catalog (read again when its columns changed).
+    fn table_for(
+        &mut self,
+        rel: &weir_sdk::sql::Relation<'_>,
+    ) -> Result<Option<Rc<Captured>>, Error> {
+        if !self.s.captures(rel.schema, rel.table) {
+            return Ok(None);
+        }
+        let full = format!("{}.{}", rel.schema, rel.table);
+        let same = |c: &Captured| {
+            c.table.columns.len() == rel.columns.len()
+                && c.table
+                    .columns
+                    .iter()
+                    .zip(&rel.columns)
+                    .all(|(a, b)| a.name == b.name)
+        };
+        if let Some(c) = self.tables.get(&full)
+            && same(c)
+        {
+            return Ok(Some(c.clone()));
+        }
+        let fresh = catalog(&self.db, &self.s)?
+            .into_iter()
+            .find(|t| t.schema == rel.schema && t.name == rel.table);
+        let table = match fresh {
+            Some(t)
+                if t.columns.len() == rel.columns.len()
+                    && t.columns
+                        .iter()
+                        .zip(&rel.columns)
+                        .all(|(a, b)| a.name == b.name) =>
+            {
+                t
+            }
+            // The catalog moved on since the change: describe it from the change itself.
+            _ => Table {
+                schema: rel.schema.to_string(),
+                name: rel.table.to_string(),
+                columns: rel
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| ColumnDef {
+                        name: c.name.to_string(),
+                        ty: PgType {
+                            name: c.type_name.to_ascii_lowercase(),
+                            typmod: c.type_modifier,
+                            labels: None,
+                            elem: None,
+                        },
+                        pk: if c.key { i as u32 + 1 } else { 0 },
+                        not_null: false,
+                    })
+                    .collect(),
+            },
+        };
+        Ok(Some(self.capture(table)))
+    }
+
+    fn poll_stream(&mut self, max: u32, out: &mut BatchBuilder) -> Result<(), Error> {
+        let Some(stream) = &self.stream else {
+            return Ok(());
+        };
+        let buf = stream.next(max.min(self.s.max_batch).max(1), self.s.poll_ms)?;
+        let batch = Changes::parse(&buf)
+            .map_err(|e| Error::Fatal(format!("the host sent a bad changes buffer: {e}")))?;
+        let mut rels: Vec<Option<Rc<Captured>>> = Vec::with_capacity(batch.relations.len());
+        for r in &batch.relations {
+            rels.push(self.table_for(r)?);
+        }
+        for ch in &batch.changes {
+            let m = ch.meta;
+            let here = (m.commit_lsn, i64::from(m.seq));
+            if here <= self.skip_to {
+                if m.end_lsn != 0 {
+                    self.at.proc = self.at.proc.max(m.end_lsn);
+                }
+                continue;
+            }
+            self.at.commit = m.commit_lsn;
+            self.at.seq = i64::from(m.seq);
+            if m.end_lsn != 0 {
+                self.at.proc = self.at.proc.max(m.end_lsn);
+            }
+            let op = match ch.op {
+                Op::Insert => 'c',
+                Op::Update => 'u',
+                Op::Delete => 'd',
+                Op::Truncate => 't',
+            };
+            if self.s.skipped.contains(&op) {
+                continue;
+            }
+            let offset = self.offset(Some((&m, self.at.proc)));
+            let prefix = self.s.prefix.clone();
+            let db_name = self.db_name.clone();
+            let src = envelope::Source {
+                version: VERSION,
+                prefix: &prefix,
+                db: &db_name,
+                ts_ms: m.commit_time_us.div_euclid(1000),
+                snapshot: "false",
+                tx_id: Some(m.xid),
+                lsn: Some(m.lsn),
+                sequence: Some((self.at.proc, m.lsn)),
+            };
+            if ch.op == Op::Truncate {
+                for r in &ch.relations {
+                    if let Some(Some(c)) = rels.get(*r as usize) {
+                        let c = c.clone();
+                        self.push(out, &c, "t", None, None, &src, &offset);
+                    }
+                }
+                continue;
+            }
+            let Some(Some(c)) = ch.relations.first().and_then(|r| rels.get(*r as usize)) else {
+                continue;
+            };
+            let c = c.clone();
+            let before = image(&ch.before);
+            let after = image(&ch.after);
+            match ch.op {
+                Op::Insert => self.push(out, &c, "c", None, after.as_deref(), &src, &offset),
+                Op::Delete => self.push(out, &c, "d", before.as_deref(), None, &src, &offset),
+                _ => {
+                    let key_changed = match (&ch.before, &before, &after) {
+                        (Some(b), Some(bv), Some(av)) => {
+                            b.kind == ImageKind::Key
+                                || c.table
+                                    .columns
+                                    .iter()
+                                    .enumerate()
+                                    .any(|(i, col)| col.pk > 0 && bv.get(i) != av.get(i))
+                        }
+                        _ => false,
+                    };
+                    if key_changed && c.table.has_key() {
+                        // A primary key update: a delete of the old key (and its tombstone),
+                        // then a create of the new one, as Debezium.
+                        self.push(out, &c, "d", before.as_deref(), None, &src, &offset);
+                        self.push(out, &c, "c", None, after.as_deref(), &src, &offset);
+                    } else {
+                        let before = before.filter(|_| {
+                            ch.before
+                                .as_ref()
+                                .is_some_and(|b| b.kind == ImageKind::Full)
+                        });
+                        self.push(
+                            out,
+                            &c,
+                            "u",
+                            before.as_deref(),
+                            after.as_deref(),
+                            &src,
+                            &offset,
+                        );
+                    }
+                }
+            }
+        }
+        self.at.proc = self.at.proc.max(batch.position);
+        // Heartbeat: the position moved with nothing handed out (idle tables, or changes only
+        // to tables not captured), so the slot can move on once the heartbeat is stored.
+        let now = now_ms();
+        if self.s.heartbeat_ms > 0
+            && self.at.proc > self.last_emit_proc
+            && now - self.last_emit_ms >= self.s.heartbeat_ms as i64
+        {
+            let (key, value) = envelope::heartbeat(&self.s.prefix, now);
+            let offset = self.offset(None);
+            out.push(&RecordData {
+                key: Some(&key),
+                value: Some(&value),
+                topic: &self.s.heartbeat_topic,
+                timestamp: now,
+                source_partition: Some(&self.partition),
+                source_offset: Some(&offset),
+                ..Default::default()
+            });
+            self.last_emit_ms = now;
+            self.last_emit_proc = self.at.proc;
+        }
+        Ok(())
+    }
+
+    fn open_stream(&self) -> Result<ChangeStream, Error> {
+        let tables = match self.s.publish {
+            Publish::AllTables => Vec::new(),
+            Publish::Filtered | Publish::Disabled => {
+                let mut t: Vec<String> = self.tables.keys().cloned().collect();
+                t.sort();
+                t
+            }
+        };
+        if self.s.publish == Publish::Disabled {
+            let exists = rows(
+                &self.db,
+                "SELECT 1 FROM pg_publication WHERE pubname = $1",
+                &[P::Text(self.s.publication.clone())],
+            )?;
+            if exists.is_empty() {
+                return Err(Error::Fatal(format!(
+                    "publication {:?} does not exist and publication.autocreate.mode is disabled",
+                    self.s.publication
+                )));
+            }
+        }
+        if self.s.publish == Publish::Filtered && tables.is_empty() {
+            return Err(Error::Fatal(
+                "no table matches table.include.list / table.exclude.list: nothing to publish"
+                    .into(),
+            ));
+        }
+        let opts = StreamOptions {
+            slot: self.s.slot.clone(),
+            publication: self.s.publication.clone(),
+            tables,
+            create_slot: true,
+        };
+        // A session of this connector's previous run may still hold the slot for a moment.
+        let mut tries = 0;
+        loop {
+            match ChangeStream::open(GRANT, &opts) {
+                Ok(s) => return Ok(s),
+                Err(weir_sdk::sql::SqlError::Statement(m)) if m.contains("in use") && tries < 5 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(400));
+                    let _ = m;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+impl Source for PgSource {
+    fn describe() -> Descriptor {
+        let mut d = weir_sdk::descriptor(
+            "postgres-source",
+            VERSION,
+            PluginKind::Source,
+            "Change data capture for PostgreSQL (logical replication, pgoutput), in Debezium's envelope",
+        );
+        let key = |name: &str, ty: ConfigType, default: Option<&str>, doc: &str| {
+            weir_sdk::config_key(name, ty, false, default, doc)
+        };
+        d.config = vec![
+            weir_sdk::config_key(
+                "topic.prefix",
+                ConfigType::String,
+                true,
+                None,
+                "Topics are <topic.prefix>.<schema>.<table>",
+            ),
+            key(
+                "database.hostname",
+                ConfigType::String,
+                None,
+                "The server (with database.port, database.user, database.password, database.dbname the runtime grants weir.sql.db.url)",
+            ),
+            key(
+                "database.port",
+                ConfigType::Int,
+                Some("5432"),
+                "The server's port",
+            ),
+            key(
+                "database.user",
+                ConfigType::String,
+                None,
+                "A user with REPLICATION (and CREATE on the database to create the publication)",
+            ),
+            key(
+                "database.password",
+                ConfigType::Password,
+                None,
+                "Its password (best through a config provider)",
+            ),
+            key("database.dbname", ConfigType::String, None, "The database"),
+            key(
+                "database.sslmode",
+                ConfigType::String,
+                Some("prefer"),
+                "disable, prefer, require, verify-ca or verify-full",
+            ),
+            key(
+                "database.server.name",
+                ConfigType::String,
+                None,
+                "Debezium 1.x's name for topic.prefix (ignored: set topic.prefix)",
+            ),
+            key(
+                "plugin.name",
+                ConfigType::String,
+                Some("pgoutput"),
+                "Only pgoutput",
+            ),
+            key(
+                "time.precision.mode",
+                ConfigType::String,
+                Some("adaptive"),
+                "Only adaptive",
+            ),
+            key(
+                "binary.handling.mode",
+                ConfigType::String,
+                Some("bytes"),
+                "Only bytes",
+            ),
+            key(
+                "interval.handling.mode",
+                ConfigType::String,
+                Some("numeric"),
+                "Only numeric (microseconds)",
+            ),
+            key(
+                "provide.transaction.metadata",
+                ConfigType::Boolean,
+                Some("false"),
+                "Only false",
+            ),
+            key(
+                "snapshot.max.threads",
+                ConfigType::Int,
+                Some("1"),
+                "Accepted; the snapshot reads one table at a time",
+            ),
+            key(
+                "status.update.interval.ms",
+                ConfigType::Int,
+                Some("10000"),
+                "Accepted; positions reach the server within a second of being stored",
+            ),
+            key(
+                "slot.name",
+                ConfigType::String,
+                Some("debezium"),
+                "The replication slot (created when missing)",
+            ),
+            key(
+                "publication.name",
+                ConfigType::String,
+                Some("dbz_publication"),
+                "The publication (created when missing)",
+            ),
+            key(
+                "publication.autocreate.mode",
+                ConfigType::String,
+                Some("all_tables"),
+                "all_tables (FOR ALL TABLES, needs a superuser), filtered (the captured tables) or disabled",
+            ),
+            key(
+                "table.include.list",
+                ConfigType::List,
+                None,
+                "Regular expressions of schema.table names to capture",
+            ),
+            key(
+                "table.exclude.list",
+                ConfigType::List,
+                None,
+                "Regular expressions of schema.table names not to capture",
+            ),
+            key(
+                "schema.include.list",
+                ConfigType::List,
+                None,
+                "Regular expressions of schemas to capture",
+            ),
+            key(
+                "schema.exclude.list",
+                ConfigType::List,
+                None,
+                "Regular expressions of schemas not to capture",
+            ),
+            key(
+                "snapshot.mode",
+                ConfigType::String,
+                Some("initial"),
+                "initial, no_data, initial_only, when_needed or always",
+            ),
+            key(
+                "snapshot.fetch.size",
+                ConfigType::Int,
+                Some("10240"),
+                "Rows read per batch while snapshotting",
+            ),
+            key(
+                "tombstones.on.delete",
+                ConfigType::Boolean,
+                Some("true"),
+                "A tombstone (null value) after each delete",
+            ),
+            key(
+                "heartbeat.interval.ms",
+                ConfigType::Int,
+                Some("10000"),
+                "A heartbeat record this often while nothing else moves the position, so an idle slot never holds WAL back (0: none)",
+            ),
+            key(
+                "heartbeat.topics.prefix",
+                ConfigType::String,
+                Some("__debezium-heartbeat"),
+                "Heartbeats go to <prefix>.<topic.prefix>",
+            ),
+            key(
+                "slot.drop.on.stop",
+                ConfigType::Boolean,
+                Some("false"),
+                "Drop the slot when the task stops (the server then keeps no WAL for it)",
+            ),
+            key(
+                "decimal.handling.mode",
+                ConfigType::String,
+                Some("precise"),
+                "numeric as precise (Connect Decimal), double or string",
+            ),
+            key(
+                "skipped.operations",
+                ConfigType::List,
+                Some("none"),
+                "Operations not to emit: c, u, d, t",
+            ),
+            key(
+                "max.batch.size",
+                ConfigType::Int,
+                Some("2048"),
+                "Changes read per poll",
+            ),
+            key(
+                "poll.interval.ms",
+                ConfigType::Int,
+                Some("500"),
+                "How long a poll waits for changes",
+            ),
+            key(
+                "weir.value.format",
+                ConfigType::String,
+                Some("connect-json"),
+                "Values carry their Connect schema",
+            ),
+            key(
+                "weir.key.format",
+                ConfigType::String,
+                Some("connect-json"),
+                "Keys carry their Connect schema",
+            ),
+        ];
+        d
+    }
+
+    fn validate(config: &Config) -> Vec<ConfigError> {
+        Settings::parse(config).err().unwrap_or_default()
+    }
+
+    fn open(config: Config, committed: Offsets) -> Result<Self, Error> {
+        let s = Settings::parse(&config).map_err(|mut e| Error::InvalidConfig(e.remove(0)))?;
+        let db = Connection::open(GRANT)?;
+        if db.dialect() != "postgres" {
+            return Err(Error::Fatal(format!(
+                "the grant {GRANT} is a {} database; postgres-source reads PostgreSQL",
+                db.dialect()
+            )));
+        }
+        let db_name = text(
+            rows(&db, "SELECT current_database()::text", &[])?
+                .first()
+                .and_then(|r| r.first()),
+        )
+        .unwrap_or_default();
+        let partition = format!(
+            "{{\"server\":{}}}",
+            serde_json::Value::String(s.prefix.clone())
+        )
+        .into_bytes();
+        let stored: Option<serde_json::Value> = committed
+            .iter()
+            .find(|(p, _)| *p == partition)
+            .and_then(|(_, o)| serde_json::from_slice(o).ok());
+        let incomplete = stored
+            .as_ref()
+            .is_some_and(|o| o["snapshot"].as_bool() == Some(true));
+        let mut me = PgSource {
+            s,
+            db,
+            db_name,
+            stream: None,
+            phase: Phase::Stream,
+            tables: HashMap::new(),
+            partition,
+            skip_to: (0, -1),
+            at: Position::default(),
+            confirmed: 0,
+            last_emit_ms: now_ms(),
+            last_emit_proc: 0,
+        };
+        for t in catalog(&me.db, &me.s)? {
+            me.capture(t);
+        }
+        if let Some(o) = &stored
+            && !incomplete
+        {
+            me.skip_to = (
+                o["lsn_commit"].as_u64().unwrap_or(0),
+                o["seq"].as_i64().unwrap_or(-1),
+            );
+            me.at = Position {
+                commit: me.skip_to.0,
+                seq: me.skip_to.1,
+                proc: o["lsn_proc"].as_u64().unwrap_or(0),
+            };
+            me.confirmed = me.at.proc;
+            me.last_emit_proc = me.at.proc;
+        }
+        let slot_existed = !rows(
+            &me.db,
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+            &[P::Text(me.s.slot.clone())],
+        )?
+        .is_empty();
+        let stream = me.open_stream()?;
+        let snapshot = match me.s.mode {
+            Mode::Always => true,
+            Mode::NoData => false,
+            Mode::Initial | Mode::InitialOnly => stored.is_none() || incomplete,
+            Mode::WhenNeeded => stored.is_none() || incomplete || !slot_existed,
+        };
+        if stored.is_some() && !incomplete && !slot_existed && me.s.mode == Mode::Initial {
+            return Err(Error::Fatal(format!(
+                "the stored offsets say changes were captured, but replication slot {:?} is gone: changes since are lost; use snapshot.mode=when_needed to take a new snapshot",
+                me.s.slot
+            )));
+        }
+        if snapshot {
+            let exported = stream.exported_snapshot();
+            let snap = me.start_snapshot(exported)?;
+            me.phase = Phase::Snapshot(Box::new(snap));
+        } else if me.s.mode == Mode::InitialOnly {
+            me.phase = Phase::Done;
+        }
+        weir_sdk::log(
+            weir_sdk::Level::Info,
+            &format!(
+                "capturing {} table(s) of {} through slot {} and publication {}; {}",
+                me.tables.len(),
+                me.db_name,
+                me.s.slot,
+                me.s.publication,
+                match &me.phase {
+                    Phase::Snapshot(_) => "snapshot first".to_string(),
+                    Phase::Stream => format!(
+                        "streaming after commit {} change {}",
+                        me.skip_to.0, me.skip_to.1
+                    ),
+                    Phase::Done => "snapshot done (initial_only)".into(),
+                }
+            ),
+        );
+        if me.s.mode != Mode::InitialOnly {
+            me.stream = Some(stream);
+        }
+        Ok(me)
+    }
+
+    fn poll(&mut self, max: u32, out: &mut BatchBuilder) -> Result<(), Error> {
+        match std::mem::replace(&mut self.phase, Phase::Stream) {
+            Phase::Snapshot(mut snap) => {
+                let done = self.poll_snapshot(&mut snap, max, out)?;
+                self.phase = if !done {
+                    Phase::Snapshot(snap)
+                } else if self.s.mode == Mode::InitialOnly {
+                    Phase::Done
+                } else {
+                    Phase::Stream
+                };
+                Ok(())
+            }
+            Phase::Stream => self.poll_stream(max, out),
+            Phase::Done => {
+                self.phase = Phase::Done;
+                Ok(())
+            }
+        }
+    }
+
+    fn ack(&mut self, stored: Offsets) {
+        for (p, o) in stored {
+            if p != self.partition {
+                continue;
+            }
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&o)
+                && let Some(proc) = v["lsn_proc"].as_u64()
+                && proc > self.confirmed
+                && let Some(stream) = &self.stream
+            {
+                stream.confirm(proc);
+                self.confirmed = proc;
+            }
+        }
+    }
+
+    fn close(&mut self) {
+        self.stream = None;
+        if self.s.drop_slot {
+            let r = self.db.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+                &[P::Text(self.s.slot.clone())],
+            );
+            weir_sdk::log(
+                weir_sdk::Level::Info,
+                &match r {
+                    Ok(_) => format!("dropped replication slot {}", self.s.slot),
+                    Err(e) => format!("cannot drop replication slot {}: {e:?}", self.s.slot),
+                },
+            );
+        }
+    }
+}
+
+weir_sdk::export_source!(PgSource);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Config {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn settings_follow_debeziums_keys() {
+        let s = Settings::parse(&cfg(&[
+            ("topic.prefix", "shop"),
+            ("table.include.list", "public.orders,inventory.*"),
+        ]))
+        .unwrap();
+        assert!(s.captures("public", "orders") && s.captures("inventory", "stock"));
+        assert!(!s.captures("public", "orders_archive"));
+        assert_eq!(s.mode, Mode::Initial);
+        assert_eq!(s.slot, "debezium");
+        assert_eq!(s.publication, "dbz_publication");
+        assert_eq!(s.publish, Publish::AllTables);
+        assert_eq!(s.heartbeat_ms, 10_000);
+        assert_eq!(s.heartbeat_topic, "__debezium-heartbeat.shop");
+        assert!(s.tombstones && !s.drop_slot);
+        let e = Settings::parse(&cfg(&[
+            ("snapshot.mode", "sometimes"),
+            ("slot.name", "Bad-Slot"),
+            ("plugin.name", "decoderbufs"),
+        ]))
+        .unwrap_err();
+        let keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["topic.prefix", "plugin.name", "snapshot.mode", "slot.name"]
+        );
+    }
+}

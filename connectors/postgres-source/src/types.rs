@@ -1,0 +1,563 @@
+//! PostgreSQL column types as Debezium's PostgreSQL connector gives them in Kafka Connect
+//! (its defaults: `decimal.handling.mode=precise`, `time.precision.mode=adaptive`,
+//! `interval.handling.mode=numeric`, `binary.handling.mode=bytes`), and values read through
+//! the SQL capability (`wit/ROWS.md`) turned into their Connect JSON.
+
+use serde_json::{Value as J, json};
+use weir_sdk::sql::ValueRef;
+
+/// How `numeric` columns are given (`decimal.handling.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decimals {
+    /// Connect's `Decimal` (bytes of the unscaled value), or Debezium's
+    /// `VariableScaleDecimal` when the column has no fixed scale.
+    Precise,
+    Double,
+    String,
+}
+
+/// What Debezium writes for a value the log left out (unchanged TOAST).
+pub const UNAVAILABLE: &str = "__debezium_unavailable_value";
+
+/// A column's type as the catalog describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgType {
+    /// `pg_type.typname` of the type (of the base type, for a domain): `int4`, `_int4`,
+    /// `numeric`, an enum's name.
+    pub name: String,
+    /// `atttypmod`: -1, or the precision and scale, or a time precision.
+    pub typmod: i32,
+    /// An enum's labels, in order.
+    pub labels: Option<String>,
+    /// An array's element type name.
+    pub elem: Option<String>,
+}
+
+impl PgType {
+    /// `numeric(p, s)`'s precision and scale.
+    fn numeric_ps(&self) -> Option<(i32, i32)> {
+        (self.typmod >= 4).then(|| {
+            let m = self.typmod - 4;
+            (m >> 16 & 0xffff, m & 0xffff)
+        })
+    }
+
+    /// A time type's fractional digits (6 when unconstrained).
+    fn precision(&self) -> i32 {
+        if self.typmod < 0 { 6 } else { self.typmod }
+    }
+
+    /// Whether a query can read the column as it is (else it is selected as `::text`).
+    pub fn readable(&self) -> bool {
+        let base = |n: &str| {
+            matches!(
+                n,
+                "bool"
+                    | "int2"
+                    | "int4"
+                    | "int8"
+                    | "oid"
+                    | "float4"
+                    | "float8"
+                    | "numeric"
+                    | "text"
+                    | "varchar"
+                    | "bpchar"
+                    | "name"
+                    | "char"
+                    | "citext"
+                    | "xml"
+                    | "json"
+                    | "jsonb"
+                    | "uuid"
+                    | "bytea"
+                    | "date"
+                    | "time"
+                    | "timestamp"
+                    | "timestamptz"
+                    | "timetz"
+                    | "interval"
+                    | "inet"
+                    | "cidr"
+            )
+        };
+        if self.labels.is_some() {
+            return true;
+        }
+        match &self.elem {
+            Some(e) => base(e),
+            None => base(&self.name),
+        }
+    }
+
+    /// The Connect schema of a column of this type (without `field` and `optional`).
+    pub fn schema(&self, decimals: Decimals) -> J {
+        if let Some(labels) = &self.labels {
+            return json!({"type": "string", "name": "io.debezium.data.Enum", "version": 1,
+                "parameters": {"allowed": labels}});
+        }
+        if let Some(elem) = &self.elem {
+            let e = PgType {
+                name: elem.clone(),
+                typmod: -1,
+                labels: None,
+                elem: None,
+            };
+            let mut items = e.schema(decimals);
+            items["optional"] = json!(true);
+            return json!({"type": "array", "items": items});
+        }
+        match self.name.as_str() {
+            "bool" => json!({"type": "boolean"}),
+            "int2" => json!({"type": "int16"}),
+            "int4" => json!({"type": "int32"}),
+            "int8" | "oid" => json!({"type": "int64"}),
+            "float4" => json!({"type": "float"}),
+            "float8" => json!({"type": "double"}),
+            "numeric" => match (decimals, self.numeric_ps()) {
+                (Decimals::Double, _) => json!({"type": "double"}),
+                (Decimals::String, _) => json!({"type": "string"}),
+                (Decimals::Precise, Some((p, s))) => json!({"type": "bytes",
+                    "name": "org.apache.kafka.connect.data.Decimal", "version": 1,
+                    "parameters": {"scale": s.to_string(), "connect.decimal.precision": p.to_string()}}),
+                (Decimals::Precise, None) => json!({"type": "struct",
+                "name": "io.debezium.data.VariableScaleDecimal", "version": 1,
+                "doc": "Variable scaled decimal",
+                "fields": [
+                    {"field": "scale", "type": "int32", "optional": false},
+                    {"field": "value", "type": "bytes", "optional": false}
+                ]}),
+            },
+            "json" | "jsonb" => {
+                json!({"type": "string", "name": "io.debezium.data.Json", "version": 1})
+            }
+            "uuid" => json!({"type": "string", "name": "io.debezium.data.Uuid", "version": 1}),
+            "xml" => json!({"type": "string", "name": "io.debezium.data.Xml", "version": 1}),
+            "bytea" => json!({"type": "bytes"}),
+            "date" => json!({"type": "int32", "name": "io.debezium.time.Date", "version": 1}),
+            "time" if self.precision() <= 3 => {
+                json!({"type": "int32", "name": "io.debezium.time.Time", "version": 1})
+            }
+            "time" => json!({"type": "int64", "name": "io.debezium.time.MicroTime", "version": 1}),
+            "timestamp" if self.precision() <= 3 => {
+                json!({"type": "int64", "name": "io.debezium.time.Timestamp", "version": 1})
+            }
+            "timestamp" => {
+                json!({"type": "int64", "name": "io.debezium.time.MicroTimestamp", "version": 1})
+            }
+            "timestamptz" => {
+                json!({"type": "string", "name": "io.debezium.time.ZonedTimestamp", "version": 1})
+            }
+            "timetz" => {
+                json!({"type": "string", "name": "io.debezium.time.ZonedTime", "version": 1})
+            }
+            "interval" => {
+                json!({"type": "int64", "name": "io.debezium.time.MicroDuration", "version": 1})
+            }
+            _ => json!({"type": "string"}),
+        }
+    }
+
+    /// A value of this type as Connect JSON; `None` (the log left it out, unchanged) gives
+    /// Debezium's placeholder where the type can hold it, else null.
+    pub fn value(&self, v: Option<ValueRef<'_>>, decimals: Decimals) -> J {
+        let Some(v) = v else {
+            return match self.schema(decimals)["type"].as_str() {
+                Some("string") => json!(UNAVAILABLE),
+                Some("bytes") => json!(crate::envelope::base64(UNAVAILABLE.as_bytes())),
+                _ => J::Null,
+            };
+        };
+        if v.is_null() {
+            return J::Null;
+        }
+        if self.labels.is_some() {
+            return text_of(v);
+        }
+        if let Some(elem) = &self.elem {
+            let e = PgType {
+                name: elem.clone(),
+                typmod: -1,
+                labels: None,
+                elem: None,
+            };
+            let ValueRef::Text(s) = v else {
+                return J::Null;
+            };
+            let items: Vec<J> = serde_json::from_str(s).unwrap_or_default();
+            return J::Array(
+                items
+                    .iter()
+                    .map(|x| {
+                        let r = match x {
+                            J::Null => ValueRef::Null,
+                            J::Bool(b) => ValueRef::Bool(*b),
+                            J::Number(n) => match n.as_i64() {
+                                Some(i) => ValueRef::Int(i),
+                                None => ValueRef::Float(n.as_f64().unwrap_or(0.0)),
+                            },
+                            J::String(s) => ValueRef::Text(s),
+                            _ => ValueRef::Null,
+                        };
+                        // Elements come as JSON: bytes as \x hex strings.
+                        match (e.name.as_str(), r) {
+                            ("bytea", ValueRef::Text(s)) => match unhex(s) {
+                                Some(b) => json!(crate::envelope::base64(&b)),
+                                None => J::Null,
+                            },
+                            _ => e.value(Some(r), decimals),
+                        }
+                    })
+                    .collect(),
+            );
+        }
+        match (self.name.as_str(), v) {
+            (_, ValueRef::Bool(b)) => json!(b),
+            ("numeric", ValueRef::Text(s)) => numeric(s, self.numeric_ps(), decimals),
+            (_, ValueRef::Int(i)) => json!(i),
+            (_, ValueRef::Float(f)) if f.is_finite() => json!(f),
+            (_, ValueRef::Float(_)) => J::Null,
+            (_, ValueRef::Bytes(b)) => json!(crate::envelope::base64(b)),
+            ("date", ValueRef::Text(s)) => date(s).map_or(J::Null, |d| json!(d)),
+            ("time", ValueRef::Text(s)) => match micros_of_day(s) {
+                Some(us) if self.precision() <= 3 => json!(us / 1000),
+                Some(us) => json!(us),
+                None => J::Null,
+            },
+            ("timestamp", ValueRef::Text(s)) => match timestamp_us(s) {
+                Some(us) if self.precision() <= 3 => json!(us.div_euclid(1000)),
+                Some(us) => json!(us),
+                None => J::Null,
+            },
+            ("timestamptz", ValueRef::Text(s)) => json!(trim_fraction(s)),
+            ("timetz", ValueRef::Text(s)) => timetz_utc(s).map_or_else(|| json!(s), |t| json!(t)),
+            ("interval", ValueRef::Text(s)) => interval_us(s).map_or(J::Null, |d| json!(d)),
+            (_, v) => text_of(v),
+        }
+    }
+}
+
+fn text_of(v: ValueRef<'_>) -> J {
+    match v {
+        ValueRef::Text(s) => json!(s),
+        ValueRef::Int(i) => json!(i.to_string()),
+        ValueRef::Float(f) => json!(f.to_string()),
+        ValueRef::Bool(b) => json!(b.to_string()),
+        ValueRef::Bytes(b) => json!(crate::envelope::base64(b)),
+        ValueRef::Null => J::Null,
+    }
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    let h = s.strip_prefix("\\x")?;
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// A decimal string's unscaled value at `scale`, as big-endian two's complement bytes
+/// (the shortest form, as Java's `BigInteger.toByteArray`).
+pub fn unscaled_bytes(s: &str, scale: u32) -> Option<Vec<u8>> {
+    let (neg, digits) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if !int.bytes().chain(frac.bytes()).all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let mut all = String::from(int);
+    let scale = scale as usize;
+    if frac.len() >= scale {
+        all.push_str(&frac[..scale]);
+    } else {
+        all.push_str(frac);
+        all.extend(std::iter::repeat_n('0', scale - frac.len()));
+    }
+    // Base-256 magnitude, little-endian while building.
+    let mut mag: Vec<u8> = vec![0];
+    for d in all.bytes() {
+        let mut carry = u32::from(d - b'0');
+        for byte in mag.iter_mut() {
+            let x = u32::from(*byte) * 10 + carry;
+            *byte = (x & 0xff) as u8;
+            carry = x >> 8;
+        }
+        while carry > 0 {
+            mag.push((carry & 0xff) as u8);
+            carry >>= 8;
+        }
+    }
+    // Room for the sign bit.
+    mag.push(0);
+    if neg {
+        // Two's complement: invert and add one.
+        let mut carry = 1u16;
+        for byte in mag.iter_mut() {
+            let x = u16::from(!*byte) + carry;
+            *byte = (x & 0xff) as u8;
+            carry = x >> 8;
+        }
+    }
+    mag.reverse();
+    // The shortest form: drop leading bytes that only repeat the sign.
+    while mag.len() > 1
+        && ((mag[0] == 0 && mag[1] & 0x80 == 0) || (mag[0] == 0xff && mag[1] & 0x80 != 0))
+    {
+        mag.remove(0);
+    }
+    Some(mag)
+}
+
+fn numeric(s: &str, ps: Option<(i32, i32)>, decimals: Decimals) -> J {
+    if matches!(s, "NaN" | "Infinity" | "-Infinity") {
+        return match decimals {
+            Decimals::String => json!(s),
+            _ => J::Null,
+        };
+    }
+    match decimals {
+        Decimals::String => json!(s),
+        Decimals::Double => s.parse::<f64>().map_or(J::Null, |f| json!(f)),
+        Decimals::Precise => {
+            let scale = match ps {
+                Some((_, scale)) => scale as u32,
+                None => s.split_once('.').map_or(0, |(_, f)| f.len() as u32),
+            };
+            let Some(bytes) = unscaled_bytes(s, scale) else {
+                return J::Null;
+            };
+            let b64 = crate::envelope::base64(&bytes);
+            match ps {
+                Some(_) => json!(b64),
+                None => json!({"scale": scale, "value": b64}),
+            }
+        }
+    }
+}
+
+/// Days since 1970-01-01 of a `YYYY-MM-DD` date (proleptic Gregorian; `BC` years allowed).
+pub fn date(s: &str) -> Option<i64> {
+    let (s, bc) = match s.strip_suffix(" BC") {
+        Some(x) => (x, true),
+        None => (s, false),
+    };
+    let mut it = s.splitn(3, '-');
+    let y: i64 = it.next()?.parse().ok()?;
+    let m: i64 = it.next()?.parse().ok()?;
+    let d: i64 = it.next()?.get(..2)?.parse().ok()?;
+    let y = if bc { 1 - y } else { y };
+    // Howard Hinnant's days_from_civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some(era * 146_097 + doe - 719_468)
+}
+
+/// Microseconds since midnight of `HH:MM:SS[.ffffff]`.
+pub fn micros_of_day(s: &str) -> Option<i64> {
+    let (hms, frac) = s.split_once('.').unwrap_or((s, ""));
+    let mut it = hms.split(':');
+    let h: i64 = it.next()?.parse().ok()?;
+    let m: i64 = it.next()?.parse().ok()?;
+    let sec: i64 = it.next()?.parse().ok()?;
+    let mut us = 0i64;
+    let digits: String = frac.chars().take_while(char::is_ascii_digit).collect();
+    if !digits.is_empty() {
+        let padded = format!("{digits:0<6}");
+        us = padded[..6].parse().ok()?;
+    }
+    Some(((h * 60 + m) * 60 + sec) * 1_000_000 + us)
+}
+
+/// Microseconds since the epoch of `YYYY-MM-DDTHH:MM:SS[.ffffff]`.
+pub fn timestamp_us(s: &str) -> Option<i64> {
+    let (s, bc) = match s.strip_suffix(" BC") {
+        Some(x) => (x, " BC"),
+        None => (s, ""),
+    };
+    let (d, t) = s.split_once('T')?;
+    let days = date(&format!("{d}{bc}"))?;
+    Some(days * 86_400_000_000 + micros_of_day(t.trim_end_matches('Z'))?)
+}
+
+/// An ISO timestamp with trailing zeros of its fraction dropped (as Java's ISO formatter).
+fn trim_fraction(s: &str) -> String {
+    let Some(dot) = s.find('.') else {
+        return s.to_string();
+    };
+    let end = s[dot + 1..]
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or(s.len(), |i| dot + 1 + i);
+    let frac = s[dot + 1..end].trim_end_matches('0');
+    if frac.is_empty() {
+        format!("{}{}", &s[..dot], &s[end..])
+    } else {
+        format!("{}.{frac}{}", &s[..dot], &s[end..])
+    }
+}
+
+/// `HH:MM:SS[.f]±HH:MM` in UTC (`...Z`), as Debezium's ZonedTime.
+fn timetz_utc(s: &str) -> Option<String> {
+    let at = s.rfind(['+', '-'])?;
+    let (t, z) = s.split_at(at);
+    let sign = if z.starts_with('-') { -1 } else { 1 };
+    let mut zp = z[1..].split(':');
+    let zh: i64 = zp.next()?.parse().ok()?;
+    let zm: i64 = zp.next().unwrap_or("0").parse().ok()?;
+    let us = micros_of_day(t)? - sign * (zh * 3600 + zm * 60) * 1_000_000;
+    let us = us.rem_euclid(86_400_000_000);
+    let (secs, frac) = (us / 1_000_000, us % 1_000_000);
+    let base = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    Some(trim_fraction(&format!("{base}.{frac:06}Z")))
+}
+
+/// Microseconds of an ISO 8601 duration (`P1Y2M3DT4H5M6.5S`), months as 30.4375 days (as
+/// Debezium's MicroDuration).
+pub fn interval_us(s: &str) -> Option<i64> {
+    let rest = s.strip_prefix('P')?;
+    let (date_part, time_part) = rest.split_once('T').unwrap_or((rest, ""));
+    let mut total = 0f64;
+    let mut num = String::new();
+    for c in date_part.chars() {
+        match c {
+            'Y' => total += num.parse::<f64>().ok()? * 12.0 * 30.4375 * 86_400e6,
+            'M' => total += num.parse::<f64>().ok()? * 30.4375 * 86_400e6,
+            'D' => total += num.parse::<f64>().ok()? * 86_400e6,
+            _ => {
+                num.push(c);
+                continue;
+            }
+        }
+        num.clear();
+    }
+    for c in time_part.chars() {
+        match c {
+            'H' => total += num.parse::<f64>().ok()? * 3_600e6,
+            'M' => total += num.parse::<f64>().ok()? * 60e6,
+            'S' => total += num.parse::<f64>().ok()? * 1e6,
+            _ => {
+                num.push(c);
+                continue;
+            }
+        }
+        num.clear();
+    }
+    Some(total.round() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ty(name: &str, typmod: i32) -> PgType {
+        PgType {
+            name: name.into(),
+            typmod,
+            labels: None,
+            elem: None,
+        }
+    }
+
+    #[test]
+    fn decimals_are_javas_unscaled_bytes() {
+        // BigInteger.valueOf(12345).toByteArray() = [0x30, 0x39]
+        assert_eq!(unscaled_bytes("123.45", 2).unwrap(), [0x30, 0x39]);
+        assert_eq!(unscaled_bytes("-1", 0).unwrap(), [0xff]);
+        assert_eq!(unscaled_bytes("128", 0).unwrap(), [0x00, 0x80]);
+        assert_eq!(unscaled_bytes("-128", 0).unwrap(), [0x80]);
+        assert_eq!(unscaled_bytes("0", 3).unwrap(), [0x00]);
+        assert_eq!(unscaled_bytes("1.5", 3).unwrap(), [0x05, 0xdc]);
+        // numeric(10,2)'s typmod
+        let n = ty("numeric", ((10 << 16) | 2) + 4);
+        assert_eq!(
+            n.value(Some(ValueRef::Text("123.45")), Decimals::Precise),
+            json!("MDk=")
+        );
+        assert_eq!(n.schema(Decimals::Precise)["parameters"]["scale"], "2");
+        let v = ty("numeric", -1);
+        assert_eq!(
+            v.value(Some(ValueRef::Text("1.5")), Decimals::Precise),
+            json!({"scale": 1, "value": "Dw=="})
+        );
+        assert_eq!(
+            v.value(Some(ValueRef::Text("1.5")), Decimals::String),
+            json!("1.5")
+        );
+    }
+
+    #[test]
+    fn times_follow_debeziums_adaptive_mode() {
+        assert_eq!(date("1970-01-02"), Some(1));
+        assert_eq!(date("2024-02-29"), Some(19782));
+        assert_eq!(date("1969-12-31"), Some(-1));
+        let ts = ty("timestamp", -1);
+        assert_eq!(
+            ts.value(
+                Some(ValueRef::Text("1970-01-01T00:00:01.5")),
+                Decimals::Precise
+            ),
+            json!(1_500_000)
+        );
+        let ts3 = ty("timestamp", 3);
+        assert_eq!(
+            ts3.value(
+                Some(ValueRef::Text("1970-01-01T00:00:01.500000")),
+                Decimals::Precise
+            ),
+            json!(1500)
+        );
+        assert_eq!(
+            ty("timestamptz", -1).value(
+                Some(ValueRef::Text("2024-02-29T10:34:56.789000Z")),
+                Decimals::Precise
+            ),
+            json!("2024-02-29T10:34:56.789Z")
+        );
+        assert_eq!(
+            ty("timetz", -1).value(Some(ValueRef::Text("12:34:56+02:00")), Decimals::Precise),
+            json!("10:34:56Z")
+        );
+        assert_eq!(
+            ty("time", -1).value(Some(ValueRef::Text("00:00:02.25")), Decimals::Precise),
+            json!(2_250_000)
+        );
+        assert_eq!(interval_us("P1DT1H"), Some(90_000_000_000));
+        assert_eq!(interval_us("PT-1.5S"), Some(-1_500_000));
+        assert_eq!(interval_us("P1M"), Some(2_629_800_000_000));
+    }
+
+    #[test]
+    fn arrays_enums_and_unchanged_values() {
+        let a = PgType {
+            name: "_int4".into(),
+            typmod: -1,
+            labels: None,
+            elem: Some("int4".into()),
+        };
+        assert_eq!(a.schema(Decimals::Precise)["items"]["type"], "int32");
+        assert_eq!(
+            a.value(Some(ValueRef::Text("[1,null,3]")), Decimals::Precise),
+            json!([1, null, 3])
+        );
+        let e = PgType {
+            name: "mood".into(),
+            typmod: -1,
+            labels: Some("sad,ok".into()),
+            elem: None,
+        };
+        assert_eq!(
+            e.schema(Decimals::Precise)["parameters"]["allowed"],
+            "sad,ok"
+        );
+        assert_eq!(
+            ty("text", -1).value(None, Decimals::Precise),
+            json!(UNAVAILABLE)
+        );
+        assert_eq!(ty("int4", -1).value(None, Decimals::Precise), J::Null);
+    }
+}
