@@ -348,7 +348,8 @@ const CATALOG: &str = r"
 SELECT n.nspname::text, c.relname::text, a.attname::text,
        (CASE WHEN t.typtype = 'd' THEN bt.typname ELSE t.typname END)::text,
        a.atttypmod::int8, a.attnotnull,
-       coalesce(array_position(i.indkey::int2[], a.attnum), 0)::int8,
+       coalesce(array_position(i.indkey::int2[], a.attnum)
+                - array_lower(i.indkey::int2[], 1) + 1, 0)::int8,
        (SELECT string_agg(e.enumlabel::text, ',' ORDER BY e.enumsortorder) FROM pg_enum e
          WHERE e.enumtypid = (CASE WHEN t.typtype = 'd' THEN bt.oid ELSE t.oid END)),
        (SELECT et.typname::text FROM pg_type et
