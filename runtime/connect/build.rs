@@ -13,6 +13,7 @@ const CONNECTORS: &[(&str, &str)] = &[
     ("null-sink", "null_sink"),
     ("sqlite-source", "sqlite_source"),
     ("postgres-source", "postgres_source"),
+    ("sql-sink", "sql_sink"),
 ];
 
 fn main() {

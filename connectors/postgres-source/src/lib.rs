@@ -1155,26 +1155,34 @@ impl Source for PgSource {
             &[P::Text(me.s.slot.clone())],
         )?
         .is_empty();
-        let stream = me.open_stream()?;
+        if stored.is_some() && !incomplete && !slot_existed && me.s.mode == Mode::Initial {
+            // Checked before the stream opens: opening would create a new slot, and a later
+            // start would then stream from it as if nothing had been missed.
+            return Err(Error::Fatal(format!(
+                "the stored offsets say changes were captured, but replication slot {:?} is gone: changes since are lost; use snapshot.mode=when_needed to take a new snapshot",
+                me.s.slot
+            )));
+        }
         let snapshot = match me.s.mode {
             Mode::Always => true,
             Mode::NoData => false,
             Mode::Initial | Mode::InitialOnly => stored.is_none() || incomplete,
             Mode::WhenNeeded => stored.is_none() || incomplete || !slot_existed,
         };
-        if stored.is_some() && !incomplete && !slot_existed && me.s.mode == Mode::Initial {
-            return Err(Error::Fatal(format!(
-                "the stored offsets say changes were captured, but replication slot {:?} is gone: changes since are lost; use snapshot.mode=when_needed to take a new snapshot",
-                me.s.slot
-            )));
-        }
+        // initial_only streams nothing: no slot (it would hold WAL back for ever).
+        let stream = if me.s.mode == Mode::InitialOnly {
+            None
+        } else {
+            Some(me.open_stream()?)
+        };
         if snapshot {
-            let exported = stream.exported_snapshot();
+            let exported = stream.as_ref().and_then(|s| s.exported_snapshot());
             let snap = me.start_snapshot(exported)?;
             me.phase = Phase::Snapshot(Box::new(snap));
         } else if me.s.mode == Mode::InitialOnly {
             me.phase = Phase::Done;
         }
+        me.stream = stream;
         weir_sdk::log(
             weir_sdk::Level::Info,
             &format!(
@@ -1193,9 +1201,6 @@ impl Source for PgSource {
                 }
             ),
         );
-        if me.s.mode != Mode::InitialOnly {
-            me.stream = Some(stream);
-        }
         Ok(me)
     }
 

@@ -162,9 +162,7 @@ impl ConnectorConfig {
         {
             plugin.push(("weir.sql.db.url".into(), url));
             // The grant carries the password: the plugin itself never gets it.
-            if raw.contains_key("database.hostname") {
-                plugin.retain(|(k, _)| k != "database.password");
-            }
+            plugin.retain(|(k, _)| k != "database.password" && k != "connection.password");
         }
         let (task, _) = TaskConfig::from_config(&plugin).map_err(|e| bad(e.to_string()))?;
         let errors = crate::ErrorPolicy::parse(raw)?;
@@ -222,6 +220,9 @@ fn url_part(s: &str) -> String {
 /// (`database.hostname`, `database.port`, `database.user`, `database.password`,
 /// `database.dbname`, `database.sslmode`) become a `postgres://` URL.
 fn auto_sql_grant(raw: &ConfigMap) -> Result<Option<String>, ConnectError> {
+    if let Some(url) = raw.get("connection.url").map(|u| u.trim()) {
+        return jdbc_url(raw, url).map(Some);
+    }
     if let Some(host) = raw.get("database.hostname").map(|h| h.trim()) {
         let get = |k: &str| raw.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
         let port = get("database.port").unwrap_or("5432");
@@ -275,6 +276,69 @@ fn auto_sql_grant(raw: &ConfigMap) -> Result<Option<String>, ConnectError> {
         )));
     }
     Ok(Some(format!("sqlite://{}", abs.display())))
+}
+
+/// A JDBC URL (Debezium's and Confluent's JDBC sinks: `connection.url`, with
+/// `connection.username` and `connection.password`) as a SQL grant's URL:
+/// `jdbc:postgresql://host:port/db?...` or `jdbc:sqlite:<path>` (created when missing).
+fn jdbc_url(raw: &ConfigMap, url: &str) -> Result<String, ConnectError> {
+    let bad = |why: &str| ConnectError::BadConfig(format!("connection.url: {why}"));
+    if let Some(rest) = url.strip_prefix("jdbc:postgresql://") {
+        let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (hostport, db) = main
+            .split_once('/')
+            .ok_or_else(|| bad("names no database (jdbc:postgresql://host:port/database)"))?;
+        if db.is_empty() {
+            return Err(bad(
+                "names no database (jdbc:postgresql://host:port/database)",
+            ));
+        }
+        let hostport = if hostport.is_empty() {
+            "localhost"
+        } else {
+            hostport
+        };
+        let user = raw
+            .get("connection.username")
+            .or_else(|| raw.get("connection.user"))
+            .map(|u| url_part(u.trim()))
+            .unwrap_or_default();
+        let password = raw
+            .get("connection.password")
+            .map(|p| format!(":{}", url_part(p)))
+            .unwrap_or_default();
+        let auth = if user.is_empty() {
+            String::new()
+        } else {
+            format!("{user}{password}@")
+        };
+        let query = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{query}")
+        };
+        return Ok(format!("postgres://{auth}{hostport}/{db}{query}"));
+    }
+    if let Some(path) = url.strip_prefix("jdbc:sqlite:") {
+        let path = path.split('?').next().unwrap_or("");
+        if path.is_empty() || path == ":memory:" {
+            return Err(bad(
+                "a SQLite sink needs a file (jdbc:sqlite:/path/to/file.db)",
+            ));
+        }
+        let p = std::path::Path::new(path);
+        let abs = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map_err(|e| bad(&e.to_string()))?
+                .join(p)
+        };
+        return Ok(format!("sqlite://{}?mode=rwc", abs.display()));
+    }
+    Err(bad(&format!(
+        "{url:?} is not a supported JDBC URL (jdbc:postgresql://host:port/db or jdbc:sqlite:/path)"
+    )))
 }
 
 /// Connector names as Kafka Connect allows them: not empty, no control characters, and
@@ -435,6 +499,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("database.dbname"), "{e}");
+    }
+
+    #[test]
+    fn jdbc_urls_become_the_sql_grant() {
+        let url = auto_sql_grant(&map(&[
+            (
+                "connection.url",
+                "jdbc:postgresql://db:5433/shop?sslmode=require",
+            ),
+            ("connection.username", "sink"),
+            ("connection.password", "s3cret!"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            url,
+            "postgres://sink:s3cret%21@db:5433/shop?sslmode=require"
+        );
+        let url = auto_sql_grant(&map(&[("connection.url", "jdbc:sqlite:/tmp/replica.db")]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(url, "sqlite:///tmp/replica.db?mode=rwc");
+        let e = auto_sql_grant(&map(&[("connection.url", "jdbc:mysql://h/d")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("connection.url"), "{e}");
     }
 
     #[test]

@@ -66,6 +66,14 @@ const BUILTINS: &[Builtin] = &[
         ],
         wasm: include_bytes!(env!("WEIR_CONNECTOR_POSTGRES_SOURCE")),
     },
+    Builtin {
+        name: "sql-sink",
+        aliases: &[
+            "io.debezium.connector.jdbc.JdbcSinkConnector",
+            "JdbcSinkConnector",
+        ],
+        wasm: include_bytes!(env!("WEIR_CONNECTOR_SQL_SINK")),
+    },
 ];
 
 /// Source or sink.

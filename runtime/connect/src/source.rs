@@ -169,20 +169,46 @@ struct Groups {
     room: usize,
 }
 
+/// A Kafka batch the source task appends grows to about this many bytes, then the next
+/// records of its partition start another (a topic's `max.message.bytes` is 1 MiB by default).
+const MAX_APPEND_BYTES: usize = 512 << 10;
+
 impl Groups {
     fn get(&mut self, topic: &str, partition: i32) -> &mut BatchEncoder {
         let hit = |(t, p, _): &(String, i32, BatchEncoder)| *p == partition && t == topic;
         if !self.list.get(self.last).is_some_and(hit) {
-            self.last = match self.list.iter().position(hit) {
+            self.last = match self.list.iter().rposition(hit) {
                 Some(i) => i,
                 None => {
-                    let enc = BatchEncoder::with_capacity(std::mem::take(&mut self.room));
+                    let enc = BatchEncoder::with_capacity(
+                        std::mem::take(&mut self.room).min(MAX_APPEND_BYTES),
+                    );
                     self.list.push((topic.to_string(), partition, enc));
                     self.list.len() - 1
                 }
             };
         }
+        if self.list[self.last].2.byte_len() >= MAX_APPEND_BYTES {
+            self.list.push((
+                topic.to_string(),
+                partition,
+                BatchEncoder::with_capacity(MAX_APPEND_BYTES),
+            ));
+            self.last = self.list.len() - 1;
+        }
         &mut self.list[self.last].2
+    }
+
+    /// The batches per partition, in record order.
+    fn by_partition(self) -> Vec<(String, i32, Vec<BatchEncoder>)> {
+        let mut out: Vec<(String, i32, Vec<BatchEncoder>)> = Vec::new();
+        for (t, p, enc) in self.list {
+            match out.iter_mut().find(|(ot, op, _)| *op == p && *ot == t) {
+                Some((_, _, v)) => v.push(enc),
+                None => out.push((t, p, vec![enc])),
+            }
+        }
+        out
     }
 }
 
@@ -285,15 +311,19 @@ fn store(
         }
     }
     let cluster: &dyn Cluster = ctx.cluster.as_ref();
-    let appends = groups.list.into_iter().map(|(t, p, enc)| {
-        let batch = enc.finish();
-        async move {
-            cluster
-                .produce(&t, p, batch)
-                .await
-                .map_err(|e| format!("cannot append to {t}-{p}: {e}"))
-        }
-    });
+    // Partitions append at once; one partition's batches one after another, in order.
+    let appends = groups
+        .by_partition()
+        .into_iter()
+        .map(|(t, p, encs)| async move {
+            for enc in encs {
+                cluster
+                    .produce(&t, p, enc.finish())
+                    .await
+                    .map_err(|e| format!("cannot append to {t}-{p}: {e}"))?;
+            }
+            Ok::<(), String>(())
+        });
     ctx.rt
         .block_on(futures_util::future::try_join_all(appends))
         .map(|_| ())

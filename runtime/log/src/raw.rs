@@ -178,6 +178,11 @@ impl BatchEncoder {
         self.count == 0
     }
 
+    /// Bytes of records encoded so far (the batch is this plus its header).
+    pub fn byte_len(&self) -> usize {
+        self.records.len()
+    }
+
     /// Appends a record.
     pub fn push<'h>(
         &mut self,

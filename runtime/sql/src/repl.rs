@@ -447,6 +447,9 @@ fn run_by<T: Send + 'static>(
     })
 }
 
+/// A `pg_replication_slots` row: plugin, database, active, active pid, WAL status.
+type SlotRow = (String, Option<String>, bool, Option<i32>, Option<String>);
+
 /// Checks the server, the publication and the slot; connects the replication session and
 /// creates the slot when missing (its exported snapshot returned).
 async fn prepare(
@@ -531,7 +534,7 @@ async fn prepare(
         .fetch_one(pool)
         .await
         .map_err(c)?;
-    let slot: Option<(String, Option<String>, bool, Option<i32>, Option<String>)> = sqlx::query_as(
+    let slot: Option<SlotRow> = sqlx::query_as(
         "SELECT plugin::text, database::text, active, active_pid, wal_status \
              FROM pg_replication_slots WHERE slot_name = $1",
     )
@@ -692,10 +695,8 @@ impl State {
                 self.txn = None;
                 self.position = self.position.max(end_lsn.as_u64());
             }
-            ReplicationEvent::KeepAlive { wal_end, .. } => {
-                if self.txn.is_none() {
-                    self.position = self.position.max(wal_end.as_u64());
-                }
+            ReplicationEvent::KeepAlive { wal_end, .. } if self.txn.is_none() => {
+                self.position = self.position.max(wal_end.as_u64());
             }
             ReplicationEvent::XLogData {
                 wal_start, data, ..
