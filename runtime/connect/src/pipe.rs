@@ -189,19 +189,43 @@ impl Pipeline {
         )
     }
 
+    /// A side whose bytes are the same for the plugin and in the topic: a plugin that
+    /// declared connect-json, JsonConverter with schemas, no transform in between. Its bytes
+    /// are checked (JSON with exactly `schema` and `payload`) without being rebuilt.
+    fn as_written(&self) -> (bool, bool) {
+        let same = |f: Format, c: Converter| {
+            f == Format::ConnectJson && c == Converter::Json { schemas: true }
+        };
+        let none = self.pipe.chain.is_empty();
+        (
+            none && same(self.pipe.key_format, self.pipe.key_converter),
+            none && same(self.pipe.value_format, self.pipe.value_converter),
+        )
+    }
+
     /// A source's polled batch through the chain and the converters.
     pub fn source_records(
         &mut self,
         batch: &Batch<'_>,
         reporter: &Reporter,
     ) -> Result<Vec<OutRec>, Failure> {
+        let (key_as_is, value_as_is) = self.as_written();
         let mut recs = Vec::with_capacity(batch.len());
         for mut r in from_batch(batch) {
-            let key = read(
+            let side = |as_is: bool, format: Format, d: Data| {
+                if as_is {
+                    checked_envelope(d)
+                } else {
+                    read(format, d)
+                }
+            };
+            let key = side(
+                key_as_is,
                 self.pipe.key_format,
                 std::mem::replace(&mut r.key, Data::Raw(None)),
             );
-            let value = read(
+            let value = side(
+                value_as_is,
                 self.pipe.value_format,
                 std::mem::replace(&mut r.value, Data::Raw(None)),
             );
@@ -224,8 +248,16 @@ impl Pipeline {
                 topic: r.topic,
                 partition: r.partition,
                 timestamp: r.timestamp,
-                key: self.pipe.key_converter.serialize(r.key),
-                value: self.pipe.value_converter.serialize(r.value),
+                key: if key_as_is {
+                    r.key.into_bytes()
+                } else {
+                    self.pipe.key_converter.serialize(r.key)
+                },
+                value: if value_as_is {
+                    r.value.into_bytes()
+                } else {
+                    self.pipe.value_converter.serialize(r.value)
+                },
                 headers: r.headers,
             })
             .collect())
@@ -238,11 +270,27 @@ impl Pipeline {
         read: &Batch<'_>,
         reporter: &Reporter,
     ) -> Result<Option<(Vec<u8>, i64)>, Failure> {
+        let (key_as_is, value_as_is) = self.as_written();
         let mut ok = Vec::with_capacity(read.len());
         for mut r in from_batch(read) {
             // A record that fails goes to the dead letter queue as read (`origin`).
-            let key = deserialize(self.pipe.key_converter, std::mem::take(&mut r.key));
-            let value = deserialize(self.pipe.value_converter, std::mem::take(&mut r.value));
+            let side = |as_is: bool, c: Converter, d: Data| {
+                if as_is {
+                    checked_envelope(d)
+                } else {
+                    deserialize(c, d)
+                }
+            };
+            let key = side(
+                key_as_is,
+                self.pipe.key_converter,
+                std::mem::take(&mut r.key),
+            );
+            let value = side(
+                value_as_is,
+                self.pipe.value_converter,
+                std::mem::take(&mut r.value),
+            );
             match (key, value) {
                 (Ok(k), Ok(v)) => {
                     r.key = k;
@@ -270,20 +318,44 @@ impl Pipeline {
         }
         let last = recs.iter().filter_map(|r| r.offset).max().unwrap_or(-1);
         for r in &mut recs {
-            r.key = Data::Raw(
-                self.pipe
-                    .key_format
-                    .write(std::mem::replace(&mut r.key, Data::Raw(None))),
-            );
-            r.value = Data::Raw(
-                self.pipe
-                    .value_format
-                    .write(std::mem::replace(&mut r.value, Data::Raw(None))),
-            );
+            if !key_as_is {
+                r.key = Data::Raw(
+                    self.pipe
+                        .key_format
+                        .write(std::mem::replace(&mut r.key, Data::Raw(None))),
+                );
+            }
+            if !value_as_is {
+                r.value = Data::Raw(
+                    self.pipe
+                        .value_format
+                        .write(std::mem::replace(&mut r.value, Data::Raw(None))),
+                );
+            }
         }
         to_batch(&recs, (false, false))
             .map(|b| Some((b, last)))
             .map_err(Failure::retriable)
+    }
+}
+
+/// A plugin's `{schema, payload}` bytes, checked to be what JsonConverter reads (JSON with
+/// exactly those two fields) and kept as they are.
+fn checked_envelope(d: Data) -> Result<Data, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Envelope {
+        schema: serde::de::IgnoredAny,
+        payload: serde::de::IgnoredAny,
+    }
+    match &d {
+        Data::Raw(Some(b)) => serde_json::from_slice::<Envelope>(b).map(|_| d).map_err(|e| {
+            format!(
+                "JsonConverter with schemas.enable requires \"schema\" and \"payload\" fields and may not contain additional fields: {e}"
+            )
+        }),
+        _ => Ok(d),
     }
 }
 

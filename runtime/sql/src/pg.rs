@@ -73,6 +73,26 @@ pub(crate) fn query(
     sql: String,
     params: &[Value],
 ) -> sqlx::query::Query<'static, Postgres, PgArguments> {
+    // sqlx keeps prepared statements by their text, with the parameter types of their first
+    // run (an untyped null's type inferred by the server). The same text run with other kinds
+    // of parameters (a number where a null was) would send bytes the statement does not
+    // expect: the kinds go into the text, so each combination is prepared once.
+    let kinds: String = params
+        .iter()
+        .map(|p| match p {
+            Value::Null => 'n',
+            Value::Bool(_) => 'b',
+            Value::Int(_) => 'i',
+            Value::Float(_) => 'f',
+            Value::Text(_) => 't',
+            Value::Bytes(_) => 'x',
+        })
+        .collect();
+    let sql = if kinds.is_empty() {
+        sql
+    } else {
+        format!("/* {kinds} */ {sql}")
+    };
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for p in params {
         q = q.bind(Param(p.clone()));
