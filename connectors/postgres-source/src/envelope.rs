@@ -3,7 +3,7 @@
 //! Debezium writes: key = the primary key's columns; value = `{before, after, source, op,
 //! ts_ms}`. A table's key and value schemas are written to JSON once and reused.
 
-use serde_json::{Map, Value as J, json};
+use serde_json::{Value as J, json};
 use weir_sdk::sql::ValueRef;
 
 use crate::types::{Decimals, PgType};
@@ -72,6 +72,23 @@ pub struct Schemas {
     pub topic: String,
     key: Option<String>,
     value: String,
+    /// `"<column>":` for each column, escaped once.
+    names: Vec<String>,
+    /// The key's columns (indexes), in key order.
+    key_cols: Vec<usize>,
+    /// `"schema":"<schema>","table":"<table>"` for the source block.
+    place: String,
+}
+
+/// Appends `s` as a JSON string.
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Appends a JSON value.
+fn put(out: &mut Vec<u8>, v: &J) {
+    let _ = serde_json::to_writer(&mut *out, v);
 }
 
 /// Where a change came from: Debezium's `source` block.
@@ -138,11 +155,39 @@ impl Schemas {
             ]
         })
         .to_string();
+        let names = t
+            .columns
+            .iter()
+            .map(|c| format!("{}:", J::String(c.name.clone())))
+            .collect();
+        let key_cols = t.key_columns().into_iter().map(|(i, _)| i).collect();
+        let place = format!(
+            "\"schema\":{},\"table\":{}",
+            J::String(t.schema.clone()),
+            J::String(t.name.clone())
+        );
         Schemas {
             topic: name,
             key,
             value,
+            names,
+            key_cols,
+            place,
         }
+    }
+
+    /// `{"<column>":<value>,...}` of a row image, in column order.
+    fn image(&self, t: &Table, vals: &[Option<ValueRef<'_>>], d: Decimals, out: &mut Vec<u8>) {
+        out.push(b'{');
+        for (i, c) in t.columns.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(self.names[i].as_bytes());
+            let v = vals.get(i).copied().unwrap_or(Some(ValueRef::Null));
+            put(out, &c.ty.value(v, d));
+        }
+        out.push(b'}');
     }
 
     /// The key record of a row (none for a table without a primary key).
@@ -153,15 +198,24 @@ impl Schemas {
         decimals: Decimals,
     ) -> Option<Vec<u8>> {
         let schema = self.key.as_ref()?;
-        let mut payload = Map::new();
-        for (i, c) in t.key_columns() {
+        let mut out = Vec::with_capacity(schema.len() + 64);
+        out.extend_from_slice(b"{\"schema\":");
+        out.extend_from_slice(schema.as_bytes());
+        out.extend_from_slice(b",\"payload\":{");
+        for (n, &i) in self.key_cols.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(self.names[i].as_bytes());
             let v = values.get(i).copied().unwrap_or(Some(ValueRef::Null));
-            payload.insert(c.name.clone(), c.ty.value(v, decimals));
+            put(&mut out, &t.columns[i].ty.value(v, decimals));
         }
-        Some(format!("{{\"schema\":{schema},\"payload\":{}}}", J::Object(payload)).into_bytes())
+        out.extend_from_slice(b"}}");
+        Some(out)
     }
 
-    /// The value record of a change (`c`, `u`, `d`, `r`, `t`).
+    /// The value record of a change (`c`, `u`, `d`, `r`, `t`), written in the schema's field
+    /// order.
     #[allow(clippy::too_many_arguments)]
     pub fn value(
         &self,
@@ -173,35 +227,46 @@ impl Schemas {
         decimals: Decimals,
         now_ms: i64,
     ) -> Vec<u8> {
-        let image = |vals: &[Option<ValueRef<'_>>]| {
-            let mut m = Map::new();
-            for (i, c) in t.columns.iter().enumerate() {
-                let v = vals.get(i).copied().unwrap_or(Some(ValueRef::Null));
-                m.insert(c.name.clone(), c.ty.value(v, decimals));
-            }
-            J::Object(m)
-        };
-        let payload = json!({
-            "before": before.map_or(J::Null, image),
-            "after": after.map_or(J::Null, image),
-            "source": {
-                "version": src.version,
-                "connector": "postgresql",
-                "name": src.prefix,
-                "ts_ms": src.ts_ms,
-                "snapshot": src.snapshot,
-                "db": src.db,
-                "sequence": src.sequence.map(|(a, b)| format!("[\"{a}\",\"{b}\"]")),
-                "schema": t.schema,
-                "table": t.name,
-                "txId": src.tx_id,
-                "lsn": src.lsn,
-                "xmin": J::Null,
-            },
-            "op": op,
-            "ts_ms": now_ms,
-        });
-        format!("{{\"schema\":{},\"payload\":{payload}}}", self.value).into_bytes()
+        let mut out = Vec::with_capacity(self.value.len() + 512);
+        out.extend_from_slice(b"{\"schema\":");
+        out.extend_from_slice(self.value.as_bytes());
+        out.extend_from_slice(b",\"payload\":{\"before\":");
+        match before {
+            Some(v) => self.image(t, v, decimals, &mut out),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"after\":");
+        match after {
+            Some(v) => self.image(t, v, decimals, &mut out),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"source\":{\"version\":");
+        put_str(&mut out, src.version);
+        out.extend_from_slice(b",\"connector\":\"postgresql\",\"name\":");
+        put_str(&mut out, src.prefix);
+        out.extend_from_slice(format!(",\"ts_ms\":{},\"snapshot\":", src.ts_ms).as_bytes());
+        put_str(&mut out, src.snapshot);
+        out.extend_from_slice(b",\"db\":");
+        put_str(&mut out, src.db);
+        out.extend_from_slice(b",\"sequence\":");
+        match src.sequence {
+            Some((a, b)) => put_str(&mut out, &format!("[\"{a}\",\"{b}\"]")),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.push(b',');
+        out.extend_from_slice(self.place.as_bytes());
+        let opt = |v: Option<u64>| v.map_or_else(|| "null".to_string(), |x| x.to_string());
+        out.extend_from_slice(
+            format!(
+                ",\"txId\":{},\"lsn\":{},\"xmin\":null}},\"op\":",
+                opt(src.tx_id.map(u64::from)),
+                opt(src.lsn)
+            )
+            .as_bytes(),
+        );
+        put_str(&mut out, op);
+        out.extend_from_slice(format!(",\"ts_ms\":{now_ms}}}}}").as_bytes());
+        out
     }
 }
 
