@@ -86,11 +86,6 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
-/// Appends a JSON value.
-fn put(out: &mut Vec<u8>, v: &J) {
-    let _ = serde_json::to_writer(&mut *out, v);
-}
-
 /// Where a change came from: Debezium's `source` block.
 #[derive(Debug, Clone)]
 pub struct Source<'a> {
@@ -185,7 +180,7 @@ impl Schemas {
             }
             out.extend_from_slice(self.names[i].as_bytes());
             let v = vals.get(i).copied().unwrap_or(Some(ValueRef::Null));
-            put(out, &c.ty.value(v, d));
+            c.ty.write_value(v, d, out);
         }
         out.push(b'}');
     }
@@ -208,7 +203,7 @@ impl Schemas {
             }
             out.extend_from_slice(self.names[i].as_bytes());
             let v = values.get(i).copied().unwrap_or(Some(ValueRef::Null));
-            put(&mut out, &t.columns[i].ty.value(v, decimals));
+            t.columns[i].ty.write_value(v, decimals, &mut out);
         }
         out.extend_from_slice(b"}}");
         Some(out)

@@ -237,6 +237,48 @@ impl PgType {
     }
 }
 
+impl PgType {
+    /// [`PgType::value`] written straight into `out` as JSON: the common cases (nulls,
+    /// numbers, booleans, text) without building a value; the others through it.
+    pub fn write_value(&self, v: Option<ValueRef<'_>>, decimals: Decimals, out: &mut Vec<u8>) {
+        let plain = self.labels.is_none() && self.elem.is_none();
+        match v {
+            Some(ValueRef::Null) => out.extend_from_slice(b"null"),
+            Some(ValueRef::Bool(b)) if plain => {
+                out.extend_from_slice(if b { b"true" } else { b"false" })
+            }
+            Some(ValueRef::Int(i)) if plain && self.name != "numeric" => {
+                out.extend_from_slice(i.to_string().as_bytes())
+            }
+            Some(ValueRef::Text(s))
+                if self.labels.is_some()
+                    || (plain
+                        && matches!(
+                            self.name.as_str(),
+                            "text"
+                                | "varchar"
+                                | "bpchar"
+                                | "name"
+                                | "char"
+                                | "citext"
+                                | "xml"
+                                | "json"
+                                | "jsonb"
+                                | "uuid"
+                                | "inet"
+                                | "cidr"
+                        )) =>
+            {
+                // Writing into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut *out, s);
+            }
+            _ => {
+                let _ = serde_json::to_writer(&mut *out, &self.value(v, decimals));
+            }
+        }
+    }
+}
+
 fn text_of(v: ValueRef<'_>) -> J {
     match v {
         ValueRef::Text(s) => json!(s),
@@ -529,6 +571,54 @@ mod tests {
         assert_eq!(interval_us("P1DT1H"), Some(90_000_000_000));
         assert_eq!(interval_us("PT-1.5S"), Some(-1_500_000));
         assert_eq!(interval_us("P1M"), Some(2_629_800_000_000));
+    }
+
+    #[test]
+    fn written_values_equal_built_ones() {
+        let cases: Vec<(PgType, Option<ValueRef<'_>>)> = vec![
+            (ty("int4", -1), Some(ValueRef::Int(-7))),
+            (ty("int8", -1), Some(ValueRef::Null)),
+            (ty("bool", -1), Some(ValueRef::Bool(true))),
+            (ty("float8", -1), Some(ValueRef::Float(0.1))),
+            (ty("float8", -1), Some(ValueRef::Float(f64::NAN))),
+            (ty("text", -1), Some(ValueRef::Text("a \"q\" \u{1F600}\n"))),
+            (ty("text", -1), None),
+            (ty("jsonb", -1), Some(ValueRef::Text("{\"k\": 1}"))),
+            (
+                ty("numeric", ((10 << 16) | 2) + 4),
+                Some(ValueRef::Text("123.45")),
+            ),
+            (
+                ty("timestamptz", -1),
+                Some(ValueRef::Text("2024-02-29T10:34:56.789000Z")),
+            ),
+            (ty("date", -1), Some(ValueRef::Text("2024-02-29"))),
+            (ty("bytea", -1), Some(ValueRef::Bytes(&[0, 1, 255]))),
+            (
+                PgType {
+                    name: "mood".into(),
+                    typmod: -1,
+                    labels: Some("sad,ok".into()),
+                    elem: None,
+                },
+                Some(ValueRef::Text("ok")),
+            ),
+            (
+                PgType {
+                    name: "_int4".into(),
+                    typmod: -1,
+                    labels: None,
+                    elem: Some("int4".into()),
+                },
+                Some(ValueRef::Text("[1,null]")),
+            ),
+        ];
+        for (t, v) in cases {
+            let mut out = Vec::new();
+            t.write_value(v, Decimals::Precise, &mut out);
+            let written: J = serde_json::from_slice(&out).unwrap();
+            assert_eq!(written, t.value(v, Decimals::Precise), "{} {v:?}", t.name);
+        }
     }
 
     #[test]
