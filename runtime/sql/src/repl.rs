@@ -291,6 +291,27 @@ async fn lookup_type(
     Ok((name, ty))
 }
 
+/// The index of relation `id` in the batch being written, describing it there first.
+fn batch_relation(
+    id: u32,
+    rel: &Rel,
+    rels: &mut HashMap<u32, u32>,
+    out: &mut ChangesBuilder,
+) -> u32 {
+    *rels.entry(id).or_insert_with(|| {
+        out.relation(
+            &rel.schema,
+            &rel.table,
+            rel.columns.iter().map(|c| ChangeColumn {
+                name: &c.name,
+                type_name: &c.type_name,
+                type_modifier: c.typmod,
+                key: c.key,
+            }),
+        )
+    })
+}
+
 /// A cursor over one pgoutput message.
 struct Msg<'a> {
     b: &'a [u8],
@@ -769,23 +790,7 @@ impl State {
                     .relations
                     .get(&id)
                     .ok_or_else(|| format!("a change to relation {id}, never described"))?;
-                let idx = match rels.get(&id) {
-                    Some(i) => *i,
-                    None => {
-                        let i = out.relation(
-                            &rel.schema,
-                            &rel.table,
-                            rel.columns.iter().map(|c| ChangeColumn {
-                                name: &c.name,
-                                type_name: &c.type_name,
-                                type_modifier: c.typmod,
-                                key: c.key,
-                            }),
-                        );
-                        rels.insert(id, i);
-                        i
-                    }
-                };
+                let idx = batch_relation(id, rel, rels, out);
                 let txn = self.txn.as_mut().ok_or("a change outside a transaction")?;
                 let meta = ChangeMeta {
                     lsn,
@@ -833,24 +838,7 @@ impl State {
                     let Some(rel) = self.relations.get(&id) else {
                         continue;
                     };
-                    let i = match rels.get(&id) {
-                        Some(i) => *i,
-                        None => {
-                            let i = out.relation(
-                                &rel.schema,
-                                &rel.table,
-                                rel.columns.iter().map(|c| ChangeColumn {
-                                    name: &c.name,
-                                    type_name: &c.type_name,
-                                    type_modifier: c.typmod,
-                                    key: c.key,
-                                }),
-                            );
-                            rels.insert(id, i);
-                            i
-                        }
-                    };
-                    idxs.push(i);
+                    idxs.push(batch_relation(id, rel, rels, out));
                 }
                 let txn = self
                     .txn
