@@ -3,6 +3,8 @@
 //! Debezium writes: key = the primary key's columns; value = `{before, after, source, op,
 //! ts_ms}`. A table's key and value schemas are written to JSON once and reused.
 
+use std::io::Write as _;
+
 use serde_json::{Value as J, json};
 use weir_sdk::sql::ValueRef;
 
@@ -239,28 +241,37 @@ impl Schemas {
         put_str(&mut out, src.version);
         out.extend_from_slice(b",\"connector\":\"postgresql\",\"name\":");
         put_str(&mut out, src.prefix);
-        out.extend_from_slice(format!(",\"ts_ms\":{},\"snapshot\":", src.ts_ms).as_bytes());
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, ",\"ts_ms\":{},\"snapshot\":", src.ts_ms);
         put_str(&mut out, src.snapshot);
         out.extend_from_slice(b",\"db\":");
         put_str(&mut out, src.db);
         out.extend_from_slice(b",\"sequence\":");
         match src.sequence {
-            Some((a, b)) => put_str(&mut out, &format!("[\"{a}\",\"{b}\"]")),
+            Some((a, b)) => {
+                let _ = write!(out, "\"[\\\"{a}\\\",\\\"{b}\\\"]\"");
+            }
             None => out.extend_from_slice(b"null"),
         }
         out.push(b',');
         out.extend_from_slice(self.place.as_bytes());
-        let opt = |v: Option<u64>| v.map_or_else(|| "null".to_string(), |x| x.to_string());
-        out.extend_from_slice(
-            format!(
-                ",\"txId\":{},\"lsn\":{},\"xmin\":null}},\"op\":",
-                opt(src.tx_id.map(u64::from)),
-                opt(src.lsn)
-            )
-            .as_bytes(),
-        );
+        out.extend_from_slice(b",\"txId\":");
+        match src.tx_id {
+            Some(x) => {
+                let _ = write!(out, "{x}");
+            }
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"lsn\":");
+        match src.lsn {
+            Some(x) => {
+                let _ = write!(out, "{x}");
+            }
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"xmin\":null},\"op\":");
         put_str(&mut out, op);
-        out.extend_from_slice(format!(",\"ts_ms\":{now_ms}}}}}").as_bytes());
+        let _ = write!(out, ",\"ts_ms\":{now_ms}}}}}");
         out
     }
 }

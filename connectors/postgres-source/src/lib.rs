@@ -447,6 +447,8 @@ struct PgSource {
     /// When a record last went out, and the `proc` it carried.
     last_emit_ms: i64,
     last_emit_proc: u64,
+    /// The time of the current poll (ms since the epoch): Debezium's `ts_ms`.
+    now: i64,
 }
 
 impl PgSource {
@@ -493,8 +495,8 @@ impl PgSource {
         };
         let value = c
             .schemas
-            .value(&c.table, op, before, after, src, self.s.decimals, now_ms());
-        let ts = now_ms();
+            .value(&c.table, op, before, after, src, self.s.decimals, self.now);
+        let ts = self.now;
         out.push(&RecordData {
             key: key.as_deref(),
             value: Some(&value),
@@ -616,7 +618,7 @@ impl PgSource {
             version: VERSION,
             prefix: &self.s.prefix.clone(),
             db: &self.db_name.clone(),
-            ts_ms: now_ms(),
+            ts_ms: self.now,
             snapshot,
             tx_id: None,
             lsn: None,
@@ -701,6 +703,7 @@ impl PgSource {
         let buf = stream.next(max.min(self.s.max_batch).max(1), self.s.poll_ms)?;
         let batch = Changes::parse(&buf)
             .map_err(|e| Error::Fatal(format!("the host sent a bad changes buffer: {e}")))?;
+        let (prefix, db_name) = (self.s.prefix.clone(), self.db_name.clone());
         let mut rels: Vec<Option<Rc<Captured>>> = Vec::with_capacity(batch.relations.len());
         for r in &batch.relations {
             rels.push(self.table_for(r)?);
@@ -729,8 +732,6 @@ impl PgSource {
                 continue;
             }
             let offset = self.offset(Some((&m, self.at.proc)));
-            let prefix = self.s.prefix.clone();
-            let db_name = self.db_name.clone();
             let src = envelope::Source {
                 version: VERSION,
                 prefix: &prefix,
@@ -1129,6 +1130,7 @@ impl Source for PgSource {
             at: Position::default(),
             confirmed: 0,
             last_emit_ms: now_ms(),
+            now: now_ms(),
             last_emit_proc: 0,
         };
         for t in catalog(&me.db, &me.s)? {
@@ -1205,6 +1207,7 @@ impl Source for PgSource {
     }
 
     fn poll(&mut self, max: u32, out: &mut BatchBuilder) -> Result<(), Error> {
+        self.now = now_ms();
         match std::mem::replace(&mut self.phase, Phase::Stream) {
             Phase::Snapshot(mut snap) => {
                 let done = self.poll_snapshot(&mut snap, max, out)?;

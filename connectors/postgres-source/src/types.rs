@@ -3,6 +3,8 @@
 //! `interval.handling.mode=numeric`, `binary.handling.mode=bytes`), and values read through
 //! the SQL capability (`wit/ROWS.md`) turned into their Connect JSON.
 
+use std::io::Write as _;
+
 use serde_json::{Value as J, json};
 use weir_sdk::sql::ValueRef;
 
@@ -248,7 +250,14 @@ impl PgType {
                 out.extend_from_slice(if b { b"true" } else { b"false" })
             }
             Some(ValueRef::Int(i)) if plain && self.name != "numeric" => {
-                out.extend_from_slice(i.to_string().as_bytes())
+                // Writing into a Vec cannot fail.
+                let _ = write!(out, "{i}");
+            }
+            Some(ValueRef::Float(f)) if plain && f.is_finite() => {
+                let _ = serde_json::to_writer(&mut *out, &f);
+            }
+            Some(ValueRef::Text(s)) if plain && self.name == "timestamptz" => {
+                let _ = serde_json::to_writer(&mut *out, &trim_fraction(s));
             }
             Some(ValueRef::Text(s))
                 if self.labels.is_some()

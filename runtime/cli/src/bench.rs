@@ -30,6 +30,9 @@ pub enum BenchCmd {
     /// The Connect runtime end to end (datagen -> topic -> null-sink, with and without
     /// transforms, three connectors' start-up and memory) against the broker's append rate.
     Pipeline(crate::bench_pipeline::PipelineArgs),
+    /// PostgreSQL change data capture into a topic (one large transaction, many small ones,
+    /// the initial snapshot) against pg_recvlogical and COPY on the same server.
+    Cdc(crate::bench_cdc::CdcArgs),
 }
 
 /// A batch of `n` records: key `key-<i>`, one header, a JSON value of exactly `value_len`

@@ -56,7 +56,7 @@ fn install(
     Ok(d.name)
 }
 
-fn rss_mb() -> f64 {
+pub(crate) fn rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<f64>().ok())
@@ -64,10 +64,73 @@ fn rss_mb() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn map(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+pub(crate) fn map(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
     kv.iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+/// A broker in this process over disk storage in a temporary directory (removed on stop),
+/// and the Connect runtime over it once [`Rig::connect`] is called.
+pub(crate) struct Rig {
+    pub dir: PathBuf,
+    pub broker: weir_broker::BrokerHandle,
+    stop: tokio::sync::watch::Sender<bool>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Rig {
+    pub async fn start(name: &str) -> anyhow::Result<Rig> {
+        let dir = std::env::temp_dir().join(format!("weir-bench-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let storage = weir_log::DiskStorage::open(weir_log::LogOptions {
+            dir: dir.join("data"),
+            defaults: Default::default(),
+            flush: weir_log::FlushMode::None,
+        })?;
+        let cfg = weir_broker::BrokerConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..Default::default()
+        };
+        let broker = weir_broker::Broker::bind(cfg, Arc::new(storage)).await?;
+        let handle = broker.handle();
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let served = tokio::spawn(broker.serve(rx));
+        Ok(Rig {
+            dir,
+            broker: handle,
+            stop,
+            served,
+        })
+    }
+
+    /// The Connect runtime over the broker (offsets flushed every 100 ms, failed tasks
+    /// restarted after 100 ms), with `plugins` as its plugin directory.
+    pub async fn connect(
+        &self,
+        host: weir_host::Host,
+        plugins: Option<PathBuf>,
+    ) -> anyhow::Result<weir_connect::Runtime> {
+        let registry = weir_connect::Registry::new(Arc::new(host), plugins);
+        let worker = weir_connect::WorkerConfig {
+            offset_flush_interval: Duration::from_millis(100),
+            restart: Some(weir_connect::Backoff {
+                initial: Duration::from_millis(100),
+                max: Duration::from_millis(100),
+            }),
+            ..Default::default()
+        };
+        let cluster: Arc<dyn weir_cluster::Cluster> =
+            Arc::new(weir_cluster::Embedded::new(self.broker.clone()));
+        Ok(weir_connect::Runtime::start(cluster, Arc::new(registry), worker).await?)
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.served.await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// The steady rate of a pipeline into `topic` and out through `group`: from the first
@@ -120,22 +183,8 @@ async fn wait_committed(
 
 pub async fn run(args: PipelineArgs) -> anyhow::Result<()> {
     let n = args.records.max(2000);
-    let dir = std::env::temp_dir().join(format!("weir-bench-pipeline-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let storage = weir_log::DiskStorage::open(weir_log::LogOptions {
-        dir: dir.join("data"),
-        defaults: Default::default(),
-        flush: weir_log::FlushMode::None,
-    })?;
-    let cfg = weir_broker::BrokerConfig {
-        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        ..Default::default()
-    };
-    let broker = weir_broker::Broker::bind(cfg, Arc::new(storage)).await?;
-    let handle = broker.handle();
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let served = tokio::spawn(broker.serve(rx));
+    let rig = Rig::start("pipeline").await?;
+    let handle = rig.broker.clone();
     let rss_broker = rss_mb();
 
     // Baseline: the broker appending ready batches of the records datagen makes.
@@ -163,7 +212,7 @@ pub async fn run(args: PipelineArgs) -> anyhow::Result<()> {
         memory_limit: 256 << 20,
         call_deadline: Duration::from_secs(30),
     })?;
-    let plugins = dir.join("plugins");
+    let plugins = rig.dir.join("plugins");
     let wasm_name = match &args.wasm {
         Some(w) => Some(install(&host, w, &plugins)?),
         None => None,
@@ -172,18 +221,7 @@ pub async fn run(args: PipelineArgs) -> anyhow::Result<()> {
         Some(w) => Some(install(&host, w, &plugins)?),
         None => None,
     };
-    let registry = weir_connect::Registry::new(Arc::new(host), Some(plugins));
-    let worker = weir_connect::WorkerConfig {
-        offset_flush_interval: Duration::from_millis(100),
-        restart: Some(weir_connect::Backoff {
-            initial: Duration::from_millis(100),
-            max: Duration::from_millis(100),
-        }),
-        ..Default::default()
-    };
-    let cluster: Arc<dyn weir_cluster::Cluster> =
-        Arc::new(weir_cluster::Embedded::new(handle.clone()));
-    let rt = weir_connect::Runtime::start(cluster, Arc::new(registry), worker).await?;
+    let rt = rig.connect(host, Some(plugins)).await?;
     let count = n.to_string();
 
     // (a) datagen -> topic -> null-sink.
@@ -376,8 +414,6 @@ pub async fn run(args: PipelineArgs) -> anyhow::Result<()> {
         if per_task <= 5.0 { "met" } else { "missed" }
     );
     rt.shutdown().await;
-    let _ = stop.send(true);
-    let _ = served.await;
-    let _ = std::fs::remove_dir_all(&dir);
+    rig.stop().await;
     Ok(())
 }

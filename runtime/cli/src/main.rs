@@ -5,6 +5,7 @@
 static ALLOC: weir_broker::alloc::GuardedAlloc = weir_broker::alloc::GuardedAlloc;
 
 mod bench;
+mod bench_cdc;
 mod bench_pipeline;
 mod config;
 mod connector;
@@ -125,6 +126,9 @@ fn main() -> std::process::ExitCode {
             Cmd::Bench {
                 cmd: bench::BenchCmd::Pipeline(args),
             } => bench_pipeline::run(args).await,
+            Cmd::Bench {
+                cmd: bench::BenchCmd::Cdc(args),
+            } => bench_cdc::run(args).await,
             Cmd::Bench { cmd } => bench::run(cmd),
             Cmd::Produce(args) => tools::produce(args).await,
             Cmd::Consume(args) => tools::consume(args).await,

@@ -3,6 +3,7 @@
 //! [`Pipe`]. When nothing needs structure, the task's loops skip all of it and bytes pass
 //! through untouched.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use weir_batch::Batch;
@@ -61,6 +62,8 @@ pub(crate) struct Pipeline {
     pub pipe: Arc<Pipe>,
     /// One transform task per WebAssembly step, by step index.
     wasm: Vec<(usize, TransformTask)>,
+    /// Envelope checks of keys and values.
+    checks: [EnvelopeCheck; 2],
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -94,7 +97,11 @@ impl Pipeline {
                 .map_err(|e| format!("transform {}: {e}", pipe.chain.steps[s.index].name))?;
             wasm.push((s.index, t));
         }
-        Ok(Pipeline { pipe, wasm })
+        Ok(Pipeline {
+            pipe,
+            wasm,
+            checks: Default::default(),
+        })
     }
 
     /// Runs the chain; failures go to the reporter (tolerated or not). `json` says whether
@@ -201,6 +208,48 @@ impl Pipeline {
             none && same(self.pipe.key_format, self.pipe.key_converter),
             none && same(self.pipe.value_format, self.pipe.value_converter),
         )
+    }
+
+    /// Each side's way to the log when neither needs rebuilding: no transform, and each
+    /// converter takes the plugin's bytes as they are or out of their envelope.
+    fn directs(&self) -> Option<(Direct, Direct)> {
+        if !self.pipe.chain.is_empty() {
+            return None;
+        }
+        let side = |f: Format, c: Converter| match (f, c) {
+            (Format::Bytes, Converter::ByteArray) => Some(Direct::AsIs),
+            (Format::ConnectJson, Converter::Json { schemas: true }) => Some(Direct::Envelope),
+            (Format::ConnectJson, Converter::Json { schemas: false }) => Some(Direct::Payload),
+            _ => None,
+        };
+        Some((
+            side(self.pipe.key_format, self.pipe.key_converter)?,
+            side(self.pipe.value_format, self.pipe.value_converter)?,
+        ))
+    }
+
+    /// A polled batch's keys and values as they go to the log, borrowed from it, when no
+    /// record needs more than a check ([`Direct`]); `None` otherwise, or when a record fails
+    /// its check ([`Pipeline::source_records`] then reports it).
+    #[allow(clippy::type_complexity)]
+    pub fn source_direct<'b>(
+        &mut self,
+        batch: &Batch<'b>,
+    ) -> Option<Vec<(Option<&'b [u8]>, Option<&'b [u8]>)>> {
+        let (k, v) = self.directs()?;
+        let [kc, vc] = &mut self.checks;
+        let side = |d: Direct, check: &mut EnvelopeCheck, b: Option<&'b [u8]>| match (d, b) {
+            (Direct::AsIs, b) | (_, b @ None) => Some(b),
+            (Direct::Envelope, Some(b)) => check.payload(b).ok().map(|_| Some(b)),
+            (Direct::Payload, Some(b)) => check
+                .payload(b)
+                .ok()
+                .map(|p| (!crate::jsontext::is_null(p)).then_some(p)),
+        };
+        batch
+            .iter()
+            .map(|r| Some((side(k, kc, r.key())?, side(v, vc, r.value())?)))
+            .collect()
     }
 
     /// A source's polled batch through the chain and the converters.
@@ -342,20 +391,87 @@ impl Pipeline {
 /// A plugin's `{schema, payload}` bytes, checked to be what JsonConverter reads (JSON with
 /// exactly those two fields) and kept as they are.
 fn checked_envelope(d: Data) -> Result<Data, String> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
-    struct Envelope {
-        schema: serde::de::IgnoredAny,
-        payload: serde::de::IgnoredAny,
-    }
     match &d {
-        Data::Raw(Some(b)) => serde_json::from_slice::<Envelope>(b).map(|_| d).map_err(|e| {
+        Data::Raw(Some(b)) => match EnvelopeCheck::default().payload(b) {
+            Ok(_) => Ok(d),
+            Err(e) => Err(e),
+        },
+        _ => Ok(d),
+    }
+}
+
+/// How one side (key or value) of a source record reaches the log when nothing in between
+/// needs its structure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direct {
+    /// Bytes as the plugin wrote them (ByteArrayConverter).
+    AsIs,
+    /// A checked `{schema, payload}` envelope as written (JsonConverter with schemas).
+    Envelope,
+    /// The payload of a checked envelope (JsonConverter without schemas), JSON's `null` as
+    /// a null.
+    Payload,
+}
+
+/// Checks `{schema, payload}` envelopes. A source writes the same schema text for every
+/// record of a table, so the schema last found in the canonical layout
+/// (`{"schema":<schema>,"payload":<payload>}`) is remembered: bytes in that layout with the
+/// same schema text only need their payload checked.
+#[derive(Debug, Default)]
+struct EnvelopeCheck {
+    schema: Vec<u8>,
+}
+
+impl EnvelopeCheck {
+    const HEAD: &[u8] = b"{\"schema\":";
+    const MID: &[u8] = b",\"payload\":";
+
+    /// The payload's JSON text of an envelope, or why it is not one.
+    fn payload<'b>(&mut self, b: &'b [u8]) -> Result<&'b [u8], String> {
+        if !self.schema.is_empty()
+            && let Some(rest) = b.strip_prefix(Self::HEAD)
+            && let Some(rest) = rest.strip_prefix(self.schema.as_slice())
+            && let Some(rest) = rest.strip_prefix(Self::MID)
+            && let Some(p) = rest.strip_suffix(b"}")
+            && crate::jsontext::validate(p).is_ok()
+        {
+            return Ok(p);
+        }
+        let bad = |e: &str| {
             format!(
                 "JsonConverter with schemas.enable requires \"schema\" and \"payload\" fields and may not contain additional fields: {e}"
             )
-        }),
-        _ => Ok(d),
+        };
+        crate::jsontext::validate(b).map_err(|e| bad(&e))?;
+        let members = crate::jsontext::members(b).ok_or_else(|| bad("not a JSON object"))?;
+        let field = |name: &str| {
+            let mut found = members.iter().filter(|m| m.name == name);
+            match (found.next(), found.next()) {
+                (Some(m), None) => Ok(m),
+                (None, _) => Err(bad(&format!("missing field `{name}`"))),
+                (Some(_), Some(_)) => Err(bad(&format!("duplicate field `{name}`"))),
+            }
+        };
+        let (schema, payload) = (field("schema")?, field("payload")?);
+        if let Some(other) = members
+            .iter()
+            .find(|m| m.name != "schema" && m.name != "payload")
+        {
+            return Err(bad(&format!("unknown field `{}`", other.name)));
+        }
+        let (Cow::Borrowed(s), Cow::Borrowed(p)) = (&schema.value, &payload.value) else {
+            return Err(bad("not a JSON object"));
+        };
+        // In the canonical layout, the schema's text is remembered.
+        let canonical = b.len() == Self::HEAD.len() + s.len() + Self::MID.len() + p.len() + 1
+            && b.starts_with(Self::HEAD)
+            && b[Self::HEAD.len()..].starts_with(s)
+            && b[Self::HEAD.len() + s.len()..].starts_with(Self::MID);
+        if canonical && s.len() >= 16 {
+            self.schema.clear();
+            self.schema.extend_from_slice(s);
+        }
+        Ok(p)
     }
 }
 
@@ -473,4 +589,73 @@ fn deserialize(c: Converter, d: Data) -> Result<Data, String> {
 fn owned_json(b: Vec<u8>, what: &str) -> Result<Data, String> {
     crate::jsontext::validate(&b).map_err(|e| format!("{what}: {e}"))?;
     Ok(Data::json_text(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EnvelopeCheck;
+
+    const SCHEMA: &str = r#"{"type":"struct","fields":[{"field":"id","type":"int32"}]}"#;
+
+    fn env(payload: &str) -> Vec<u8> {
+        format!(r#"{{"schema":{SCHEMA},"payload":{payload}}}"#).into_bytes()
+    }
+
+    #[test]
+    fn envelopes_are_checked_and_their_payload_found() {
+        let mut c = EnvelopeCheck::default();
+        assert_eq!(c.payload(&env(r#"{"id":1}"#)).unwrap(), br#"{"id":1}"#);
+        // The canonical layout's schema is remembered; the next record's payload is still
+        // checked on its own.
+        assert_eq!(c.schema, SCHEMA.as_bytes());
+        assert_eq!(c.payload(&env("null")).unwrap(), b"null");
+        for bad in [
+            r#"{"id":1"#,
+            r#"{"id":1}},"x":{"#,
+            "",
+            r#"{"id":1},"extra":2"#,
+        ] {
+            let e = c.payload(&env(bad)).unwrap_err();
+            assert!(
+                e.contains("requires \"schema\" and \"payload\""),
+                "{bad}: {e}"
+            );
+        }
+        // Any order and whitespace JsonConverter reads are accepted (and not remembered).
+        let spaced = format!(r#"{{ "payload" : 5 , "schema" : {SCHEMA} }}"#);
+        let mut fresh = EnvelopeCheck::default();
+        assert_eq!(fresh.payload(spaced.as_bytes()).unwrap(), b"5");
+        assert!(fresh.schema.is_empty());
+    }
+
+    #[test]
+    fn what_is_not_an_envelope_is_refused_with_the_reason() {
+        let mut c = EnvelopeCheck::default();
+        let cases = [
+            (r#"{"payload":1}"#.to_string(), "missing field `schema`"),
+            (r#"{"schema":null}"#.to_string(), "missing field `payload`"),
+            (
+                format!(r#"{{"schema":{SCHEMA},"payload":1,"payload":2}}"#),
+                "duplicate field `payload`",
+            ),
+            (
+                format!(r#"{{"schema":{SCHEMA},"payload":1,"x":2}}"#),
+                "unknown field `x`",
+            ),
+            ("[1,2]".to_string(), "not a JSON object"),
+            ("{\"schema\":1,".to_string(), "EOF"),
+        ];
+        for (doc, why) in cases {
+            let e = c.payload(doc.as_bytes()).unwrap_err();
+            assert!(e.contains(why), "{doc}: {e}");
+        }
+        // A different schema after a remembered one is checked in full.
+        c.payload(&env("1")).unwrap();
+        let other = br#"{"schema":{"type":"int64","optional":false},"payload":7}"#;
+        assert_eq!(c.payload(other).unwrap(), b"7");
+        assert!(
+            c.payload(br#"{"schema":{"type":"int64"},"payload":7,}"#)
+                .is_err()
+        );
+    }
 }

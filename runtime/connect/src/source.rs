@@ -1,5 +1,6 @@
 //! A source task's loop: poll the plugin, route each record to its topic partition, append
-//! the partitions' batches to the log (concurrently), and only then ack the plugin and keep
+//! the partitions' batches to the log (concurrently, on the async runtime, while the plugin
+//! is polled for the next batch), and only once they are in the log ack the plugin and keep
 //! its source offsets, which go to `connect-offsets` every `offset.flush.interval.ms` and on
 //! stop. After a crash, only records polled after the last stored offsets are read again.
 
@@ -61,6 +62,8 @@ fn run_inner(
     let mut pending: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut next_flush = Instant::now() + ctx.worker.offset_flush_interval;
     let mut idle = Duration::from_millis(1);
+    // The previous batch's appends, running while the plugin is polled again.
+    let mut inflight: Option<InFlight> = None;
     let result = loop {
         if ctx.control.stopping() {
             break Ok(());
@@ -72,6 +75,9 @@ fn run_inner(
             next_flush = Instant::now() + ctx.worker.offset_flush_interval;
         }
         if ctx.control.paused() {
+            if let Err(e) = land(ctx, &mut task, &mut pending, inflight.take()) {
+                break Err(e);
+            }
             ctx.nap(IDLE_MAX);
             continue;
         }
@@ -85,31 +91,67 @@ fn run_inner(
             Err(e) => break Err(format!("poll returned a bad batch: {e}").into()),
         };
         if batch.is_empty() {
+            if let Err(e) = land(ctx, &mut task, &mut pending, inflight.take()) {
+                break Err(e);
+            }
             ctx.nap(idle);
             idle = (idle * 2).min(IDLE_MAX);
             continue;
         }
         idle = Duration::from_millis(1);
-        if let Err(e) = store(ctx, &mut router, pipeline.as_mut(), &batch, default_topic) {
-            break Err(e);
-        }
-        // Everything is in the log: the plugin may forget it, and its offsets may be kept.
+        let appends = match encode(ctx, &mut router, pipeline.as_mut(), &batch, default_topic) {
+            Ok(a) => a,
+            Err(e) => break Err(e),
+        };
         let acked: Vec<(Vec<u8>, Vec<u8>)> = batch
             .last_source_offsets()
             .into_iter()
             .map(|(p, o)| (p.to_vec(), o.to_vec()))
             .collect();
-        if let Err(e) = task.ack(&acked) {
-            break Err(e.into());
+        // One batch's appends start once the previous one's are in the log (a partition's
+        // records stay in order).
+        if let Err(e) = land(ctx, &mut task, &mut pending, inflight.take()) {
+            break Err(e);
         }
-        pending.extend(acked);
+        let cluster = ctx.cluster.clone();
+        inflight = Some(InFlight {
+            appends: ctx.rt.spawn(append(cluster, appends)),
+            acked,
+        });
     };
     // Whatever happened, what was stored in the log keeps its offsets.
+    let landed = land(ctx, &mut task, &mut pending, inflight.take());
     let flushed = flush_offsets(ctx, offsets, &mut pending);
     if let Err(e) = task.close() {
         tracing::warn!(error = %e, "source close failed");
     }
-    result.and(flushed.map_err(Failure::from))
+    result.and(landed).and(flushed.map_err(Failure::from))
+}
+
+/// A polled batch's appends to the log, and the source offsets they make safe to keep.
+struct InFlight {
+    appends: tokio::task::JoinHandle<Result<(), String>>,
+    acked: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Waits for a batch's appends; once all of it is in the log, the plugin may forget it
+/// (ack) and its offsets may be kept.
+fn land(
+    ctx: &TaskCtx,
+    task: &mut weir_host::SourceTask,
+    pending: &mut BTreeMap<Vec<u8>, Vec<u8>>,
+    inflight: Option<InFlight>,
+) -> Result<(), Failure> {
+    let Some(f) = inflight else {
+        return Ok(());
+    };
+    ctx.rt
+        .block_on(f.appends)
+        .map_err(|e| Failure::from(format!("the append task failed: {e}")))?
+        .map_err(Failure::from)?;
+    task.ack(&f.acked)?;
+    pending.extend(f.acked);
+    Ok(())
 }
 
 fn flush_offsets(
@@ -212,15 +254,19 @@ impl Groups {
     }
 }
 
-/// Appends a polled batch: one Kafka batch per (topic, partition), in record order. Through
-/// the pipeline (converters, transforms) when the connector has one, else byte for byte.
-fn store(
+/// A partition's Kafka batches, in record order.
+type Appends = Vec<(String, i32, Vec<BatchEncoder>)>;
+
+/// A polled batch as Kafka batches, one or more per (topic, partition), in record order.
+/// Through the pipeline (converters, transforms) when the connector has one, else byte for
+/// byte.
+fn encode(
     ctx: &TaskCtx,
     router: &mut Router,
     pipeline: Option<&mut Pipeline>,
     batch: &Batch<'_>,
     default_topic: Option<&str>,
-) -> Result<(), Failure> {
+) -> Result<Appends, Failure> {
     let now = weir_log::now_ms();
     router.sticky = router.sticky.wrapping_add(1);
     let mut groups = Groups {
@@ -270,24 +316,34 @@ fn store(
             .push(ts, key, value, headers.iter().copied());
         Ok(())
     };
-    match pipeline {
-        None => {
+    // Records whose bytes go to the log as polled (or cut out of their envelope) are added
+    // borrowed from the batch; the rest go through the pipeline as owned records.
+    let sides = match pipeline {
+        None => Ok(None),
+        Some(p) => p.source_direct(batch).map(Some).ok_or(p),
+    };
+    match sides {
+        Ok(sides) => {
             let mut headers: Vec<(&[u8], Option<&[u8]>)> = Vec::new();
             for r in batch.iter() {
                 headers.clear();
                 headers.extend(r.headers().map(|h| (h.name.as_bytes(), h.value)));
+                let (key, value) = match &sides {
+                    Some(s) => s[r.index()],
+                    None => (r.key(), r.value()),
+                };
                 add(
                     r.index(),
                     r.topic(),
                     r.partition(),
                     r.timestamp(),
-                    r.key(),
-                    r.value(),
+                    key,
+                    value,
                     &headers,
                 )?;
             }
         }
-        Some(p) => {
+        Err(p) => {
             for (i, r) in p
                 .source_records(batch, &ctx.reporter)?
                 .into_iter()
@@ -310,22 +366,22 @@ fn store(
             }
         }
     }
-    let cluster: &dyn Cluster = ctx.cluster.as_ref();
-    // Partitions append at once; one partition's batches one after another, in order.
-    let appends = groups
-        .by_partition()
-        .into_iter()
-        .map(|(t, p, encs)| async move {
-            for enc in encs {
-                cluster
-                    .produce(&t, p, enc.finish())
-                    .await
-                    .map_err(|e| format!("cannot append to {t}-{p}: {e}"))?;
-            }
-            Ok::<(), String>(())
-        });
-    ctx.rt
-        .block_on(futures_util::future::try_join_all(appends))
+    Ok(groups.by_partition())
+}
+
+/// Appends the batches: partitions at once, one partition's batches one after another.
+async fn append(cluster: std::sync::Arc<dyn Cluster>, appends: Appends) -> Result<(), String> {
+    let cluster = &cluster;
+    let appends = appends.into_iter().map(|(t, p, encs)| async move {
+        for enc in encs {
+            cluster
+                .produce(&t, p, enc.finish())
+                .await
+                .map_err(|e| format!("cannot append to {t}-{p}: {e}"))?;
+        }
+        Ok::<(), String>(())
+    });
+    futures_util::future::try_join_all(appends)
+        .await
         .map(|_| ())
-        .map_err(Failure::from)
 }

@@ -6,6 +6,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::ConnectOptions as _;
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::pool::PoolConnection;
@@ -24,7 +25,9 @@ pub(crate) fn pool(url: &str, call_deadline: Duration) -> Result<sqlx::PgPool, S
         .options([(
             "statement_timeout",
             format!("{}", call_deadline.as_millis().max(1)),
-        )]);
+        )])
+        // A plugin's long query (a snapshot's read of a whole table) is no warning.
+        .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
     Ok(PgPoolOptions::new()
         .max_connections(crate::POOL_SIZE)
         .min_connections(0)

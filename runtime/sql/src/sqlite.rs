@@ -4,6 +4,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::ConnectOptions as _;
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqlitePoolOptions, SqliteRow};
 use sqlx::{Column, Row, Sqlite, TypeInfo, ValueRef};
@@ -14,7 +15,9 @@ pub(crate) fn pool(url: &str) -> Result<sqlx::SqlitePool, SqlError> {
     let opts = SqliteConnectOptions::from_str(url)
         .map_err(|e| SqlError::Denied(mask_url(&e.to_string(), url)))?
         // Writers of the same file wait for each other instead of failing at once.
-        .busy_timeout(Duration::from_secs(5));
+        .busy_timeout(Duration::from_secs(5))
+        // A plugin's long query (a snapshot's read of a whole table) is no warning.
+        .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
     Ok(SqlitePoolOptions::new()
         .max_connections(crate::POOL_SIZE)
         .min_connections(0)
