@@ -8,7 +8,7 @@ use std::io::Write as _;
 use serde_json::{Value as J, json};
 use weir_sdk::sql::ValueRef;
 
-use crate::types::{Decimals, PgType};
+use crate::types::{Modes, PgType};
 
 /// A captured table, from the catalog.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +25,9 @@ pub struct ColumnDef {
     /// Position in the primary key (1-based), 0 when not part of it.
     pub pk: u32,
     pub not_null: bool,
+    /// Left out of the value's `before` and `after` (`column.exclude.list`); a key column
+    /// stays in the key.
+    pub excluded: bool,
 }
 
 impl Table {
@@ -78,6 +81,8 @@ pub struct Schemas {
     names: Vec<String>,
     /// The key's columns (indexes), in key order.
     key_cols: Vec<usize>,
+    /// The value's columns (indexes), in table order.
+    value_cols: Vec<usize>,
     /// `"schema":"<schema>","table":"<table>"` for the source block.
     place: String,
 }
@@ -126,10 +131,10 @@ fn source_schema() -> J {
 }
 
 impl Schemas {
-    pub fn new(t: &Table, prefix: &str, decimals: Decimals) -> Schemas {
+    pub fn new(t: &Table, prefix: &str, modes: Modes) -> Schemas {
         let name = format!("{prefix}.{}.{}", t.schema, t.name);
         let field = |c: &ColumnDef| {
-            let mut f = c.ty.schema(decimals);
+            let mut f = c.ty.schema(modes);
             f["field"] = json!(c.name);
             f["optional"] = json!(!c.not_null && c.pk == 0);
             f
@@ -139,7 +144,12 @@ impl Schemas {
             json!({"type": "struct", "name": format!("{name}.Key"), "optional": false, "fields": fields})
                 .to_string()
         });
-        let fields: Vec<J> = t.columns.iter().map(field).collect();
+        let fields: Vec<J> = t
+            .columns
+            .iter()
+            .filter(|c| !c.excluded)
+            .map(field)
+            .collect();
         let row = |f: &str| json!({"field": f, "type": "struct", "name": format!("{name}.Value"), "optional": true, "fields": fields});
         let value = json!({
             "type": "struct", "name": format!("{name}.Envelope"), "optional": false, "version": 1,
@@ -158,6 +168,9 @@ impl Schemas {
             .map(|c| format!("{}:", J::String(c.name.clone())))
             .collect();
         let key_cols = t.key_columns().into_iter().map(|(i, _)| i).collect();
+        let value_cols = (0..t.columns.len())
+            .filter(|&i| !t.columns[i].excluded)
+            .collect();
         let place = format!(
             "\"schema\":{},\"table\":{}",
             J::String(t.schema.clone()),
@@ -169,31 +182,27 @@ impl Schemas {
             value,
             names,
             key_cols,
+            value_cols,
             place,
         }
     }
 
     /// `{"<column>":<value>,...}` of a row image, in column order.
-    fn image(&self, t: &Table, vals: &[Option<ValueRef<'_>>], d: Decimals, out: &mut Vec<u8>) {
+    fn image(&self, t: &Table, vals: &[Option<ValueRef<'_>>], m: Modes, out: &mut Vec<u8>) {
         out.push(b'{');
-        for (i, c) in t.columns.iter().enumerate() {
-            if i > 0 {
+        for (n, &i) in self.value_cols.iter().enumerate() {
+            if n > 0 {
                 out.push(b',');
             }
             out.extend_from_slice(self.names[i].as_bytes());
             let v = vals.get(i).copied().unwrap_or(Some(ValueRef::Null));
-            c.ty.write_value(v, d, out);
+            t.columns[i].ty.write_value(v, m, out);
         }
         out.push(b'}');
     }
 
     /// The key record of a row (none for a table without a primary key).
-    pub fn key(
-        &self,
-        t: &Table,
-        values: &[Option<ValueRef<'_>>],
-        decimals: Decimals,
-    ) -> Option<Vec<u8>> {
+    pub fn key(&self, t: &Table, values: &[Option<ValueRef<'_>>], modes: Modes) -> Option<Vec<u8>> {
         let schema = self.key.as_ref()?;
         let mut out = Vec::with_capacity(schema.len() + 64);
         out.extend_from_slice(b"{\"schema\":");
@@ -205,7 +214,7 @@ impl Schemas {
             }
             out.extend_from_slice(self.names[i].as_bytes());
             let v = values.get(i).copied().unwrap_or(Some(ValueRef::Null));
-            t.columns[i].ty.write_value(v, decimals, &mut out);
+            t.columns[i].ty.write_value(v, modes, &mut out);
         }
         out.extend_from_slice(b"}}");
         Some(out)
@@ -221,7 +230,7 @@ impl Schemas {
         before: Option<&[Option<ValueRef<'_>>]>,
         after: Option<&[Option<ValueRef<'_>>]>,
         src: &Source<'_>,
-        decimals: Decimals,
+        modes: Modes,
         now_ms: i64,
     ) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.value.len() + 512);
@@ -229,12 +238,12 @@ impl Schemas {
         out.extend_from_slice(self.value.as_bytes());
         out.extend_from_slice(b",\"payload\":{\"before\":");
         match before {
-            Some(v) => self.image(t, v, decimals, &mut out),
+            Some(v) => self.image(t, v, modes, &mut out),
             None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b",\"after\":");
         match after {
-            Some(v) => self.image(t, v, decimals, &mut out),
+            Some(v) => self.image(t, v, modes, &mut out),
             None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b",\"source\":{\"version\":");
@@ -307,16 +316,17 @@ mod tests {
             },
             pk,
             not_null: pk > 0,
+            excluded: false,
         };
         let t = Table {
             schema: "public".into(),
             name: "items".into(),
             columns: vec![col("id", "int4", 1), col("name", "text", 0)],
         };
-        let s = Schemas::new(&t, "shop", Decimals::Precise);
+        let s = Schemas::new(&t, "shop", Modes::default());
         assert_eq!(s.topic, "shop.public.items");
         let row = [Some(ValueRef::Int(7)), Some(ValueRef::Text("a"))];
-        let key: J = serde_json::from_slice(&s.key(&t, &row, Decimals::Precise).unwrap()).unwrap();
+        let key: J = serde_json::from_slice(&s.key(&t, &row, Modes::default()).unwrap()).unwrap();
         assert_eq!(key["payload"], json!({"id": 7}));
         assert_eq!(key["schema"]["name"], "shop.public.items.Key");
         assert_eq!(key["schema"]["fields"][0]["type"], "int32");
@@ -331,7 +341,7 @@ mod tests {
             sequence: Some((90, 100)),
         };
         let v: J =
-            serde_json::from_slice(&s.value(&t, "u", None, Some(&row), &src, Decimals::Precise, 6))
+            serde_json::from_slice(&s.value(&t, "u", None, Some(&row), &src, Modes::default(), 6))
                 .unwrap();
         let p = &v["payload"];
         assert_eq!(p["after"], json!({"id": 7, "name": "a"}));
@@ -351,5 +361,53 @@ mod tests {
         assert_eq!(fields, ["before", "after", "source", "op", "ts_ms"]);
         assert_eq!(v["schema"]["fields"][1]["fields"][1]["optional"], true);
         assert_eq!(v["schema"]["fields"][1]["fields"][0]["optional"], false);
+    }
+
+    #[test]
+    fn excluded_columns_leave_the_value_but_not_the_key() {
+        let col = |name: &str, pk: u32, excluded: bool| ColumnDef {
+            name: name.into(),
+            ty: PgType {
+                name: "int4".into(),
+                typmod: -1,
+                labels: None,
+                elem: None,
+            },
+            pk,
+            not_null: true,
+            excluded,
+        };
+        let t = Table {
+            schema: "public".into(),
+            name: "t".into(),
+            columns: vec![col("id", 1, true), col("a", 0, false), col("b", 0, true)],
+        };
+        let s = Schemas::new(&t, "p", Modes::default());
+        let row = [
+            Some(ValueRef::Int(1)),
+            Some(ValueRef::Int(2)),
+            Some(ValueRef::Int(3)),
+        ];
+        let key: J = serde_json::from_slice(&s.key(&t, &row, Modes::default()).unwrap()).unwrap();
+        assert_eq!(key["payload"], json!({"id": 1}));
+        let src = Source {
+            version: "1",
+            prefix: "p",
+            db: "d",
+            ts_ms: 0,
+            snapshot: "false",
+            tx_id: None,
+            lsn: None,
+            sequence: None,
+        };
+        let v: J =
+            serde_json::from_slice(&s.value(&t, "c", None, Some(&row), &src, Modes::default(), 0))
+                .unwrap();
+        assert_eq!(v["payload"]["after"], json!({"a": 2}));
+        assert_eq!(
+            v["schema"]["fields"][1]["fields"].as_array().unwrap().len(),
+            1
+        );
+        assert_eq!(v["payload"]["source"]["txId"], J::Null);
     }
 }

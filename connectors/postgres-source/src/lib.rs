@@ -28,7 +28,7 @@ use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use envelope::{ColumnDef, Schemas, Table};
-use types::{Decimals, PgType};
+use types::{Binary, Decimals, Intervals, Modes, PgType, TimePrecision};
 use weir_sdk::sql::{
     BeginKind, ChangeStream, Changes, Connection, Cursor, Image, ImageKind, Op, Rows,
     StreamOptions, Value as P, ValueRef,
@@ -72,7 +72,17 @@ struct Settings {
     heartbeat_ms: u64,
     heartbeat_topic: String,
     drop_slot: bool,
-    decimals: Decimals,
+    modes: Modes,
+    column_include: Vec<regex_lite::Regex>,
+    column_exclude: Vec<regex_lite::Regex>,
+    /// `message.key.columns`: tables (by `schema.table`) and the columns of their key.
+    key_columns: Vec<(regex_lite::Regex, Vec<String>)>,
+    /// `snapshot.include.collection.list`: the captured tables a snapshot reads (all if empty).
+    snapshot_tables: Vec<regex_lite::Regex>,
+    heartbeat_query: Option<String>,
+    initial_statements: Vec<String>,
+    slot_retries: u32,
+    slot_retry_ms: u64,
     fetch: u32,
     max_batch: u32,
     poll_ms: u32,
@@ -86,9 +96,26 @@ fn err(key: &str, message: &str) -> ConfigError {
     }
 }
 
-fn patterns(config: &Config, key: &str) -> Result<Vec<regex_lite::Regex>, ConfigError> {
-    weir_sdk::config_get(config, key)
-        .unwrap_or("")
+/// A comma-separated list of regular expressions under `key`, or under `alias` (Debezium
+/// 1.x's name for it).
+fn patterns(
+    config: &Config,
+    key: &str,
+    alias: Option<&str>,
+) -> Result<Vec<regex_lite::Regex>, ConfigError> {
+    let old = alias.and_then(|a| weir_sdk::config_get(config, a).map(|v| (a, v)));
+    let (key, value) = match (weir_sdk::config_get(config, key), old) {
+        (Some(_), Some((a, _))) => {
+            return Err(err(
+                a,
+                &format!("{a} is Debezium 1.x's name for {key}: set one"),
+            ));
+        }
+        (Some(v), None) => (key, v),
+        (None, Some((a, v))) => (a, v),
+        (None, None) => (key, ""),
+    };
+    value
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -164,24 +191,52 @@ impl Settings {
                 Publish::AllTables
             }
         };
-        let decimals = match get("decimal.handling.mode").unwrap_or("precise") {
-            "precise" => Decimals::Precise,
-            "double" => Decimals::Double,
-            "string" => Decimals::String,
-            other => {
+        let mut one_of = |key: &str, default: &str, allowed: &[&str]| -> usize {
+            let v = get(key).unwrap_or(default);
+            allowed.iter().position(|a| *a == v).unwrap_or_else(|| {
                 errors.push(err(
-                    "decimal.handling.mode",
-                    &format!("{other:?} is not one of precise, double, string"),
+                    key,
+                    &format!("{v:?} is not one of {}", allowed.join(", ")),
                 ));
-                Decimals::Precise
-            }
+                0
+            })
         };
-        for (key, supported) in [
-            ("time.precision.mode", "adaptive"),
-            ("binary.handling.mode", "bytes"),
-            ("interval.handling.mode", "numeric"),
-            ("provide.transaction.metadata", "false"),
-        ] {
+        let modes = Modes {
+            decimals: [Decimals::Precise, Decimals::Double, Decimals::String][one_of(
+                "decimal.handling.mode",
+                "precise",
+                &["precise", "double", "string"],
+            )],
+            time: [
+                TimePrecision::Adaptive,
+                TimePrecision::AdaptiveTimeMicroseconds,
+                TimePrecision::Connect,
+            ][one_of(
+                "time.precision.mode",
+                "adaptive",
+                &["adaptive", "adaptive_time_microseconds", "connect"],
+            )],
+            binary: [
+                Binary::Bytes,
+                Binary::Base64,
+                Binary::Base64UrlSafe,
+                Binary::Hex,
+            ][one_of(
+                "binary.handling.mode",
+                "bytes",
+                &["bytes", "base64", "base64-url-safe", "hex"],
+            )],
+            interval: [Intervals::Numeric, Intervals::String]
+                [one_of("interval.handling.mode", "numeric", &["numeric", "string"])],
+        };
+        // Accepted for Debezium's configs; what they tune has no counterpart here.
+        let _ = one_of(
+            "event.processing.failure.handling.mode",
+            "fail",
+            &["fail", "warn", "skip"],
+        );
+        let _ = one_of("include.unknown.datatypes", "false", &["false", "true"]);
+        for (key, supported) in [("provide.transaction.metadata", "false")] {
             if let Some(v) = get(key)
                 && !v.eq_ignore_ascii_case(supported)
             {
@@ -203,6 +258,11 @@ impl Settings {
         let heartbeat_ms = number("heartbeat.interval.ms", "10000", 0);
         let _ = number("snapshot.max.threads", "1", 1);
         let _ = number("status.update.interval.ms", "10000", 0);
+        let _ = number("max.queue.size", "8192", 1);
+        let _ = number("max.queue.size.in.bytes", "0", 0);
+        let _ = number("snapshot.lock.timeout.ms", "10000", 0);
+        let slot_retries = number("slot.max.retries", "5", 0).min(1000) as u32;
+        let slot_retry_ms = number("slot.retry.delay.ms", "400", 0).min(600_000);
         let fetch = number("snapshot.fetch.size", "10240", 1) as u32;
         let max_batch = number("max.batch.size", "2048", 1) as u32;
         let poll_ms = number("poll.interval.ms", "500", 0).min(10_000) as u32;
@@ -232,16 +292,62 @@ impl Settings {
                 )),
             }
         }
-        let mut list = |key: &str| {
-            patterns(config, key).unwrap_or_else(|e| {
+        let mut list = |key: &str, alias: Option<&str>| {
+            patterns(config, key, alias).unwrap_or_else(|e| {
                 errors.push(e);
                 Vec::new()
             })
         };
-        let include = list("table.include.list");
-        let exclude = list("table.exclude.list");
-        let schema_include = list("schema.include.list");
-        let schema_exclude = list("schema.exclude.list");
+        let include = list("table.include.list", Some("table.whitelist"));
+        let exclude = list("table.exclude.list", Some("table.blacklist"));
+        let schema_include = list("schema.include.list", Some("schema.whitelist"));
+        let schema_exclude = list("schema.exclude.list", Some("schema.blacklist"));
+        let column_include = list("column.include.list", Some("column.whitelist"));
+        let column_exclude = list("column.exclude.list", Some("column.blacklist"));
+        let snapshot_tables = list("snapshot.include.collection.list", None);
+        if !column_include.is_empty() && !column_exclude.is_empty() {
+            errors.push(err(
+                "column.exclude.list",
+                "cannot be used with column.include.list (as Debezium)",
+            ));
+        }
+        let mut key_columns = Vec::new();
+        for entry in get("message.key.columns")
+            .unwrap_or("")
+            .split(';')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            let parsed = entry.split_once(':').and_then(|(table, cols)| {
+                let cols: Vec<String> = cols
+                    .split(',')
+                    .map(|c| c.trim().to_string())
+                    .filter(|c| !c.is_empty())
+                    .collect();
+                let re = regex_lite::Regex::new(&format!("^(?:{})$", table.trim())).ok()?;
+                (!cols.is_empty()).then_some((re, cols))
+            });
+            match parsed {
+                Some(p) => key_columns.push(p),
+                None => errors.push(err(
+                    "message.key.columns",
+                    &format!(
+                        "{entry:?} is not <schema.table regular expression>:<column>,<column>"
+                    ),
+                )),
+            }
+        }
+        let heartbeat_query = get("heartbeat.action.query")
+            .filter(|q| !q.is_empty())
+            .map(str::to_string);
+        // Semicolons separate statements; a doubled one is a semicolon in a statement.
+        let initial_statements = get("database.initial.statements")
+            .unwrap_or("")
+            .replace(";;", "\u{0}")
+            .split(';')
+            .map(|st| st.replace('\u{0}', ";").trim().to_string())
+            .filter(|st| !st.is_empty())
+            .collect();
         if !include.is_empty() && !exclude.is_empty() {
             errors.push(err(
                 "table.exclude.list",
@@ -269,7 +375,15 @@ impl Settings {
                 heartbeat_ms,
                 heartbeat_topic,
                 drop_slot,
-                decimals,
+                modes,
+                column_include,
+                column_exclude,
+                key_columns,
+                snapshot_tables,
+                heartbeat_query,
+                initial_statements,
+                slot_retries,
+                slot_retry_ms,
                 fetch,
                 max_batch,
                 poll_ms,
@@ -278,6 +392,41 @@ impl Settings {
         } else {
             Err(errors)
         }
+    }
+
+    /// A captured table as its records show it: columns left out of the value
+    /// (`column.include.list`, `column.exclude.list`), and the key's columns when
+    /// `message.key.columns` names the table.
+    fn shape(&self, t: &mut Table) -> Result<(), Error> {
+        let full = t.full_name();
+        let hit = |rs: &[regex_lite::Regex], c: &str| {
+            let name = format!("{full}.{c}");
+            rs.iter().any(|r| r.is_match(&name))
+        };
+        for c in &mut t.columns {
+            c.excluded = if !self.column_include.is_empty() {
+                !hit(&self.column_include, &c.name)
+            } else {
+                hit(&self.column_exclude, &c.name)
+            };
+        }
+        if let Some((_, cols)) = self.key_columns.iter().find(|(r, _)| r.is_match(&full)) {
+            if let Some(missing) = cols
+                .iter()
+                .find(|k| !t.columns.iter().any(|c| &c.name == *k))
+            {
+                return Err(Error::Fatal(format!(
+                    "message.key.columns names column {missing:?} of {full}, which has no such column"
+                )));
+            }
+            for c in &mut t.columns {
+                c.pk = cols
+                    .iter()
+                    .position(|k| *k == c.name)
+                    .map_or(0, |p| p as u32 + 1);
+            }
+        }
+        Ok(())
     }
 
     /// Whether `schema.table` is captured.
@@ -386,6 +535,7 @@ fn catalog(db: &Connection, s: &Settings) -> Result<Vec<Table>, Error> {
             },
             not_null: matches!(r.get(5), Some(weir_sdk::sql::OwnedValue::Bool(true))),
             pk: int(r.get(6)) as u32,
+            excluded: false,
         };
         match out.last_mut() {
             Some(t) if t.schema == schema && t.name == name => t.columns.push(col),
@@ -449,16 +599,34 @@ struct PgSource {
     last_emit_proc: u64,
     /// The time of the current poll (ms since the epoch): Debezium's `ts_ms`.
     now: i64,
+    /// When `heartbeat.action.query` last ran.
+    last_action_ms: i64,
+}
+
+/// A connection to the database, with `database.initial.statements` run on it.
+fn open_db(s: &Settings) -> Result<Connection, Error> {
+    let db = Connection::open(GRANT)?;
+    for st in &s.initial_statements {
+        db.execute(st, &[]).map_err(|e| {
+            Error::Fatal(format!("database.initial.statements: {st:?} failed: {e}"))
+        })?;
+    }
+    Ok(db)
 }
 
 impl PgSource {
-    fn capture(&mut self, t: Table) -> Rc<Captured> {
+    fn connect(&self) -> Result<Connection, Error> {
+        open_db(&self.s)
+    }
+
+    fn capture(&mut self, mut t: Table) -> Result<Rc<Captured>, Error> {
+        self.s.shape(&mut t)?;
         let c = Rc::new(Captured {
-            schemas: Schemas::new(&t, &self.s.prefix, self.s.decimals),
+            schemas: Schemas::new(&t, &self.s.prefix, self.s.modes),
             table: t,
         });
         self.tables.insert(c.table.full_name(), c.clone());
-        c
+        Ok(c)
     }
 
     fn offset(&self, meta: Option<(&weir_sdk::sql::ChangeMeta, u64)>) -> Vec<u8> {
@@ -491,11 +659,11 @@ impl PgSource {
             None
         } else {
             c.schemas
-                .key(&c.table, after.or(before).unwrap_or(&[]), self.s.decimals)
+                .key(&c.table, after.or(before).unwrap_or(&[]), self.s.modes)
         };
         let value = c
             .schemas
-            .value(&c.table, op, before, after, src, self.s.decimals, self.now);
+            .value(&c.table, op, before, after, src, self.s.modes, self.now);
         let ts = self.now;
         out.push(&RecordData {
             key: key.as_deref(),
@@ -523,12 +691,21 @@ impl PgSource {
 
     /// Starts the snapshot of every captured table.
     fn start_snapshot(&mut self, exported: Option<String>) -> Result<Snapshot, Error> {
-        let snap = Connection::open(GRANT)?;
+        let snap = self.connect()?;
         match &exported {
             Some(name) => snap.begin_at_snapshot(name)?,
             None => snap.begin(BeginKind::Snapshot)?,
         }
-        let mut tables: Vec<Rc<Captured>> = self.tables.values().cloned().collect();
+        let mut tables: Vec<Rc<Captured>> = self
+            .tables
+            .values()
+            .filter(|c| {
+                let full = c.table.full_name();
+                self.s.snapshot_tables.is_empty()
+                    || self.s.snapshot_tables.iter().any(|r| r.is_match(&full))
+            })
+            .cloned()
+            .collect();
         tables.sort_by_key(|c| c.table.full_name());
         weir_sdk::log(
             weir_sdk::Level::Info,
@@ -689,11 +866,12 @@ impl PgSource {
                         },
                         pk: if c.key { i as u32 + 1 } else { 0 },
                         not_null: false,
+                        excluded: false,
                     })
                     .collect(),
             },
         };
-        Ok(Some(self.capture(table)))
+        Ok(Some(self.capture(table)?))
     }
 
     fn poll_stream(&mut self, max: u32, out: &mut BatchBuilder) -> Result<(), Error> {
@@ -797,9 +975,23 @@ impl PgSource {
             }
         }
         self.at.proc = self.at.proc.max(batch.position);
+        let now = now_ms();
+        // `heartbeat.action.query` every heartbeat interval: a write to the captured database
+        // gives an otherwise idle one changes to move its slot on.
+        if let Some(q) = &self.s.heartbeat_query
+            && self.s.heartbeat_ms > 0
+            && now - self.last_action_ms >= self.s.heartbeat_ms as i64
+        {
+            self.last_action_ms = now;
+            self.db.execute(q, &[]).map_err(|e| match e {
+                weir_sdk::sql::SqlError::Unavailable(_) => {
+                    Error::Retriable(format!("heartbeat.action.query failed: {e}"))
+                }
+                _ => Error::Fatal(format!("heartbeat.action.query failed: {e}")),
+            })?;
+        }
         // Heartbeat: the position moved with nothing handed out (idle tables, or changes only
         // to tables not captured), so the slot can move on once the heartbeat is stored.
-        let now = now_ms();
         if self.s.heartbeat_ms > 0
             && self.at.proc > self.last_emit_proc
             && now - self.last_emit_ms >= self.s.heartbeat_ms as i64
@@ -855,15 +1047,17 @@ impl PgSource {
             tables,
             create_slot: true,
         };
-        // A session of this connector's previous run may still hold the slot for a moment.
+        // A session of this connector's previous run may still hold the slot for a moment
+        // (`slot.max.retries` tries `slot.retry.delay.ms` apart).
         let mut tries = 0;
         loop {
             match ChangeStream::open(GRANT, &opts) {
                 Ok(s) => return Ok(s),
-                Err(weir_sdk::sql::SqlError::Statement(m)) if m.contains("in use") && tries < 5 => {
+                Err(weir_sdk::sql::SqlError::Statement(m))
+                    if m.contains("in use") && tries < self.s.slot_retries =>
+                {
                     tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(400));
-                    let _ = m;
+                    std::thread::sleep(std::time::Duration::from_millis(self.s.slot_retry_ms));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -937,19 +1131,19 @@ impl Source for PgSource {
                 "time.precision.mode",
                 ConfigType::String,
                 Some("adaptive"),
-                "Only adaptive",
+                "adaptive (ms up to precision 3, else µs), adaptive_time_microseconds or connect (Kafka Connect's Date, Time, Timestamp)",
             ),
             key(
                 "binary.handling.mode",
                 ConfigType::String,
                 Some("bytes"),
-                "Only bytes",
+                "bytea as bytes, base64, base64-url-safe or hex",
             ),
             key(
                 "interval.handling.mode",
                 ConfigType::String,
                 Some("numeric"),
-                "Only numeric (microseconds)",
+                "interval as numeric (µs) or string (ISO 8601, P1Y2M3DT4H5M6.78S)",
             ),
             key(
                 "provide.transaction.metadata",
@@ -1060,6 +1254,120 @@ impl Source for PgSource {
                 "Operations not to emit: c, u, d, t",
             ),
             key(
+                "column.include.list",
+                ConfigType::String,
+                None,
+                "Regular expressions of schema.table.column names in the value (key columns stay in the key)",
+            ),
+            key(
+                "column.exclude.list",
+                ConfigType::String,
+                None,
+                "Regular expressions of schema.table.column names left out of the value",
+            ),
+            key(
+                "message.key.columns",
+                ConfigType::String,
+                None,
+                "Keys other than the primary key: <schema.table regex>:<column>,<column>;...",
+            ),
+            key(
+                "snapshot.include.collection.list",
+                ConfigType::String,
+                None,
+                "Regular expressions of schema.table names the snapshot reads (default: all captured)",
+            ),
+            key(
+                "heartbeat.action.query",
+                ConfigType::String,
+                None,
+                "A statement run on the database every heartbeat interval (for a database with no traffic of its own)",
+            ),
+            key(
+                "database.initial.statements",
+                ConfigType::String,
+                None,
+                "Statements run on each connection the connector opens (;-separated, ;; for a semicolon)",
+            ),
+            key(
+                "slot.max.retries",
+                ConfigType::Int,
+                Some("5"),
+                "Tries to open a slot another session still holds",
+            ),
+            key(
+                "slot.retry.delay.ms",
+                ConfigType::Int,
+                Some("400"),
+                "Time between those tries",
+            ),
+            key(
+                "table.whitelist",
+                ConfigType::String,
+                None,
+                "Debezium 1.x's name for table.include.list",
+            ),
+            key(
+                "table.blacklist",
+                ConfigType::String,
+                None,
+                "Debezium 1.x's name for table.exclude.list",
+            ),
+            key(
+                "schema.whitelist",
+                ConfigType::String,
+                None,
+                "Debezium 1.x's name for schema.include.list",
+            ),
+            key(
+                "schema.blacklist",
+                ConfigType::String,
+                None,
+                "Debezium 1.x's name for schema.exclude.list",
+            ),
+            key(
+                "column.whitelist",
+                ConfigType::String,
+                None,
+                "Debezium 1.x's name for column.include.list",
+            ),
+            key(
+                "column.blacklist",
+                ConfigType::String,
+                None,
+                "Debezium 1.x's name for column.exclude.list",
+            ),
+            key(
+                "include.unknown.datatypes",
+                ConfigType::Boolean,
+                Some("false"),
+                "Accepted: every column is given, a type without a Debezium mapping as its text",
+            ),
+            key(
+                "event.processing.failure.handling.mode",
+                ConfigType::String,
+                Some("fail"),
+                "Accepted (fail, warn, skip): a value that cannot be read is given as null, never a failure",
+            ),
+            key(
+                "max.queue.size",
+                ConfigType::Int,
+                Some("8192"),
+                "Accepted: the host's change queue is bounded by itself; max.batch.size sets a poll",
+            ),
+            key(
+                "max.queue.size.in.bytes",
+                ConfigType::Int,
+                Some("0"),
+                "Accepted, as max.queue.size",
+            ),
+            key(
+                "snapshot.lock.timeout.ms",
+                ConfigType::Int,
+                Some("10000"),
+                "Accepted: a snapshot takes no table locks (it reads in the slot's exported snapshot)",
+            ),
+            key(
                 "max.batch.size",
                 ConfigType::Int,
                 Some("2048"),
@@ -1093,7 +1401,7 @@ impl Source for PgSource {
 
     fn open(config: Config, committed: Offsets) -> Result<Self, Error> {
         let s = Settings::parse(&config).map_err(|mut e| Error::InvalidConfig(e.remove(0)))?;
-        let db = Connection::open(GRANT)?;
+        let db = open_db(&s)?;
         if db.dialect() != "postgres" {
             return Err(Error::Fatal(format!(
                 "the grant {GRANT} is a {} database; postgres-source reads PostgreSQL",
@@ -1131,10 +1439,11 @@ impl Source for PgSource {
             confirmed: 0,
             last_emit_ms: now_ms(),
             now: now_ms(),
+            last_action_ms: now_ms(),
             last_emit_proc: 0,
         };
         for t in catalog(&me.db, &me.s)? {
-            me.capture(t);
+            me.capture(t)?;
         }
         if let Some(o) = &stored
             && !incomplete
@@ -1301,6 +1610,114 @@ mod tests {
         assert_eq!(
             keys,
             ["topic.prefix", "plugin.name", "snapshot.mode", "slot.name"]
+        );
+    }
+
+    fn table(cols: &[(&str, u32)]) -> Table {
+        Table {
+            schema: "public".into(),
+            name: "orders".into(),
+            columns: cols
+                .iter()
+                .map(|(n, pk)| ColumnDef {
+                    name: n.to_string(),
+                    ty: PgType {
+                        name: "text".into(),
+                        typmod: -1,
+                        labels: None,
+                        elem: None,
+                    },
+                    pk: *pk,
+                    not_null: *pk > 0,
+                    excluded: false,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn debezium_1x_names_columns_and_keys_shape_a_table() {
+        let s = Settings::parse(&cfg(&[
+            ("topic.prefix", "shop"),
+            ("table.whitelist", "public\\.orders"),
+            ("column.exclude.list", "public.orders.secret, .*\\.note"),
+            (
+                "message.key.columns",
+                "public.orders:customer,region; x.y:z",
+            ),
+            ("time.precision.mode", "connect"),
+            ("binary.handling.mode", "hex"),
+            ("database.initial.statements", "SET a = 1;SET b = 'x;;y'"),
+        ]))
+        .unwrap();
+        assert!(s.captures("public", "orders") && !s.captures("public", "other"));
+        assert_eq!(s.modes.time, TimePrecision::Connect);
+        assert_eq!(s.modes.binary, Binary::Hex);
+        assert_eq!(s.initial_statements, ["SET a = 1", "SET b = 'x;y'"]);
+        let mut t = table(&[
+            ("id", 1),
+            ("customer", 0),
+            ("secret", 0),
+            ("note", 0),
+            ("region", 0),
+        ]);
+        s.shape(&mut t).unwrap();
+        let shaped: Vec<(&str, u32, bool)> = t
+            .columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.pk, c.excluded))
+            .collect();
+        assert_eq!(
+            shaped,
+            [
+                ("id", 0, false),
+                ("customer", 1, false),
+                ("secret", 0, true),
+                ("note", 0, true),
+                ("region", 2, false)
+            ]
+        );
+        let mut bad = table(&[("id", 1)]);
+        match s.shape(&mut bad) {
+            Err(Error::Fatal(m)) => assert!(m.contains("\"customer\" of public.orders"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+
+        let only = Settings::parse(&cfg(&[
+            ("topic.prefix", "shop"),
+            ("column.include.list", "public.orders.id"),
+        ]))
+        .unwrap();
+        let mut t = table(&[("id", 1), ("name", 0)]);
+        only.shape(&mut t).unwrap();
+        assert!(!t.columns[0].excluded && t.columns[1].excluded);
+    }
+
+    #[test]
+    fn conflicting_and_malformed_keys_are_refused() {
+        let e = Settings::parse(&cfg(&[
+            ("topic.prefix", "shop"),
+            ("table.include.list", "a"),
+            ("table.whitelist", "b"),
+            ("message.key.columns", "public.orders"),
+            ("time.precision.mode", "nanos"),
+            ("column.include.list", "a"),
+            ("column.exclude.list", "b"),
+        ]))
+        .unwrap_err();
+        let keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "time.precision.mode",
+                "table.whitelist",
+                "column.exclude.list",
+                "message.key.columns"
+            ]
+        );
+        assert!(
+            e[1].message
+                .contains("Debezium 1.x's name for table.include.list")
         );
     }
 }

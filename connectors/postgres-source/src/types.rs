@@ -18,6 +18,78 @@ pub enum Decimals {
     String,
 }
 
+/// How `time`, `timestamp` and `date` columns are given (`time.precision.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimePrecision {
+    /// Milliseconds up to precision 3, microseconds above (Debezium's `io.debezium.time.*`).
+    Adaptive,
+    /// As adaptive, but `time` always in microseconds.
+    AdaptiveTimeMicroseconds,
+    /// Kafka Connect's own `Date`, `Time` and `Timestamp` (milliseconds).
+    Connect,
+}
+
+/// How `bytea` is given (`binary.handling.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binary {
+    /// Connect bytes (base64 in JSON).
+    Bytes,
+    /// A string: standard base64.
+    Base64,
+    /// A string: URL-safe base64.
+    Base64UrlSafe,
+    /// A string: lower-case hex.
+    Hex,
+}
+
+/// How `interval` is given (`interval.handling.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intervals {
+    /// Microseconds (`io.debezium.time.MicroDuration`, a month being 30.4375 days).
+    Numeric,
+    /// ISO 8601 with every component (`io.debezium.time.Interval`: `P1Y2M3DT4H5M6.78S`).
+    String,
+}
+
+/// The connector's value modes; the default is Debezium's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Modes {
+    pub decimals: Decimals,
+    pub time: TimePrecision,
+    pub binary: Binary,
+    pub interval: Intervals,
+}
+
+impl Default for Modes {
+    fn default() -> Modes {
+        Modes {
+            decimals: Decimals::Precise,
+            time: TimePrecision::Adaptive,
+            binary: Binary::Bytes,
+            interval: Intervals::Numeric,
+        }
+    }
+}
+
+/// Bytes as `binary.handling.mode` gives them in JSON (base64 text for Connect bytes too).
+pub fn binary_text(b: &[u8], mode: Binary) -> String {
+    match mode {
+        Binary::Bytes | Binary::Base64 => crate::envelope::base64(b),
+        Binary::Base64UrlSafe => crate::envelope::base64(b)
+            .replace('+', "-")
+            .replace('/', "_"),
+        Binary::Hex => {
+            const H: &[u8; 16] = b"0123456789abcdef";
+            let mut out = String::with_capacity(b.len() * 2);
+            for &c in b {
+                out.push(H[usize::from(c >> 4)] as char);
+                out.push(H[usize::from(c & 15)] as char);
+            }
+            out
+        }
+    }
+}
+
 /// What Debezium writes for a value the log left out (unchanged TOAST).
 pub const UNAVAILABLE: &str = "__debezium_unavailable_value";
 
@@ -93,7 +165,7 @@ impl PgType {
     }
 
     /// The Connect schema of a column of this type (without `field` and `optional`).
-    pub fn schema(&self, decimals: Decimals) -> J {
+    pub fn schema(&self, m: Modes) -> J {
         if let Some(labels) = &self.labels {
             return json!({"type": "string", "name": "io.debezium.data.Enum", "version": 1,
                 "parameters": {"allowed": labels}});
@@ -105,7 +177,7 @@ impl PgType {
                 labels: None,
                 elem: None,
             };
-            let mut items = e.schema(decimals);
+            let mut items = e.schema(m);
             items["optional"] = json!(true);
             return json!({"type": "array", "items": items});
         }
@@ -116,7 +188,7 @@ impl PgType {
             "int8" | "oid" => json!({"type": "int64"}),
             "float4" => json!({"type": "float"}),
             "float8" => json!({"type": "double"}),
-            "numeric" => match (decimals, self.numeric_ps()) {
+            "numeric" => match (m.decimals, self.numeric_ps()) {
                 (Decimals::Double, _) => json!({"type": "double"}),
                 (Decimals::String, _) => json!({"type": "string"}),
                 (Decimals::Precise, Some((p, s))) => json!({"type": "bytes",
@@ -135,12 +207,22 @@ impl PgType {
             }
             "uuid" => json!({"type": "string", "name": "io.debezium.data.Uuid", "version": 1}),
             "xml" => json!({"type": "string", "name": "io.debezium.data.Xml", "version": 1}),
-            "bytea" => json!({"type": "bytes"}),
+            "bytea" if m.binary == Binary::Bytes => json!({"type": "bytes"}),
+            "bytea" => json!({"type": "string"}),
+            "date" if m.time == TimePrecision::Connect => {
+                json!({"type": "int32", "name": "org.apache.kafka.connect.data.Date", "version": 1})
+            }
             "date" => json!({"type": "int32", "name": "io.debezium.time.Date", "version": 1}),
-            "time" if self.precision() <= 3 => {
+            "time" if m.time == TimePrecision::Connect => {
+                json!({"type": "int32", "name": "org.apache.kafka.connect.data.Time", "version": 1})
+            }
+            "time" if self.precision() <= 3 && m.time == TimePrecision::Adaptive => {
                 json!({"type": "int32", "name": "io.debezium.time.Time", "version": 1})
             }
             "time" => json!({"type": "int64", "name": "io.debezium.time.MicroTime", "version": 1}),
+            "timestamp" if m.time == TimePrecision::Connect => {
+                json!({"type": "int64", "name": "org.apache.kafka.connect.data.Timestamp", "version": 1})
+            }
             "timestamp" if self.precision() <= 3 => {
                 json!({"type": "int64", "name": "io.debezium.time.Timestamp", "version": 1})
             }
@@ -153,6 +235,9 @@ impl PgType {
             "timetz" => {
                 json!({"type": "string", "name": "io.debezium.time.ZonedTime", "version": 1})
             }
+            "interval" if m.interval == Intervals::String => {
+                json!({"type": "string", "name": "io.debezium.time.Interval", "version": 1})
+            }
             "interval" => {
                 json!({"type": "int64", "name": "io.debezium.time.MicroDuration", "version": 1})
             }
@@ -162,9 +247,9 @@ impl PgType {
 
     /// A value of this type as Connect JSON; `None` (the log left it out, unchanged) gives
     /// Debezium's placeholder where the type can hold it, else null.
-    pub fn value(&self, v: Option<ValueRef<'_>>, decimals: Decimals) -> J {
+    pub fn value(&self, v: Option<ValueRef<'_>>, m: Modes) -> J {
         let Some(v) = v else {
-            return match self.schema(decimals)["type"].as_str() {
+            return match self.schema(m)["type"].as_str() {
                 Some("string") => json!(UNAVAILABLE),
                 Some("bytes") => json!(crate::envelope::base64(UNAVAILABLE.as_bytes())),
                 _ => J::Null,
@@ -204,10 +289,10 @@ impl PgType {
                         // Elements come as JSON: bytes as \x hex strings.
                         match (e.name.as_str(), r) {
                             ("bytea", ValueRef::Text(s)) => match unhex(s) {
-                                Some(b) => json!(crate::envelope::base64(&b)),
+                                Some(b) => json!(binary_text(&b, m.binary)),
                                 None => J::Null,
                             },
-                            _ => e.value(Some(r), decimals),
+                            _ => e.value(Some(r), m),
                         }
                     })
                     .collect(),
@@ -215,24 +300,36 @@ impl PgType {
         }
         match (self.name.as_str(), v) {
             (_, ValueRef::Bool(b)) => json!(b),
-            ("numeric", ValueRef::Text(s)) => numeric(s, self.numeric_ps(), decimals),
+            ("numeric", ValueRef::Text(s)) => numeric(s, self.numeric_ps(), m.decimals),
             (_, ValueRef::Int(i)) => json!(i),
             (_, ValueRef::Float(f)) if f.is_finite() => json!(f),
             (_, ValueRef::Float(_)) => J::Null,
-            (_, ValueRef::Bytes(b)) => json!(crate::envelope::base64(b)),
+            (_, ValueRef::Bytes(b)) => json!(binary_text(b, m.binary)),
             ("date", ValueRef::Text(s)) => date(s).map_or(J::Null, |d| json!(d)),
-            ("time", ValueRef::Text(s)) => match micros_of_day(s) {
-                Some(us) if self.precision() <= 3 => json!(us / 1000),
-                Some(us) => json!(us),
-                None => J::Null,
-            },
+            ("time", ValueRef::Text(s)) => {
+                let ms = match m.time {
+                    TimePrecision::Connect => true,
+                    TimePrecision::Adaptive => self.precision() <= 3,
+                    TimePrecision::AdaptiveTimeMicroseconds => false,
+                };
+                match micros_of_day(s) {
+                    Some(us) if ms => json!(us / 1000),
+                    Some(us) => json!(us),
+                    None => J::Null,
+                }
+            }
             ("timestamp", ValueRef::Text(s)) => match timestamp_us(s) {
-                Some(us) if self.precision() <= 3 => json!(us.div_euclid(1000)),
+                Some(us) if self.precision() <= 3 || m.time == TimePrecision::Connect => {
+                    json!(us.div_euclid(1000))
+                }
                 Some(us) => json!(us),
                 None => J::Null,
             },
             ("timestamptz", ValueRef::Text(s)) => json!(trim_fraction(s)),
             ("timetz", ValueRef::Text(s)) => timetz_utc(s).map_or_else(|| json!(s), |t| json!(t)),
+            ("interval", ValueRef::Text(s)) if m.interval == Intervals::String => {
+                interval_iso(s).map_or(J::Null, |d| json!(d))
+            }
             ("interval", ValueRef::Text(s)) => interval_us(s).map_or(J::Null, |d| json!(d)),
             (_, v) => text_of(v),
         }
@@ -242,7 +339,7 @@ impl PgType {
 impl PgType {
     /// [`PgType::value`] written straight into `out` as JSON: the common cases (nulls,
     /// numbers, booleans, text) without building a value; the others through it.
-    pub fn write_value(&self, v: Option<ValueRef<'_>>, decimals: Decimals, out: &mut Vec<u8>) {
+    pub fn write_value(&self, v: Option<ValueRef<'_>>, m: Modes, out: &mut Vec<u8>) {
         let plain = self.labels.is_none() && self.elem.is_none();
         match v {
             Some(ValueRef::Null) => out.extend_from_slice(b"null"),
@@ -282,7 +379,7 @@ impl PgType {
                 let _ = serde_json::to_writer(&mut *out, s);
             }
             _ => {
-                let _ = serde_json::to_writer(&mut *out, &self.value(v, decimals));
+                let _ = serde_json::to_writer(&mut *out, &self.value(v, m));
             }
         }
     }
@@ -501,6 +598,46 @@ pub fn interval_us(s: &str) -> Option<i64> {
     Some(total.round() as i64)
 }
 
+/// PostgreSQL's ISO 8601 interval (`P1Y2M3DT4H5M6.78S`, zero parts left out) as Debezium's
+/// string form, every component written (`P0Y0M0DT0H0M0S` for zero) and the seconds without
+/// trailing zeros.
+pub fn interval_iso(s: &str) -> Option<String> {
+    let rest = s.strip_prefix('P')?;
+    let (date_part, time_part) = rest.split_once('T').unwrap_or((rest, ""));
+    let mut parts = [0i64; 5];
+    let mut seconds = String::from("0");
+    let mut num = String::new();
+    for (k, (part, units)) in [(date_part, "YMD"), (time_part, "HMS")]
+        .into_iter()
+        .enumerate()
+    {
+        for c in part.chars() {
+            match units.find(c) {
+                Some(2) if k == 1 => seconds = std::mem::take(&mut num),
+                Some(u) => parts[3 * k + u] = std::mem::take(&mut num).parse().ok()?,
+                None => num.push(c),
+            }
+        }
+        if !num.is_empty() {
+            return None;
+        }
+    }
+    if seconds.contains('.') {
+        seconds = seconds
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string();
+    }
+    if seconds.parse::<f64>().is_err() {
+        return None;
+    }
+    if seconds == "-0" {
+        seconds = "0".into();
+    }
+    let [y, mo, d, h, mi] = parts;
+    Some(format!("P{y}Y{mo}M{d}DT{h}H{mi}M{seconds}S"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -515,6 +652,87 @@ mod tests {
     }
 
     #[test]
+    fn intervals_as_debeziums_iso_strings() {
+        assert_eq!(
+            interval_iso("P1Y2M3DT4H5M6.78S").unwrap(),
+            "P1Y2M3DT4H5M6.78S"
+        );
+        assert_eq!(interval_iso("PT0S").unwrap(), "P0Y0M0DT0H0M0S");
+        assert_eq!(interval_iso("P-1DT2H").unwrap(), "P0Y0M-1DT2H0M0S");
+        assert_eq!(interval_iso("PT-0.500000S").unwrap(), "P0Y0M0DT0H0M-0.5S");
+        assert_eq!(interval_iso("P10Y").unwrap(), "P10Y0M0DT0H0M0S");
+        assert_eq!(interval_iso("PT1.000000S").unwrap(), "P0Y0M0DT0H0M1S");
+        assert!(interval_iso("1 day").is_none());
+        assert!(interval_iso("P1X").is_none());
+    }
+
+    #[test]
+    fn modes_change_schemas_and_values_as_debeziums() {
+        let connect = Modes {
+            time: TimePrecision::Connect,
+            ..Modes::default()
+        };
+        let micro = Modes {
+            time: TimePrecision::AdaptiveTimeMicroseconds,
+            ..Modes::default()
+        };
+        let t3 = ty("time", 3);
+        let t = Some(ValueRef::Text("00:00:02.25"));
+        assert_eq!(t3.schema(Modes::default())["name"], "io.debezium.time.Time");
+        assert_eq!(t3.schema(micro)["name"], "io.debezium.time.MicroTime");
+        assert_eq!(t3.value(t, micro), json!(2_250_000));
+        assert_eq!(
+            t3.schema(connect)["name"],
+            "org.apache.kafka.connect.data.Time"
+        );
+        assert_eq!(t3.value(t, connect), json!(2250));
+        let ts = ty("timestamp", -1);
+        let v = Some(ValueRef::Text("1970-01-01T00:00:01.234567"));
+        assert_eq!(ts.value(v, Modes::default()), json!(1_234_567));
+        assert_eq!(
+            ts.schema(connect)["name"],
+            "org.apache.kafka.connect.data.Timestamp"
+        );
+        assert_eq!(ts.value(v, connect), json!(1234));
+        assert_eq!(
+            ty("date", -1).schema(connect)["name"],
+            "org.apache.kafka.connect.data.Date"
+        );
+        assert_eq!(
+            ty("date", -1).value(Some(ValueRef::Text("1970-01-11")), connect),
+            json!(10)
+        );
+        let bytes = Some(ValueRef::Bytes(&[0xfb, 0xff, 0x01]));
+        for (mode, schema, text) in [
+            (Binary::Bytes, "bytes", "+/8B"),
+            (Binary::Base64, "string", "+/8B"),
+            (Binary::Base64UrlSafe, "string", "-_8B"),
+            (Binary::Hex, "string", "fbff01"),
+        ] {
+            let m = Modes {
+                binary: mode,
+                ..Modes::default()
+            };
+            assert_eq!(ty("bytea", -1).schema(m)["type"], schema, "{mode:?}");
+            assert_eq!(ty("bytea", -1).value(bytes, m), json!(text), "{mode:?}");
+        }
+        let iv = Modes {
+            interval: Intervals::String,
+            ..Modes::default()
+        };
+        let i = ty("interval", -1);
+        assert_eq!(i.schema(iv)["name"], "io.debezium.time.Interval");
+        assert_eq!(
+            i.value(Some(ValueRef::Text("P1DT2H")), iv),
+            json!("P0Y0M1DT2H0M0S")
+        );
+        assert_eq!(
+            i.value(Some(ValueRef::Text("P1DT2H")), Modes::default()),
+            json!(93_600_000_000i64)
+        );
+    }
+
+    #[test]
     fn decimals_are_javas_unscaled_bytes() {
         // BigInteger.valueOf(12345).toByteArray() = [0x30, 0x39]
         assert_eq!(unscaled_bytes("123.45", 2).unwrap(), [0x30, 0x39]);
@@ -526,17 +744,23 @@ mod tests {
         // numeric(10,2)'s typmod
         let n = ty("numeric", ((10 << 16) | 2) + 4);
         assert_eq!(
-            n.value(Some(ValueRef::Text("123.45")), Decimals::Precise),
+            n.value(Some(ValueRef::Text("123.45")), Modes::default()),
             json!("MDk=")
         );
-        assert_eq!(n.schema(Decimals::Precise)["parameters"]["scale"], "2");
+        assert_eq!(n.schema(Modes::default())["parameters"]["scale"], "2");
         let v = ty("numeric", -1);
         assert_eq!(
-            v.value(Some(ValueRef::Text("1.5")), Decimals::Precise),
+            v.value(Some(ValueRef::Text("1.5")), Modes::default()),
             json!({"scale": 1, "value": "Dw=="})
         );
         assert_eq!(
-            v.value(Some(ValueRef::Text("1.5")), Decimals::String),
+            v.value(
+                Some(ValueRef::Text("1.5")),
+                Modes {
+                    decimals: Decimals::String,
+                    ..Modes::default()
+                }
+            ),
             json!("1.5")
         );
     }
@@ -550,7 +774,7 @@ mod tests {
         assert_eq!(
             ts.value(
                 Some(ValueRef::Text("1970-01-01T00:00:01.5")),
-                Decimals::Precise
+                Modes::default()
             ),
             json!(1_500_000)
         );
@@ -558,23 +782,23 @@ mod tests {
         assert_eq!(
             ts3.value(
                 Some(ValueRef::Text("1970-01-01T00:00:01.500000")),
-                Decimals::Precise
+                Modes::default()
             ),
             json!(1500)
         );
         assert_eq!(
             ty("timestamptz", -1).value(
                 Some(ValueRef::Text("2024-02-29T10:34:56.789000Z")),
-                Decimals::Precise
+                Modes::default()
             ),
             json!("2024-02-29T10:34:56.789Z")
         );
         assert_eq!(
-            ty("timetz", -1).value(Some(ValueRef::Text("12:34:56+02:00")), Decimals::Precise),
+            ty("timetz", -1).value(Some(ValueRef::Text("12:34:56+02:00")), Modes::default()),
             json!("10:34:56Z")
         );
         assert_eq!(
-            ty("time", -1).value(Some(ValueRef::Text("00:00:02.25")), Decimals::Precise),
+            ty("time", -1).value(Some(ValueRef::Text("00:00:02.25")), Modes::default()),
             json!(2_250_000)
         );
         assert_eq!(interval_us("P1DT1H"), Some(90_000_000_000));
@@ -624,9 +848,9 @@ mod tests {
         ];
         for (t, v) in cases {
             let mut out = Vec::new();
-            t.write_value(v, Decimals::Precise, &mut out);
+            t.write_value(v, Modes::default(), &mut out);
             let written: J = serde_json::from_slice(&out).unwrap();
-            assert_eq!(written, t.value(v, Decimals::Precise), "{} {v:?}", t.name);
+            assert_eq!(written, t.value(v, Modes::default()), "{} {v:?}", t.name);
         }
     }
 
@@ -638,9 +862,9 @@ mod tests {
             labels: None,
             elem: Some("int4".into()),
         };
-        assert_eq!(a.schema(Decimals::Precise)["items"]["type"], "int32");
+        assert_eq!(a.schema(Modes::default())["items"]["type"], "int32");
         assert_eq!(
-            a.value(Some(ValueRef::Text("[1,null,3]")), Decimals::Precise),
+            a.value(Some(ValueRef::Text("[1,null,3]")), Modes::default()),
             json!([1, null, 3])
         );
         let e = PgType {
@@ -650,13 +874,13 @@ mod tests {
             elem: None,
         };
         assert_eq!(
-            e.schema(Decimals::Precise)["parameters"]["allowed"],
+            e.schema(Modes::default())["parameters"]["allowed"],
             "sad,ok"
         );
         assert_eq!(
-            ty("text", -1).value(None, Decimals::Precise),
+            ty("text", -1).value(None, Modes::default()),
             json!(UNAVAILABLE)
         );
-        assert_eq!(ty("int4", -1).value(None, Decimals::Precise), J::Null);
+        assert_eq!(ty("int4", -1).value(None, Modes::default()), J::Null);
     }
 }
