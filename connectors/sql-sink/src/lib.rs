@@ -49,6 +49,13 @@ struct Settings {
     truncate: bool,
     evolve: bool,
     table_format: String,
+    /// `quote.identifiers`: names as written; else PostgreSQL's unquoted names (lower case).
+    quote: bool,
+    /// `field.include.list` / `field.exclude.list`: `(topic, field)`.
+    field_include: Vec<(String, String)>,
+    field_exclude: Vec<(String, String)>,
+    /// `use.reduction.buffer`: of a batch's records with the same key, only the last is written.
+    reduce: bool,
 }
 
 fn err(key: &str, message: &str) -> ConfigError {
@@ -126,7 +133,88 @@ impl Settings {
                 "required with primary.key.mode=record_value",
             ));
         }
-        let table_format = get("table.name.format").unwrap_or("${topic}").to_string();
+        let table_format = match (get("collection.name.format"), get("table.name.format")) {
+            (Some(_), Some(_)) => {
+                errors.push(err(
+                    "table.name.format",
+                    "is the older name of collection.name.format: set one",
+                ));
+                String::new()
+            }
+            (Some(f), None) | (None, Some(f)) => f.to_string(),
+            (None, None) => "${topic}".to_string(),
+        };
+        let quote = flag("quote.identifiers");
+        let reduce = flag("use.reduction.buffer");
+        let mut fields = |key: &str| -> Vec<(String, String)> {
+            let mut out = Vec::new();
+            for f in get(key).unwrap_or("").split(',').map(str::trim) {
+                if f.is_empty() {
+                    continue;
+                }
+                match f.split_once(':') {
+                    Some((t, c)) if !t.is_empty() && !c.is_empty() => {
+                        out.push((t.to_string(), c.to_string()))
+                    }
+                    _ => errors.push(err(key, &format!("{f:?} is not <topic>:<field>"))),
+                }
+            }
+            out
+        };
+        let field_include = fields("field.include.list");
+        let field_exclude = fields("field.exclude.list");
+        if !field_include.is_empty() && !field_exclude.is_empty() {
+            errors.push(err(
+                "field.exclude.list",
+                "cannot be used with field.include.list (as Debezium)",
+            ));
+        }
+        if let Some(tz) = get("database.time_zone")
+            && !matches!(tz, "UTC" | "Z" | "GMT" | "Etc/UTC")
+        {
+            errors.push(err(
+                "database.time_zone",
+                &format!("{tz:?} is not supported yet: values are written in UTC"),
+            ));
+        }
+        for (key, default) in [
+            (
+                "collection.naming.strategy",
+                "io.debezium.connector.jdbc.naming.DefaultCollectionNamingStrategy",
+            ),
+            (
+                "table.naming.strategy",
+                "io.debezium.connector.jdbc.naming.DefaultTableNamingStrategy",
+            ),
+            (
+                "column.naming.strategy",
+                "io.debezium.connector.jdbc.naming.DefaultColumnNamingStrategy",
+            ),
+        ] {
+            if let Some(v) = get(key)
+                && v != default
+            {
+                errors.push(err(
+                    key,
+                    &format!("only {default} (custom Java classes cannot run here)"),
+                ));
+            }
+        }
+        for key in [
+            "batch.size",
+            "connection.pool.min_size",
+            "connection.pool.max_size",
+            "connection.pool.acquire_increment",
+            "connection.pool.timeout",
+            "flush.max.retries",
+            "flush.retry.delay.ms",
+        ] {
+            if let Some(v) = get(key)
+                && v.parse::<u64>().is_err()
+            {
+                errors.push(err(key, "a whole number"));
+            }
+        }
         if errors.is_empty() {
             Ok(Settings {
                 insert,
@@ -136,6 +224,10 @@ impl Settings {
                 truncate,
                 evolve,
                 table_format,
+                quote,
+                field_include,
+                field_exclude,
+                reduce,
             })
         } else {
             Err(errors)
@@ -148,6 +240,17 @@ impl Settings {
         self.table_format
             .replace("${topic}", topic)
             .replace('.', "_")
+    }
+
+    /// Whether a value field of `topic` is written (`field.include.list`,
+    /// `field.exclude.list`); key fields always are.
+    fn writes(&self, topic: &str, field: &str) -> bool {
+        let hit = |l: &[(String, String)]| l.iter().any(|(t, f)| t == topic && f == field);
+        if self.field_include.is_empty() {
+            !hit(&self.field_exclude)
+        } else {
+            hit(&self.field_include)
+        }
     }
 }
 
@@ -284,11 +387,13 @@ fn sql_type(schema: &J, dialect: &str) -> &'static str {
         | "io.debezium.time.NanoTimestamp"
         | "org.apache.kafka.connect.data.Timestamp" => "TIMESTAMP",
         "io.debezium.time.ZonedTimestamp" if pg => "TIMESTAMPTZ",
-        "io.debezium.time.Time" | "io.debezium.time.MicroTime" => "TIME",
+        "io.debezium.time.Time"
+        | "io.debezium.time.MicroTime"
+        | "org.apache.kafka.connect.data.Time" => "TIME",
         "io.debezium.time.ZonedTime" if pg => "TIMETZ",
         "io.debezium.data.Json" if pg => "JSONB",
         "io.debezium.data.Uuid" if pg => "UUID",
-        "io.debezium.time.MicroDuration" if pg => "INTERVAL",
+        "io.debezium.time.MicroDuration" | "io.debezium.time.Interval" if pg => "INTERVAL",
         _ => match schema["type"].as_str().unwrap_or("string") {
             "int8" | "int16" => "SMALLINT",
             "int32" => "INTEGER",
@@ -349,7 +454,9 @@ fn param(schema: &J, v: &J, dialect: &str) -> P {
             ))
         }
         ("io.debezium.time.MicroTime", _) if int.is_some() => P::Text(clock(int.unwrap_or(0))),
-        ("io.debezium.time.Time", _) if int.is_some() => P::Text(clock(int.unwrap_or(0) * 1000)),
+        ("io.debezium.time.Time" | "org.apache.kafka.connect.data.Time", _) if int.is_some() => {
+            P::Text(clock(int.unwrap_or(0) * 1000))
+        }
         ("io.debezium.time.MicroDuration", _) if int.is_some() && dialect == "postgres" => {
             P::Text(format!("{} microseconds", int.unwrap_or(0)))
         }
@@ -523,16 +630,68 @@ impl SqlSink {
         let Some(obj) = row.as_object() else {
             return Err("the record's value is not a struct (an object)".into());
         };
-        let cols = match &row_schema {
+        let cols: Vec<Col> = match &row_schema {
             Some(s) => fields(s),
             None => inferred(obj),
         };
+        let key_names: Vec<String> = key_cols(Some(&row), row_schema.as_ref())
+            .into_iter()
+            .map(|(c, _)| c.name)
+            .collect();
+        let cols: Vec<Col> = cols
+            .into_iter()
+            .filter(|c| key_names.contains(&c.name) || self.s.writes(r.topic(), &c.name))
+            .collect();
         let values = cols
             .iter()
             .map(|c| obj.get(&c.name).cloned().unwrap_or(J::Null))
             .collect();
         let key = key_cols(Some(&row), row_schema.as_ref());
         Ok(Action::Row { cols, values, key })
+    }
+
+    /// A name as the database keeps it: as written with `quote.identifiers`, else as
+    /// PostgreSQL keeps an unquoted name (lower case; SQLite compares names without case).
+    fn fold(&self, name: &str) -> String {
+        if self.s.quote || self.dialect != "postgres" {
+            name.to_string()
+        } else {
+            name.to_lowercase()
+        }
+    }
+
+    /// An action with its names as the database keeps them.
+    fn folded(&self, a: Action) -> Action {
+        let fold_cols = |cols: Vec<Col>| -> Vec<Col> {
+            cols.into_iter()
+                .map(|c| Col {
+                    name: self.fold(&c.name),
+                    ..c
+                })
+                .collect()
+        };
+        let fold_key = |key: Vec<(Col, J)>| -> Vec<(Col, J)> {
+            key.into_iter()
+                .map(|(c, v)| {
+                    (
+                        Col {
+                            name: self.fold(&c.name),
+                            ..c
+                        },
+                        v,
+                    )
+                })
+                .collect()
+        };
+        match a {
+            Action::Row { cols, values, key } => Action::Row {
+                cols: fold_cols(cols),
+                values,
+                key: fold_key(key),
+            },
+            Action::Delete { key } => Action::Delete { key: fold_key(key) },
+            other => other,
+        }
     }
 
     /// A table's columns in the database (none: no such table).
@@ -843,7 +1002,103 @@ impl Sink for SqlSink {
                 "table.name.format",
                 ConfigType::String,
                 Some("${topic}"),
+                "The table for a topic (dots become underscores); the older name of collection.name.format",
+            ),
+            key(
+                "collection.name.format",
+                ConfigType::String,
+                Some("${topic}"),
                 "The table for a topic (dots become underscores)",
+            ),
+            key(
+                "quote.identifiers",
+                ConfigType::Boolean,
+                Some("false"),
+                "Names as written; false: as PostgreSQL keeps unquoted names (lower case)",
+            ),
+            key(
+                "field.include.list",
+                ConfigType::List,
+                None,
+                "<topic>:<field> of the value fields written (key fields always are)",
+            ),
+            key(
+                "field.exclude.list",
+                ConfigType::List,
+                None,
+                "<topic>:<field> of value fields not written",
+            ),
+            key(
+                "use.reduction.buffer",
+                ConfigType::Boolean,
+                Some("false"),
+                "Of a batch's records with the same key, write only the last",
+            ),
+            key(
+                "database.time_zone",
+                ConfigType::String,
+                Some("UTC"),
+                "Only UTC",
+            ),
+            key(
+                "collection.naming.strategy",
+                ConfigType::String,
+                None,
+                "Only Debezium's default class",
+            ),
+            key(
+                "table.naming.strategy",
+                ConfigType::String,
+                None,
+                "Only Debezium's default class",
+            ),
+            key(
+                "column.naming.strategy",
+                ConfigType::String,
+                None,
+                "Only Debezium's default class",
+            ),
+            key(
+                "batch.size",
+                ConfigType::Int,
+                Some("500"),
+                "Accepted: a batch the runtime delivers is written in one transaction",
+            ),
+            key(
+                "connection.pool.min_size",
+                ConfigType::Int,
+                Some("5"),
+                "Accepted: the host pools connections",
+            ),
+            key(
+                "connection.pool.max_size",
+                ConfigType::Int,
+                Some("32"),
+                "Accepted: the host pools connections",
+            ),
+            key(
+                "connection.pool.acquire_increment",
+                ConfigType::Int,
+                Some("32"),
+                "Accepted: the host pools connections",
+            ),
+            key(
+                "connection.pool.timeout",
+                ConfigType::Int,
+                Some("1800"),
+                "Accepted: the host pools connections",
+            ),
+            key(
+                "flush.max.retries",
+                ConfigType::Int,
+                Some("5"),
+                "Accepted: a failed batch is retried by the runtime (errors.retry.timeout)",
+            ),
+            key(
+                "flush.retry.delay.ms",
+                ConfigType::Int,
+                Some("1000"),
+                "Accepted, as flush.max.retries",
             ),
             key(
                 "weir.value.format",
@@ -889,11 +1144,41 @@ impl Sink for SqlSink {
         };
         self.db.begin(immediate)?;
         let result = (|| -> Result<(), Error> {
+            let mut todo: Vec<Option<(String, Action)>> = Vec::with_capacity(batch.len());
+            // With the reduction buffer: the latest action per table and key.
+            let mut latest: HashMap<(String, String), usize> = HashMap::new();
             for r in batch.iter() {
-                let table = self.s.table(r.topic());
+                let table = self.fold(&self.s.table(r.topic()));
                 let action = self
                     .action(&r)
+                    .map(|a| self.folded(a))
                     .map_err(|e| weir_sdk::bad_record(r.index(), &e))?;
+                if self.s.reduce {
+                    match &action {
+                        Action::Row { key, .. } | Action::Delete { key } if !key.is_empty() => {
+                            let id = serde_json::to_string(
+                                &key.iter().map(|(_, v)| v).collect::<Vec<_>>(),
+                            )
+                            .unwrap_or_default();
+                            if let Some(i) = latest.insert((table.clone(), id), todo.len()) {
+                                todo[i] = None;
+                            }
+                        }
+                        Action::Truncate => {
+                            // What the truncate empties need not be written first.
+                            for slot in todo.iter_mut() {
+                                if slot.as_ref().is_some_and(|(t, _)| *t == table) {
+                                    *slot = None;
+                                }
+                            }
+                            latest.retain(|(t, _), _| *t != table);
+                        }
+                        _ => {}
+                    }
+                }
+                todo.push(Some((table, action)));
+            }
+            for (table, action) in todo.into_iter().flatten() {
                 self.write(&table, action)?;
             }
             Ok(())
@@ -974,5 +1259,38 @@ mod tests {
         .unwrap_err();
         let keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(keys, ["delete.enabled", "primary.key.mode"]);
+
+        let s = Settings::parse(&cfg(&[
+            ("collection.name.format", "copy_${topic}"),
+            ("field.exclude.list", "orders:secret, orders:note"),
+            ("quote.identifiers", "true"),
+            ("use.reduction.buffer", "true"),
+            ("batch.size", "1000"),
+        ]))
+        .unwrap();
+        assert_eq!(s.table("shop.orders"), "copy_shop_orders");
+        assert!(s.quote && s.reduce);
+        assert!(!s.writes("orders", "secret") && s.writes("orders", "id"));
+        assert!(s.writes("other", "secret"));
+        let e = Settings::parse(&cfg(&[
+            ("collection.name.format", "a"),
+            ("table.name.format", "b"),
+            ("field.include.list", "noseparator"),
+            ("database.time_zone", "Europe/Paris"),
+            ("column.naming.strategy", "com.example.Mine"),
+            ("batch.size", "many"),
+        ]))
+        .unwrap_err();
+        let keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "table.name.format",
+                "field.include.list",
+                "database.time_zone",
+                "column.naming.strategy",
+                "batch.size"
+            ]
+        );
     }
 }
