@@ -136,7 +136,9 @@ impl Schemas {
         let field = |c: &ColumnDef| {
             let mut f = c.ty.schema(modes);
             f["field"] = json!(c.name);
-            f["optional"] = json!(!c.not_null && c.pk == 0);
+            // A key column is required when it cannot be null (a primary key's never can);
+            // `message.key.columns` may name nullable ones.
+            f["optional"] = json!(!c.not_null);
             f
         };
         let key = t.has_key().then(|| {

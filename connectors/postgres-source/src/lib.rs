@@ -419,11 +419,15 @@ impl Settings {
                     "message.key.columns names column {missing:?} of {full}, which has no such column"
                 )));
             }
+            // The key's fields in the table's column order, as Debezium.
+            let mut n = 0;
             for c in &mut t.columns {
-                c.pk = cols
-                    .iter()
-                    .position(|k| *k == c.name)
-                    .map_or(0, |p| p as u32 + 1);
+                c.pk = if cols.contains(&c.name) {
+                    n += 1;
+                    n
+                } else {
+                    0
+                };
             }
         }
         Ok(())
@@ -865,7 +869,8 @@ impl PgSource {
                             elem: None,
                         },
                         pk: if c.key { i as u32 + 1 } else { 0 },
-                        not_null: false,
+                        // What pgoutput says: key columns (never null in a primary key).
+                        not_null: c.key,
                         excluded: false,
                     })
                     .collect(),
@@ -1015,8 +1020,9 @@ impl PgSource {
 
     fn open_stream(&self) -> Result<ChangeStream, Error> {
         let tables = match self.s.publish {
-            Publish::AllTables => Vec::new(),
-            Publish::Filtered | Publish::Disabled => {
+            // `disabled`: the publication is used as it is (never altered).
+            Publish::AllTables | Publish::Disabled => Vec::new(),
+            Publish::Filtered => {
                 let mut t: Vec<String> = self.tables.keys().cloned().collect();
                 t.sort();
                 t
@@ -1556,10 +1562,24 @@ impl Source for PgSource {
     fn close(&mut self) {
         self.stream = None;
         if self.s.drop_slot {
-            let r = self.db.execute(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
-                &[P::Text(self.s.slot.clone())],
-            );
+            // The replication session ends in the background: the server may hold the slot a
+            // moment longer ("is active"), so the drop is tried for up to 10 s.
+            let mut tries = 0;
+            let r = loop {
+                let r = self.db.execute(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+                    &[P::Text(self.s.slot.clone())],
+                );
+                match &r {
+                    Err(weir_sdk::sql::SqlError::Statement(m))
+                        if m.contains("is active") && tries < 40 =>
+                    {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(250));
+                    }
+                    _ => break r,
+                }
+            };
             weir_sdk::log(
                 weir_sdk::Level::Info,
                 &match r {

@@ -5,13 +5,15 @@
 //!
 //! - **Pools.** One pool per database URL and call deadline, shared by every task granted it.
 //!   A connection a plugin holds is its own until it drops it; one left in a transaction, or
-//!   in the middle of a statement, is closed rather than returned to the pool.
+//!   in the middle of a statement, is closed rather than returned to the pool, and a
+//!   PostgreSQL session returned to it is `RESET ALL` (what a task set stays with it).
 //! - **Deadlines.** Every call runs under `tokio::time::timeout_at` with the caller's deadline;
 //!   a PostgreSQL session also gets `statement_timeout` at the task's call deadline, so a
 //!   statement cut off on our side stops on the server too. A call that runs out of time
 //!   loses its connection (a transaction in it is rolled back by the server) and says so.
 //! - **Rows.** Query results stream from the server in batches into rows buffers
-//!   ([`weir_sqlbuf`]); a cursor asks for each batch, so nothing is read ahead of the plugin.
+//!   ([`weir_sqlbuf`]); a cursor asks for each batch, and between requests about one more
+//!   batch (as many rows as the last) is read ahead, so the server works while the plugin does.
 //! - **SQLite** files are opened with `ATTACH` disabled (`SQLITE_LIMIT_ATTACHED` = 0, which
 //!   also stops `VACUUM INTO`), so a plugin reaches only the file its grant names.
 //! - **Credentials.** No error carries a URL's password ([`weir_host::sql::mask_url`]).
@@ -546,7 +548,10 @@ async fn raw(h: &mut Held, sql: &'static str) -> Result<u64, sqlx::Error> {
 }
 
 /// Answers a cursor's requests from the row stream, until the plugin drops the cursor.
-/// Returns whether the stream was read to its end without an error.
+/// Between requests it reads ahead as many rows as the last answer held (so at most about
+/// one batch's memory), overlapping the database's work with the plugin's; an error met
+/// while reading ahead is the next request's answer. Returns whether the stream was read to
+/// its end without an error.
 async fn serve<R>(
     mut rows: futures_util::stream::BoxStream<'_, Result<R, sqlx::Error>>,
     mut req: mpsc::Receiver<Req>,
@@ -555,31 +560,81 @@ async fn serve<R>(
 ) -> bool {
     let mut done = false;
     let mut failed = false;
-    while let Some((max, by, reply)) = req.recv().await {
-        if done || failed {
+    let mut ahead: std::collections::VecDeque<R> = std::collections::VecDeque::new();
+    let mut ahead_error: Option<sqlx::Error> = None;
+    let mut ahead_limit = 0usize;
+    loop {
+        let next = if !done && ahead_error.is_none() && ahead.len() < ahead_limit {
+            // `StreamExt::next` and `recv` are cancel-safe: a row read is kept, a request
+            // received is answered.
+            tokio::select! {
+                biased;
+                r = req.recv() => Some(r),
+                row = rows.next() => {
+                    match row {
+                        None => done = true,
+                        Some(Err(e)) => ahead_error = Some(e),
+                        Some(Ok(r)) => ahead.push_back(r),
+                    }
+                    None
+                }
+            }
+        } else {
+            Some(req.recv().await)
+        };
+        let Some(request) = next else { continue };
+        let Some((max, by, reply)) = request else {
+            break;
+        };
+        if failed || (done && ahead.is_empty() && ahead_error.is_none()) {
             let _ = reply.send(Ok(None));
             continue;
         }
         let mut out: Option<RowsBuilder> = None;
-        let read = tokio::time::timeout_at(by, async {
-            while out.as_ref().map_or(0, RowsBuilder::len) < max as usize
+        let room = |out: &Option<RowsBuilder>| {
+            out.as_ref().map_or(0, RowsBuilder::len) < max as usize
                 && out.as_ref().map_or(0, RowsBuilder::byte_len) < MAX_BATCH_BYTES
-            {
-                match rows.next().await {
-                    None => {
-                        done = true;
-                        break;
-                    }
-                    Some(Err(e)) => return Err(e),
-                    Some(Ok(row)) => write(&row, &mut out)?,
-                }
+        };
+        let mut read: Result<Result<(), sqlx::Error>, tokio::time::error::Elapsed> = Ok(Ok(()));
+        while room(&out)
+            && let Some(row) = ahead.pop_front()
+        {
+            if let Err(e) = write(&row, &mut out) {
+                read = Ok(Err(e));
+                break;
             }
-            Ok(())
-        })
-        .await;
+        }
+        if matches!(read, Ok(Ok(()))) && room(&out) {
+            if ahead_error.is_some() {
+                // The rows read before the error go out first; the error comes next.
+                if out.is_none()
+                    && let Some(e) = ahead_error.take()
+                {
+                    read = Ok(Err(e));
+                }
+            } else if !done {
+                read = tokio::time::timeout_at(by, async {
+                    while room(&out) {
+                        match rows.next().await {
+                            None => {
+                                done = true;
+                                break;
+                            }
+                            Some(Err(e)) => return Err(e),
+                            Some(Ok(row)) => write(&row, &mut out)?,
+                        }
+                    }
+                    Ok(())
+                })
+                .await;
+            }
+        }
         let answer = match read {
             Ok(Ok(())) => Ok(match out {
-                Some(b) => Some(b.finish()),
+                Some(b) => {
+                    ahead_limit = b.len();
+                    Some(b.finish())
+                }
                 None if done => None,
                 None => Some(RowsBuilder::new([]).finish()),
             }),
@@ -599,7 +654,7 @@ async fn serve<R>(
             return false;
         }
     }
-    done && !failed
+    done && !failed && ahead.is_empty()
 }
 
 /// The rows of a query, asked for batch by batch.

@@ -31,6 +31,14 @@ pub(crate) fn pool(url: &str, call_deadline: Duration) -> Result<sqlx::PgPool, S
     Ok(PgPoolOptions::new()
         .max_connections(crate::POOL_SIZE)
         .min_connections(0)
+        // Pools are shared by every task granted the URL: what one task set on a session
+        // (`SET`, a connector's initial statements) is reset before another gets it; a
+        // connection that cannot be reset is closed.
+        .after_release(|conn, _meta| {
+            Box::pin(
+                async move { Ok(sqlx::raw_sql("RESET ALL").execute(&mut *conn).await.is_ok()) },
+            )
+        })
         .connect_lazy_with(opts))
 }
 
