@@ -225,3 +225,73 @@ def test_sqlite_source_config_errors_are_clear(start_broker, tmp_path):
         broker, "POST", "/connectors", {"name": "bad", "config": {**base, "database.path": str(missing)}}, status=400
     )
     assert "database.path" in payload["message"], payload
+
+
+def capture_objects(db: sqlite3.Connection) -> list:
+    """The triggers and tables the connector made in the file, sorted."""
+    return sorted(
+        (kind, name)
+        for kind, name in db.execute("SELECT type, name FROM sqlite_schema WHERE name LIKE '\\_weir\\_cdc\\_%' ESCAPE '\\'")
+    )
+
+
+@pytest.mark.timeout(180)
+def test_slot_drop_on_stop_removes_only_its_own_triggers_and_tables(start_broker, tmp_path):
+    """With `slot.drop.on.stop=true`, deleting the connector removes its three triggers per
+    captured table and its two change tables (so writers stop paying for capture and the file
+    stops growing), while another connector's capture of the same file — whose slot name
+    starts with this one's — is left whole and keeps streaming; without the key they stay."""
+    path = tmp_path / "shop.db"
+    db = make_db(path)
+    broker = start_connect(start_broker, tmp_path)
+    base = {
+        "connector.class": CLASS,
+        "database.path": str(path),
+        "table.include.list": "main.customers",
+        "key.converter": JSON,
+        "value.converter": JSON,
+    }
+    create(broker, "dropper", {**base, "topic.prefix": "shop", "slot.name": "s", "slot.drop.on.stop": "true"})
+    create(broker, "keeper", {**base, "topic.prefix": "other", "slot.name": "s_2"})
+    wait_state(broker, "dropper", "RUNNING")
+    wait_state(broker, "keeper", "RUNNING")
+    records(broker.bootstrap, 3)
+    mine = [
+        ("table", "_weir_cdc_s"),
+        ("table", "_weir_cdc_s_schemas"),
+        ("trigger", "_weir_cdc_s_customers_d"),
+        ("trigger", "_weir_cdc_s_customers_i"),
+        ("trigger", "_weir_cdc_s_customers_u"),
+    ]
+    theirs = [(k, n.replace("_weir_cdc_s", "_weir_cdc_s_2", 1)) for k, n in mine]
+    def installed():
+        assert capture_objects(db) == sorted(mine + theirs), capture_objects(db)
+        return True
+
+    wait_until(installed, timeout=30, what="both captures installed")
+    call(broker, "DELETE", "/connectors/dropper", status=204)
+    def dropped():
+        assert capture_objects(db) == sorted(theirs), capture_objects(db)
+        return True
+
+    wait_until(dropped, timeout=30, what="the dropper's triggers and change tables gone")
+    # The other capture still records and streams.
+    db.execute("INSERT INTO customers VALUES (9, 'Ivy', NULL, 9.5, NULL, 1)")
+
+    def arrived():
+        high = ck_watermarks(broker.bootstrap, "other.main.customers", 0)[1]
+        assert high >= 4, high
+        return high
+
+    wait_until(arrived, timeout=30, interval=0.2, what="the keeper's insert")
+    got = ck_consume_partition(broker.bootstrap, "other.main.customers", 0, 3, timeout=30)
+    assert json.loads(got[0].key)["payload"] == {"id": 9}
+    # Without the key, deleting leaves the capture in place.
+    call(broker, "DELETE", "/connectors/keeper", status=204)
+    wait_until(
+        lambda: broker.rest("GET", "/connectors/keeper", None, None)[0] == 404,
+        timeout=30,
+        what="keeper deleted",
+    )
+    time.sleep(1)
+    assert capture_objects(db) == sorted(theirs)

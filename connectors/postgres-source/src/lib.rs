@@ -738,11 +738,14 @@ impl PgSource {
         out: &mut BatchBuilder,
     ) -> Result<bool, Error> {
         let mut n = 0;
+        let (prefix, db) = (self.s.prefix.clone(), self.db_name.clone());
         while n < max {
             if snap.reading.is_none() {
                 let Some(c) = snap.tables.pop_front() else {
                     if let Some((c, row)) = snap.held.take() {
-                        self.emit_snapshot_row(out, &c, &row, "last")?;
+                        let values: Vec<Option<ValueRef<'_>>> =
+                            row.iter().map(|v| Some(v.as_ref())).collect();
+                        self.emit_snapshot_row(out, &c, &values, "last", &prefix, &db);
                     }
                     let _ = snap.db.commit();
                     return Ok(true);
@@ -776,12 +779,25 @@ impl PgSource {
                 Some(b) => {
                     let c = c.clone();
                     let rs = Rows::parse(&b).map_err(|e| Error::Fatal(e.to_string()))?;
-                    for r in rs.iter() {
-                        if let Some((hc, hrow)) = snap.held.replace((c.clone(), r.to_vec())) {
-                            self.emit_snapshot_row(out, &hc, &hrow, "true")?;
-                            n += 1;
-                        }
+                    let Some(last) = rs.len().checked_sub(1) else {
+                        continue;
+                    };
+                    // The row held back from before goes first; this batch's rows are written
+                    // from the buffer, and only its last is kept (owned) as the next one held.
+                    if let Some((hc, hrow)) = snap.held.take() {
+                        let held: Vec<Option<ValueRef<'_>>> =
+                            hrow.iter().map(|v| Some(v.as_ref())).collect();
+                        self.emit_snapshot_row(out, &hc, &held, "true", &prefix, &db);
+                        n += 1;
                     }
+                    let mut values: Vec<Option<ValueRef<'_>>> = Vec::new();
+                    for r in rs.iter().take(last) {
+                        values.clear();
+                        values.extend(r.values().map(Some));
+                        self.emit_snapshot_row(out, &c, &values, "true", &prefix, &db);
+                        n += 1;
+                    }
+                    snap.held = Some((c, rs.row(last).to_vec()));
                 }
             }
         }
@@ -792,13 +808,15 @@ impl PgSource {
         &mut self,
         out: &mut BatchBuilder,
         c: &Captured,
-        row: &[weir_sdk::sql::OwnedValue],
+        values: &[Option<ValueRef<'_>>],
         snapshot: &str,
-    ) -> Result<(), Error> {
+        prefix: &str,
+        db: &str,
+    ) {
         let src = envelope::Source {
             version: VERSION,
-            prefix: &self.s.prefix.clone(),
-            db: &self.db_name.clone(),
+            prefix,
+            db,
             ts_ms: self.now,
             snapshot,
             tx_id: None,
@@ -812,9 +830,7 @@ impl PgSource {
         } else {
             b"{\"snapshot\":true}".to_vec()
         };
-        let values: Vec<Option<ValueRef<'_>>> = row.iter().map(|v| Some(v.as_ref())).collect();
-        self.push(out, c, "r", None, Some(&values), &src, &offset);
-        Ok(())
+        self.push(out, c, "r", None, Some(values), &src, &offset);
     }
 
     /// The table a change names: from the catalog (read again when its columns changed).

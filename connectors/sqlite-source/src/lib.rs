@@ -56,6 +56,8 @@ struct Settings {
     slot: String,
     fetch: u32,
     db_name: String,
+    /// `slot.drop.on.stop`: the triggers and change tables go when the task stops.
+    drop_on_stop: bool,
 }
 
 fn patterns(config: &Config, key: &str) -> Result<Vec<regex_lite::Regex>, ConfigError> {
@@ -110,6 +112,7 @@ impl Settings {
         };
         let tombstones =
             !get("tombstones.on.delete").is_some_and(|v| v.eq_ignore_ascii_case("false"));
+        let drop_on_stop = get("slot.drop.on.stop").is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let path = get("database.path").unwrap_or("");
         let db_name = path
             .rsplit('/')
@@ -141,6 +144,7 @@ impl Settings {
                 slot,
                 fetch,
                 db_name,
+                drop_on_stop,
             })
         } else {
             Err(errors)
@@ -704,6 +708,12 @@ impl Source for SqliteSource {
                 "Names the change table and triggers (_weir_cdc_<slot>)",
             ),
             key(
+                "slot.drop.on.stop",
+                ConfigType::Boolean,
+                Some("false"),
+                "Drop the triggers and change tables when the task stops (changes made while it is stopped are not recorded)",
+            ),
+            key(
                 "snapshot.fetch.size",
                 ConfigType::Int,
                 Some("10240"),
@@ -866,6 +876,59 @@ impl Source for SqliteSource {
                 &format!("cannot trim the change table: {e:?}"),
             );
         }
+    }
+
+    fn close(&mut self) {
+        if !self.s.drop_on_stop {
+            return;
+        }
+        let r = self.drop_capture();
+        if r.is_err() {
+            let _ = self.db.rollback();
+        }
+        weir_sdk::log(
+            weir_sdk::Level::Info,
+            &match r {
+                Ok(n) => format!(
+                    "dropped {n} trigger(s) and the change tables of slot {}",
+                    self.s.slot
+                ),
+                Err(e) => format!("cannot drop the capture of slot {}: {e:?}", self.s.slot),
+            },
+        );
+    }
+}
+
+impl SqliteSource {
+    /// Drops this slot's triggers and change tables in one transaction; the triggers dropped.
+    fn drop_capture(&mut self) -> Result<usize, Error> {
+        self.db.begin(weir_sdk::sql::BeginKind::Immediate)?;
+        // This slot's own triggers: `_weir_cdc_<slot>_<table>_{i,u,d}` exactly (another
+        // slot's name may start with this one's).
+        let triggers: Vec<String> = rows(
+            &self.db,
+            "SELECT name, tbl_name FROM sqlite_schema WHERE type = 'trigger'",
+            &[],
+        )?
+        .iter()
+        .map(|r| (text(r.first()), text(r.get(1))))
+        .filter(|(name, table)| {
+            ["i", "u", "d"]
+                .iter()
+                .any(|op| *name == format!("_weir_cdc_{}_{table}_{op}", self.s.slot))
+        })
+        .map(|(name, _)| name)
+        .collect();
+        for name in &triggers {
+            self.db
+                .execute(&format!("DROP TRIGGER IF EXISTS {}", ident(name)), &[])?;
+        }
+        for table in [self.s.changes(), self.s.schemas()] {
+            self.db
+                .execute(&format!("DROP TABLE IF EXISTS {table}"), &[])?;
+        }
+        self.db.commit()?;
+        Ok(triggers.len())
     }
 }
 
