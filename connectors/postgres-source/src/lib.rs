@@ -29,6 +29,7 @@ use std::rc::Rc;
 
 use envelope::{ColumnDef, Schemas, Table};
 use types::{Binary, Decimals, Intervals, Modes, PgType, TimePrecision};
+use weir_cdc_common::{SnapshotMode as Mode, ident, int, now_ms, text};
 use weir_sdk::sql::{
     BeginKind, ChangeStream, Changes, Connection, Cursor, Image, ImageKind, Op, Rows,
     StreamOptions, Value as P, ValueRef,
@@ -40,15 +41,6 @@ use weir_sdk::{
 
 const GRANT: &str = "db";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Initial,
-    NoData,
-    InitialOnly,
-    WhenNeeded,
-    Always,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Publish {
@@ -115,17 +107,7 @@ fn patterns(
         (None, Some((a, v))) => (a, v),
         (None, None) => (key, ""),
     };
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|p| {
-            regex_lite::Regex::new(&format!("^(?:{p})$")).map_err(|e| ConfigError {
-                key: key.into(),
-                message: format!("{p:?} is not a regular expression: {e}"),
-            })
-        })
-        .collect()
+    weir_cdc_common::patterns(value).map_err(|e| err(key, &e))
 }
 
 impl Settings {
@@ -145,22 +127,10 @@ impl Settings {
                 ),
             )),
         }
-        let mode = match get("snapshot.mode").unwrap_or("initial") {
-            "initial" => Mode::Initial,
-            "no_data" | "never" => Mode::NoData,
-            "initial_only" => Mode::InitialOnly,
-            "when_needed" => Mode::WhenNeeded,
-            "always" => Mode::Always,
-            other => {
-                errors.push(err(
-                    "snapshot.mode",
-                    &format!(
-                        "{other:?} is not a snapshot mode (initial, no_data, initial_only, when_needed, always)"
-                    ),
-                ));
-                Mode::Initial
-            }
-        };
+        let mode = Mode::parse(get("snapshot.mode").unwrap_or("initial")).unwrap_or_else(|e| {
+            errors.push(err("snapshot.mode", &e));
+            Mode::Initial
+        });
         let slot = get("slot.name").unwrap_or("debezium").to_string();
         if slot.is_empty()
             || slot.len() > 63
@@ -456,18 +426,6 @@ fn image<'a>(i: &Option<Image<'a>>) -> Option<Vec<Option<ValueRef<'a>>>> {
     i.as_ref().map(|i| i.values().collect())
 }
 
-/// A quoted SQL identifier.
-fn ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Every row of a query, owned.
 fn rows(
     db: &Connection,
@@ -481,20 +439,6 @@ fn rows(
         out.extend(r.iter().map(|row| row.to_vec()));
     }
     Ok(out)
-}
-
-fn text(v: Option<&weir_sdk::sql::OwnedValue>) -> Option<String> {
-    match v {
-        Some(weir_sdk::sql::OwnedValue::Text(s)) => Some(s.clone()),
-        _ => None,
-    }
-}
-
-fn int(v: Option<&weir_sdk::sql::OwnedValue>) -> i64 {
-    match v {
-        Some(weir_sdk::sql::OwnedValue::Int(i)) => *i,
-        _ => 0,
-    }
 }
 
 const CATALOG: &str = r"

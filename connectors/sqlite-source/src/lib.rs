@@ -28,6 +28,7 @@ use std::rc::Rc;
 
 use envelope::{ColumnDef, Table};
 use literal::Lit;
+use weir_cdc_common::{SnapshotMode as Mode, ident, int, now_ms};
 use weir_sdk::sql::{BeginKind, Connection, Cursor, Rows, Value as P, ValueRef};
 use weir_sdk::{
     BatchBuilder, Config, ConfigError, ConfigType, Descriptor, Error, Offsets, PluginKind,
@@ -36,15 +37,6 @@ use weir_sdk::{
 
 const GRANT: &str = "db";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Initial,
-    NoData,
-    InitialOnly,
-    WhenNeeded,
-    Always,
-}
 
 #[derive(Debug)]
 struct Settings {
@@ -61,18 +53,8 @@ struct Settings {
 }
 
 fn patterns(config: &Config, key: &str) -> Result<Vec<regex_lite::Regex>, ConfigError> {
-    weir_sdk::config_get(config, key)
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|p| {
-            regex_lite::Regex::new(&format!("^(?:{p})$")).map_err(|e| ConfigError {
-                key: key.into(),
-                message: format!("{p:?} is not a regular expression: {e}"),
-            })
-        })
-        .collect()
+    weir_cdc_common::patterns(weir_sdk::config_get(config, key).unwrap_or(""))
+        .map_err(|e| err(key, &e))
 }
 
 impl Settings {
@@ -83,22 +65,10 @@ impl Settings {
         if prefix.is_empty() {
             errors.push(err("topic.prefix", "required"));
         }
-        let mode = match get("snapshot.mode").unwrap_or("initial") {
-            "initial" => Mode::Initial,
-            "no_data" | "never" => Mode::NoData,
-            "initial_only" => Mode::InitialOnly,
-            "when_needed" => Mode::WhenNeeded,
-            "always" => Mode::Always,
-            other => {
-                errors.push(err(
-                    "snapshot.mode",
-                    &format!(
-                        "{other:?} is not a snapshot mode (initial, no_data, initial_only, when_needed, always)"
-                    ),
-                ));
-                Mode::Initial
-            }
-        };
+        let mode = Mode::parse(get("snapshot.mode").unwrap_or("initial")).unwrap_or_else(|e| {
+            errors.push(err("snapshot.mode", &e));
+            Mode::Initial
+        });
         let slot = get("slot.name").unwrap_or("weir").to_string();
         if slot.is_empty() || !slot.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             errors.push(err("slot.name", "letters, digits and '_' only"));
@@ -183,18 +153,6 @@ fn err(key: &str, message: &str) -> ConfigError {
     }
 }
 
-/// A quoted SQL identifier.
-fn ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Every row of a query, owned.
 fn rows(
     db: &Connection,
@@ -210,18 +168,8 @@ fn rows(
     Ok(out)
 }
 
-fn int(v: Option<&weir_sdk::sql::OwnedValue>) -> i64 {
-    match v {
-        Some(weir_sdk::sql::OwnedValue::Int(i)) => *i,
-        _ => 0,
-    }
-}
-
 fn text(v: Option<&weir_sdk::sql::OwnedValue>) -> String {
-    match v {
-        Some(weir_sdk::sql::OwnedValue::Text(s)) => s.clone(),
-        _ => String::new(),
-    }
+    weir_cdc_common::text(v).unwrap_or_default()
 }
 
 fn columns_json(cols: &[ColumnDef]) -> String {
