@@ -468,10 +468,13 @@ fn type_name(t: ConfigType) -> &'static str {
 
 fn describe(file: &Path) -> anyhow::Result<(weir_host::types::Descriptor, Vec<String>)> {
     // The compiled-component cache, as `plugin run` uses it: a Python component takes
-    // seconds to compile.
+    // seconds to compile. One describe call is a one-off: it gets `plugin run`'s memory and
+    // a deadline long enough for an interpreter's component on a loaded machine (5 s was
+    // seen to run out for a Python one).
     let host = Host::new(HostConfig {
         cache_dir: cache_dir(),
-        ..HostConfig::default()
+        memory_limit: 256 << 20,
+        call_deadline: std::time::Duration::from_secs(30),
     })?;
     let plugin = host.load(file)?;
     let exports = plugin.exports(&host);
