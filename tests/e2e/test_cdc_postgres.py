@@ -493,7 +493,9 @@ def check_source(p: dict, dbname: str, table: str, snapshot: str, tx: Tx | None 
 def test_postgres_snapshot_then_changes_in_debeziums_envelope(pgdb, start_broker, tmp_path):
     pgdb.run(ITEMS_DDL, ITEMS_ROWS)
     broker = start_connect(start_broker, tmp_path)
-    config = pgdb.config(**{"table.include.list": "public.items,public.ledger", "heartbeat.interval.ms": "1000"})
+    # Debezium skips truncates by default (`skipped.operations=t`); this test wants them.
+    config = pgdb.config(**{"table.include.list": "public.items,public.ledger", "heartbeat.interval.ms": "1000",
+                            "skipped.operations": "none"})  # fmt: skip
     create(broker, "shop-cdc", config)
     wait_state(broker, "shop-cdc", "RUNNING")
     items, ledger = topic("items"), topic("ledger")

@@ -249,7 +249,7 @@ impl Settings {
         let drop_slot = flag("slot.drop.on.stop", false);
         let mut skipped = Vec::new();
         for op in get("skipped.operations")
-            .unwrap_or("none")
+            .unwrap_or("t")
             .split(',')
             .map(str::trim)
         {
@@ -1216,8 +1216,8 @@ impl Source for PgSource {
             key(
                 "skipped.operations",
                 ConfigType::List,
-                Some("none"),
-                "Operations not to emit: c, u, d, t",
+                Some("t"),
+                "Operations not to emit: c, u, d, t, or none (Debezium's default: t, truncates)",
             ),
             key(
                 "column.include.list",
@@ -1580,6 +1580,8 @@ mod tests {
         assert_eq!(s.heartbeat_ms, 10_000);
         assert_eq!(s.heartbeat_topic, "__debezium-heartbeat.shop");
         assert!(s.tombstones && !s.drop_slot);
+        // Debezium skips truncates unless told otherwise.
+        assert_eq!(s.skipped, ['t']);
         let e = Settings::parse(&cfg(&[
             ("snapshot.mode", "sometimes"),
             ("slot.name", "Bad-Slot"),
