@@ -481,6 +481,8 @@ def check_source(p: dict, dbname: str, table: str, snapshot: str, tx: Tx | None 
         assert seq[1] == str(src["lsn"]), src
         # The commit time, in the server's clock (the same host).
         assert tx.ms_before - 2000 <= src["ts_ms"] <= tx.ms_after + 2000, f"{tx.ms_before}..{tx.ms_after}: {src}"
+        # Debezium's `ts_ms` is when the connector processed the change: never before its commit.
+        assert p["ts_ms"] >= src["ts_ms"], f"processed at {p['ts_ms']}, before its commit at {src['ts_ms']}"
     return src
 
 

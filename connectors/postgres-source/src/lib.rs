@@ -545,7 +545,8 @@ struct PgSource {
     /// When a record last went out, and the `proc` it carried.
     last_emit_ms: i64,
     last_emit_proc: u64,
-    /// The time of the current poll (ms since the epoch): Debezium's `ts_ms`.
+    /// When the records being written were processed (ms since the epoch): Debezium's
+    /// `ts_ms`, read once per batch.
     now: i64,
     /// When `heartbeat.action.query` last ran.
     last_action_ms: i64,
@@ -844,6 +845,8 @@ impl PgSource {
             return Ok(());
         };
         let buf = stream.next(max.min(self.s.max_batch).max(1), self.s.poll_ms)?;
+        // Debezium's `ts_ms`: when the changes were processed, after `next` waited for them.
+        self.now = now_ms();
         let batch = Changes::parse(&buf)
             .map_err(|e| Error::Fatal(format!("the host sent a bad changes buffer: {e}")))?;
         let (prefix, db_name) = (self.s.prefix.clone(), self.db_name.clone());
@@ -940,7 +943,7 @@ impl PgSource {
             }
         }
         self.at.proc = self.at.proc.max(batch.position);
-        let now = now_ms();
+        let now = self.now;
         // `heartbeat.action.query` every heartbeat interval: a write to the captured database
         // gives an otherwise idle one changes to move its slot on.
         if let Some(q) = &self.s.heartbeat_query
@@ -1482,9 +1485,9 @@ impl Source for PgSource {
     }
 
     fn poll(&mut self, max: u32, out: &mut BatchBuilder) -> Result<(), Error> {
-        self.now = now_ms();
         match std::mem::replace(&mut self.phase, Phase::Stream) {
             Phase::Snapshot(mut snap) => {
+                self.now = now_ms();
                 let done = self.poll_snapshot(&mut snap, max, out)?;
                 self.phase = if !done {
                     Phase::Snapshot(snap)

@@ -90,6 +90,25 @@ pub fn binary_text(b: &[u8], mode: Binary) -> String {
     }
 }
 
+/// Types whose values are strings in Debezium's records, written as the text read.
+fn is_text(name: &str) -> bool {
+    matches!(
+        name,
+        "text"
+            | "varchar"
+            | "bpchar"
+            | "name"
+            | "char"
+            | "citext"
+            | "xml"
+            | "json"
+            | "jsonb"
+            | "uuid"
+            | "inet"
+            | "cidr"
+    )
+}
+
 /// What Debezium writes for a value the log left out (unchanged TOAST).
 pub const UNAVAILABLE: &str = "__debezium_unavailable_value";
 
@@ -124,36 +143,25 @@ impl PgType {
     /// Whether a query can read the column as it is (else it is selected as `::text`).
     pub fn readable(&self) -> bool {
         let base = |n: &str| {
-            matches!(
-                n,
-                "bool"
-                    | "int2"
-                    | "int4"
-                    | "int8"
-                    | "oid"
-                    | "float4"
-                    | "float8"
-                    | "numeric"
-                    | "text"
-                    | "varchar"
-                    | "bpchar"
-                    | "name"
-                    | "char"
-                    | "citext"
-                    | "xml"
-                    | "json"
-                    | "jsonb"
-                    | "uuid"
-                    | "bytea"
-                    | "date"
-                    | "time"
-                    | "timestamp"
-                    | "timestamptz"
-                    | "timetz"
-                    | "interval"
-                    | "inet"
-                    | "cidr"
-            )
+            is_text(n)
+                || matches!(
+                    n,
+                    "bool"
+                        | "int2"
+                        | "int4"
+                        | "int8"
+                        | "oid"
+                        | "float4"
+                        | "float8"
+                        | "numeric"
+                        | "bytea"
+                        | "date"
+                        | "time"
+                        | "timestamp"
+                        | "timestamptz"
+                        | "timetz"
+                        | "interval"
+                )
         };
         if self.labels.is_some() {
             return true;
@@ -356,25 +364,7 @@ impl PgType {
             Some(ValueRef::Text(s)) if plain && self.name == "timestamptz" => {
                 let _ = serde_json::to_writer(&mut *out, &trim_fraction(s));
             }
-            Some(ValueRef::Text(s))
-                if self.labels.is_some()
-                    || (plain
-                        && matches!(
-                            self.name.as_str(),
-                            "text"
-                                | "varchar"
-                                | "bpchar"
-                                | "name"
-                                | "char"
-                                | "citext"
-                                | "xml"
-                                | "json"
-                                | "jsonb"
-                                | "uuid"
-                                | "inet"
-                                | "cidr"
-                        )) =>
-            {
+            Some(ValueRef::Text(s)) if self.labels.is_some() || (plain && is_text(&self.name)) => {
                 // Writing into a Vec cannot fail.
                 let _ = serde_json::to_writer(&mut *out, s);
             }

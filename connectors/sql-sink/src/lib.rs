@@ -146,7 +146,7 @@ impl Settings {
         };
         let quote = flag("quote.identifiers");
         let reduce = flag("use.reduction.buffer");
-        let mut fields = |key: &str| -> Vec<(String, String)> {
+        let mut topic_fields = |key: &str| -> Vec<(String, String)> {
             let mut out = Vec::new();
             for f in get(key).unwrap_or("").split(',').map(str::trim) {
                 if f.is_empty() {
@@ -161,8 +161,8 @@ impl Settings {
             }
             out
         };
-        let field_include = fields("field.include.list");
-        let field_exclude = fields("field.exclude.list");
+        let field_include = topic_fields("field.include.list");
+        let field_exclude = topic_fields("field.exclude.list");
         if !field_include.is_empty() && !field_exclude.is_empty() {
             errors.push(err(
                 "field.exclude.list",

@@ -260,22 +260,26 @@ impl Pipeline {
     ) -> Result<Vec<OutRec>, Failure> {
         let (key_as_is, value_as_is) = self.as_written();
         let mut recs = Vec::with_capacity(batch.len());
+        let (key_format, value_format) = (self.pipe.key_format, self.pipe.value_format);
+        let [kc, vc] = &mut self.checks;
         for mut r in from_batch(batch) {
-            let side = |as_is: bool, format: Format, d: Data| {
+            let side = |as_is: bool, check: &mut EnvelopeCheck, format: Format, d: Data| {
                 if as_is {
-                    checked_envelope(d)
+                    checked_envelope(check, d)
                 } else {
                     read(format, d)
                 }
             };
             let key = side(
                 key_as_is,
-                self.pipe.key_format,
+                kc,
+                key_format,
                 std::mem::replace(&mut r.key, Data::Raw(None)),
             );
             let value = side(
                 value_as_is,
-                self.pipe.value_format,
+                vc,
+                value_format,
                 std::mem::replace(&mut r.value, Data::Raw(None)),
             );
             match (key, value) {
@@ -321,23 +325,23 @@ impl Pipeline {
     ) -> Result<Option<(Vec<u8>, i64)>, Failure> {
         let (key_as_is, value_as_is) = self.as_written();
         let mut ok = Vec::with_capacity(read.len());
+        let (key_converter, value_converter) = (self.pipe.key_converter, self.pipe.value_converter);
+        // The schema a topic's records repeat is checked once, not per record.
+        let [kc, vc] = &mut self.checks;
         for mut r in from_batch(read) {
             // A record that fails goes to the dead letter queue as read (`origin`).
-            let side = |as_is: bool, c: Converter, d: Data| {
+            let side = |as_is: bool, check: &mut EnvelopeCheck, c: Converter, d: Data| {
                 if as_is {
-                    checked_envelope(d)
+                    checked_envelope(check, d)
                 } else {
                     deserialize(c, d)
                 }
             };
-            let key = side(
-                key_as_is,
-                self.pipe.key_converter,
-                std::mem::take(&mut r.key),
-            );
+            let key = side(key_as_is, kc, key_converter, std::mem::take(&mut r.key));
             let value = side(
                 value_as_is,
-                self.pipe.value_converter,
+                vc,
+                value_converter,
                 std::mem::take(&mut r.value),
             );
             match (key, value) {
@@ -390,14 +394,11 @@ impl Pipeline {
 
 /// A plugin's `{schema, payload}` bytes, checked to be what JsonConverter reads (JSON with
 /// exactly those two fields) and kept as they are.
-fn checked_envelope(d: Data) -> Result<Data, String> {
-    match &d {
-        Data::Raw(Some(b)) => match EnvelopeCheck::default().payload(b) {
-            Ok(_) => Ok(d),
-            Err(e) => Err(e),
-        },
-        _ => Ok(d),
+fn checked_envelope(check: &mut EnvelopeCheck, d: Data) -> Result<Data, String> {
+    if let Data::Raw(Some(b)) = &d {
+        check.payload(b)?;
     }
+    Ok(d)
 }
 
 /// How one side (key or value) of a source record reaches the log when nothing in between
