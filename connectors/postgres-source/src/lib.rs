@@ -22,9 +22,10 @@
 //! `database.dbname`.
 
 mod envelope;
+mod parallel;
 mod types;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::rc::Rc;
 
 use envelope::{ColumnDef, Schemas, Table};
@@ -79,6 +80,12 @@ struct Settings {
     max_batch: u32,
     poll_ms: u32,
     skipped: Vec<char>,
+    /// `snapshot.max.threads`: how many tasks read a snapshot (at most `tasks.max`).
+    threads: u32,
+    /// This task's place in a parallel snapshot's plan (0: the task that streams).
+    reader: u32,
+    /// The parallel snapshot's plan, one share per task (empty: one task reads everything).
+    plan: Vec<Vec<parallel::Range>>,
 }
 
 fn err(key: &str, message: &str) -> ConfigError {
@@ -226,7 +233,8 @@ impl Settings {
             }
         };
         let heartbeat_ms = number("heartbeat.interval.ms", "10000", 0);
-        let _ = number("snapshot.max.threads", "1", 1);
+        let threads = number("snapshot.max.threads", "1", 1).min(u64::from(u32::MAX)) as u32;
+        let reader = number(parallel::READER, "0", 0).min(u64::from(u32::MAX)) as u32;
         let _ = number("status.update.interval.ms", "10000", 0);
         let _ = number("max.queue.size", "8192", 1);
         let _ = number("max.queue.size.in.bytes", "0", 0);
@@ -318,6 +326,20 @@ impl Settings {
             .map(|st| st.replace('\u{0}', ";").trim().to_string())
             .filter(|st| !st.is_empty())
             .collect();
+        let plan = match get(parallel::PLAN).map(parallel::decode) {
+            None => Vec::new(),
+            Some(Ok(p)) => p,
+            Some(Err(e)) => {
+                errors.push(err(parallel::PLAN, &e));
+                Vec::new()
+            }
+        };
+        if reader > 0 && reader as usize >= plan.len() {
+            errors.push(err(
+                parallel::READER,
+                &format!("reader {reader} is not in the snapshot plan"),
+            ));
+        }
         if !include.is_empty() && !exclude.is_empty() {
             errors.push(err(
                 "table.exclude.list",
@@ -358,6 +380,9 @@ impl Settings {
                 max_batch,
                 poll_ms,
                 skipped,
+                threads,
+                reader,
+                plan,
             })
         } else {
             Err(errors)
@@ -497,6 +522,31 @@ fn catalog(db: &Connection, s: &Settings) -> Result<Vec<Table>, Error> {
     Ok(out)
 }
 
+/// The most tasks a parallel snapshot spreads over (each holds two pooled connections).
+const MAX_READERS: u32 = 8;
+
+/// The plan of a parallel snapshot over `n` tasks: each table the snapshot reads, by its
+/// heap's size now.
+fn plan_snapshot(s: &Settings, n: usize) -> Result<Vec<Vec<parallel::Range>>, Error> {
+    let db = open_db(s)?;
+    let mut tables = Vec::new();
+    for t in catalog(&db, s)? {
+        let full = t.full_name();
+        if !s.snapshot_tables.is_empty() && !s.snapshot_tables.iter().any(|r| r.is_match(&full)) {
+            continue;
+        }
+        let blocks = int(rows(
+            &db,
+            "SELECT (pg_relation_size(c.oid) / current_setting('block_size')::int8)::int8 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2",
+            &[P::Text(t.schema.clone()), P::Text(t.name.clone())],
+        )?
+        .first()
+        .and_then(|r| r.first()));
+        tables.push((t.schema, t.name, blocks.max(0) as u64));
+    }
+    Ok(parallel::plan(&tables, n))
+}
+
 /// A table and its schemas, as records are written.
 struct Captured {
     table: Table,
@@ -506,18 +556,58 @@ struct Captured {
 /// The snapshot in progress.
 struct Snapshot {
     db: Connection,
-    tables: VecDeque<Rc<Captured>>,
+    /// What is left to read: tables, each with the condition that reads its range (none:
+    /// all of it).
+    tables: VecDeque<(Rc<Captured>, Option<String>)>,
     reading: Option<(Rc<Captured>, Cursor)>,
     /// The last row read, held back so the snapshot's very last record can say `last`.
     held: Option<(Rc<Captured>, Vec<weir_sdk::sql::OwnedValue>)>,
+    /// A share of a parallel snapshot, of this epoch: its last record says which share it
+    /// ends (not `last`).
+    share: Option<i64>,
 }
 
 enum Phase {
     Snapshot(Box<Snapshot>),
+    /// Task 0 of a parallel snapshot, its own share read: waiting until it and every other
+    /// task's share are in the log.
+    HandOver(Box<HandOver>),
+    /// A task > 0 of a parallel snapshot: reads its share when task 0 publishes a snapshot.
+    Reader(Box<Reader>),
     Stream,
     /// `initial_only`: the snapshot is done and nothing is streamed.
     Done,
 }
+
+/// A parallel snapshot task 0 runs: what it publishes for the other tasks.
+struct Published {
+    epoch: i64,
+    /// Task 0's `application_name` while the snapshot is open to the other tasks.
+    name: String,
+}
+
+struct HandOver {
+    /// The snapshot transaction, held open while other tasks may still import it.
+    snap: Box<Snapshot>,
+    /// Task 0's own share is in the log.
+    landed: bool,
+    checked_ms: i64,
+    said_ms: i64,
+}
+
+#[derive(Default)]
+struct Reader {
+    reading: Option<(i64, Box<Snapshot>)>,
+    /// The share of this epoch is read; its last record is not in the log yet.
+    sent: Option<i64>,
+    /// The share of this epoch is in the log.
+    done: Option<i64>,
+    checked_ms: i64,
+}
+
+/// How often a reader looks for task 0's published snapshot, and task 0 for readers done.
+const READER_CHECK_MS: i64 = 500;
+const HANDOVER_CHECK_MS: i64 = 200;
 
 /// Where the stream is: the last change handed out, and what may be confirmed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -550,6 +640,8 @@ struct PgSource {
     now: i64,
     /// When `heartbeat.action.query` last ran.
     last_action_ms: i64,
+    /// Task 0 of a parallel snapshot: what it publishes to the other tasks.
+    published: Option<Published>,
 }
 
 /// A connection to the database, with `database.initial.statements` run on it.
@@ -638,33 +730,91 @@ impl PgSource {
         self.last_emit_proc = self.at.proc;
     }
 
-    /// Starts the snapshot of every captured table.
-    fn start_snapshot(&mut self, exported: Option<String>) -> Result<Snapshot, Error> {
+    /// Starts a snapshot: of every captured table, or of a share of a parallel snapshot's
+    /// plan (`share`: its epoch and ranges; `unplanned`: with the captured tables the plan
+    /// does not name, which task 0 reads whole). `at`: the exported snapshot to read in
+    /// (none: a new repeatable-read one).
+    fn start_snapshot(
+        &mut self,
+        at: Option<&str>,
+        share: Option<(i64, &[parallel::Range], bool)>,
+    ) -> Result<Snapshot, Error> {
         let snap = self.connect()?;
-        match &exported {
-            Some(name) => snap.begin_at_snapshot(name)?,
+        let mut imported = false;
+        match at {
+            Some(name) => match snap.begin_at_snapshot(name) {
+                Ok(()) => imported = true,
+                // A reader after task 0's snapshot transaction ended (its connection broke):
+                // its own snapshot still misses nothing (the stream starts before it).
+                Err(e) if self.s.reader > 0 => {
+                    weir_sdk::log(
+                        weir_sdk::Level::Warn,
+                        &format!(
+                            "cannot import task 0's snapshot {name} ({e:?}); reading the share in a new one"
+                        ),
+                    );
+                    snap.begin(BeginKind::Snapshot)?;
+                }
+                Err(e) => return Err(e.into()),
+            },
             None => snap.begin(BeginKind::Snapshot)?,
         }
-        let mut tables: Vec<Rc<Captured>> = self
+        let wanted = |c: &Captured| {
+            let full = c.table.full_name();
+            self.s.snapshot_tables.is_empty()
+                || self.s.snapshot_tables.iter().any(|r| r.is_match(&full))
+        };
+        let mut all: Vec<Rc<Captured>> = self
             .tables
             .values()
-            .filter(|c| {
-                let full = c.table.full_name();
-                self.s.snapshot_tables.is_empty()
-                    || self.s.snapshot_tables.iter().any(|r| r.is_match(&full))
-            })
+            .filter(|c| wanted(c))
             .cloned()
             .collect();
-        tables.sort_by_key(|c| c.table.full_name());
+        all.sort_by_key(|c| c.table.full_name());
+        let tables: Vec<(Rc<Captured>, Option<String>)> = match share {
+            None => all.into_iter().map(|c| (c, None)).collect(),
+            Some((_, ranges, unplanned)) => {
+                let mut l: Vec<(Rc<Captured>, Option<String>)> = ranges
+                    .iter()
+                    .filter_map(|r| {
+                        let c = self.tables.get(&r.full_name()).filter(|c| wanted(c))?;
+                        Some((c.clone(), r.filter()))
+                    })
+                    .collect();
+                if unplanned {
+                    let planned: BTreeSet<String> = self
+                        .s
+                        .plan
+                        .iter()
+                        .flatten()
+                        .map(|r| r.full_name())
+                        .collect();
+                    l.extend(
+                        all.into_iter()
+                            .filter(|c| !planned.contains(&c.table.full_name()))
+                            .map(|c| (c, None)),
+                    );
+                }
+                l
+            }
+        };
         weir_sdk::log(
             weir_sdk::Level::Info,
             &format!(
-                "snapshot of {} table(s) {}",
+                "snapshot of {} {} {}",
                 tables.len(),
-                if exported.is_some() {
-                    "in the snapshot exported by the new slot"
-                } else {
-                    "in a repeatable-read transaction (the slot existed)"
+                match share {
+                    Some(_) => format!(
+                        "range(s), share {} of {}",
+                        self.s.reader + 1,
+                        self.s.plan.len()
+                    ),
+                    None => "table(s)".into(),
+                },
+                match (at, imported) {
+                    (Some(name), true) if share.is_some() => format!("in snapshot {name}"),
+                    (Some(_), true) => "in the snapshot exported by the new slot".into(),
+                    _ => "in a repeatable-read transaction (the slot existed)".into(),
                 }
             ),
         );
@@ -673,27 +823,50 @@ impl PgSource {
             tables: tables.into(),
             reading: None,
             held: None,
+            share: share.map(|(e, _, _)| e),
         })
     }
 
+    /// Reads the next rows of the snapshot. `Some(any)` once it is all read (nothing is left
+    /// to poll), with whether it wrote any record; its transaction stays open.
     fn poll_snapshot(
         &mut self,
         snap: &mut Snapshot,
         max: u32,
         out: &mut BatchBuilder,
-    ) -> Result<bool, Error> {
+    ) -> Result<Option<bool>, Error> {
         let mut n = 0;
         let (prefix, db) = (self.s.prefix.clone(), self.db_name.clone());
+        const MORE: &[u8] = b"{\"snapshot\":true}";
         while n < max {
             if snap.reading.is_none() {
-                let Some(c) = snap.tables.pop_front() else {
-                    if let Some((c, row)) = snap.held.take() {
-                        let values: Vec<Option<ValueRef<'_>>> =
-                            row.iter().map(|v| Some(v.as_ref())).collect();
-                        self.emit_snapshot_row(out, &c, &values, "last", &prefix, &db);
+                let Some((c, filter)) = snap.tables.pop_front() else {
+                    let Some((c, row)) = snap.held.take() else {
+                        return Ok(Some(false));
+                    };
+                    let values: Vec<Option<ValueRef<'_>>> =
+                        row.iter().map(|v| Some(v.as_ref())).collect();
+                    match snap.share {
+                        // A share's end: which one, so its `ack` says it is in the log.
+                        Some(epoch) => {
+                            let offset = format!("{{\"snapshot\":true,\"share\":{epoch}}}");
+                            self.emit_snapshot_row(
+                                out,
+                                &c,
+                                &values,
+                                "true",
+                                offset.as_bytes(),
+                                &prefix,
+                                &db,
+                            );
+                        }
+                        // The snapshot's end: where the stream starts.
+                        None => {
+                            let offset = self.offset(None);
+                            self.emit_snapshot_row(out, &c, &values, "last", &offset, &prefix, &db);
+                        }
                     }
-                    let _ = snap.db.commit();
-                    return Ok(true);
+                    return Ok(Some(true));
                 };
                 let cols: Vec<String> = c
                     .table
@@ -707,12 +880,16 @@ impl PgSource {
                         }
                     })
                     .collect();
-                let sql = format!(
+                let mut sql = format!(
                     "SELECT {} FROM {}.{}",
                     cols.join(", "),
                     ident(&c.table.schema),
                     ident(&c.table.name)
                 );
+                if let Some(f) = filter {
+                    sql.push_str(" WHERE ");
+                    sql.push_str(&f);
+                }
                 let cursor = snap.db.query(&sql, &[])?;
                 snap.reading = Some((c, cursor));
             }
@@ -729,32 +906,35 @@ impl PgSource {
                     };
                     // The row held back from before goes first; this batch's rows are written
                     // from the buffer, and only its last is kept (owned) as the next one held.
+                    // While the snapshot is incomplete a restart takes it again.
                     if let Some((hc, hrow)) = snap.held.take() {
                         let held: Vec<Option<ValueRef<'_>>> =
                             hrow.iter().map(|v| Some(v.as_ref())).collect();
-                        self.emit_snapshot_row(out, &hc, &held, "true", &prefix, &db);
+                        self.emit_snapshot_row(out, &hc, &held, "true", MORE, &prefix, &db);
                         n += 1;
                     }
                     let mut values: Vec<Option<ValueRef<'_>>> = Vec::new();
                     for r in rs.iter().take(last) {
                         values.clear();
                         values.extend(r.values().map(Some));
-                        self.emit_snapshot_row(out, &c, &values, "true", &prefix, &db);
+                        self.emit_snapshot_row(out, &c, &values, "true", MORE, &prefix, &db);
                         n += 1;
                     }
                     snap.held = Some((c, rs.row(last).to_vec()));
                 }
             }
         }
-        Ok(false)
+        Ok(None)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn emit_snapshot_row(
         &mut self,
         out: &mut BatchBuilder,
         c: &Captured,
         values: &[Option<ValueRef<'_>>],
         snapshot: &str,
+        offset: &[u8],
         prefix: &str,
         db: &str,
     ) {
@@ -768,14 +948,138 @@ impl PgSource {
             lsn: None,
             sequence: None,
         };
-        // While the snapshot is incomplete a restart takes it again; its last record says
-        // it is done.
-        let offset = if snapshot == "last" {
-            self.offset(None)
-        } else {
-            b"{\"snapshot\":true}".to_vec()
+        self.push(out, c, "r", None, Some(values), &src, offset);
+    }
+
+    /// A heartbeat record: the stream's position, stored with nothing else to carry it.
+    fn heartbeat(&mut self, out: &mut BatchBuilder) {
+        let now = self.now;
+        let (key, value) = envelope::heartbeat(&self.s.prefix, now);
+        let offset = self.offset(None);
+        out.push(&RecordData {
+            key: Some(&key),
+            value: Some(&value),
+            topic: &self.s.heartbeat_topic,
+            timestamp: now,
+            source_partition: Some(&self.partition),
+            source_offset: Some(&offset),
+            ..Default::default()
+        });
+        self.last_emit_ms = now;
+        self.last_emit_proc = self.at.proc;
+    }
+
+    /// Task 0 of a parallel snapshot, its share read: once it is in the log and every other
+    /// task said its share is, ends the snapshot transaction, stores the stream's position
+    /// (a heartbeat) and streams.
+    fn poll_hand_over(
+        &mut self,
+        mut h: Box<HandOver>,
+        out: &mut BatchBuilder,
+    ) -> Result<(), Error> {
+        self.now = now_ms();
+        let Some(p) = &self.published else {
+            return Err(Error::Fatal("a parallel snapshot without its epoch".into()));
         };
-        self.push(out, c, "r", None, Some(values), &src, &offset);
+        if !h.landed || self.now - h.checked_ms < HANDOVER_CHECK_MS {
+            self.phase = Phase::HandOver(h);
+            return Ok(());
+        }
+        h.checked_ms = self.now;
+        let tag = parallel::tag(&self.s.slot);
+        // Publishing again each time: the session may have been replaced since.
+        let found = rows(
+            &self.db,
+            "SELECT set_config('application_name', $1, false), (SELECT string_agg(application_name::text, ',') FROM pg_stat_activity WHERE application_name LIKE $2)",
+            &[
+                P::Text(p.name.clone()),
+                P::Text(parallel::done_pattern(&tag, p.epoch)),
+            ],
+        )?;
+        let n = self.s.plan.len() as u32;
+        let done: BTreeSet<u32> = text(found.first().and_then(|r| r.get(1)))
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|name| parallel::parse_done(&tag, p.epoch, name))
+            .filter(|i| (1..n).contains(i))
+            .collect();
+        if done.len() + 1 < n as usize {
+            if self.now - h.said_ms >= 30_000 {
+                h.said_ms = self.now;
+                weir_sdk::log(
+                    weir_sdk::Level::Info,
+                    &format!(
+                        "parallel snapshot: task 0's share is in the log; waiting for {} of {} other task(s)",
+                        n as usize - 1 - done.len(),
+                        n - 1
+                    ),
+                );
+            }
+            self.phase = Phase::HandOver(h);
+            return Ok(());
+        }
+        let _ = h.snap.db.commit();
+        self.db.execute("RESET application_name", &[])?;
+        self.published = None;
+        weir_sdk::log(
+            weir_sdk::Level::Info,
+            &format!("parallel snapshot: all {n} shares are in the log; streaming"),
+        );
+        self.heartbeat(out);
+        self.phase = if self.s.mode == Mode::InitialOnly {
+            Phase::Done
+        } else {
+            Phase::Stream
+        };
+        Ok(())
+    }
+
+    /// A task > 0 of a parallel snapshot: reads its share of each snapshot task 0 publishes,
+    /// then says it is in the log.
+    fn poll_reader(
+        &mut self,
+        mut r: Box<Reader>,
+        max: u32,
+        out: &mut BatchBuilder,
+    ) -> Result<(), Error> {
+        self.now = now_ms();
+        if let Some((epoch, snap)) = &mut r.reading {
+            let epoch = *epoch;
+            if let Some(wrote) = self.poll_snapshot(snap, max, out)? {
+                let _ = snap.db.commit();
+                r.reading = None;
+                if wrote {
+                    r.sent = Some(epoch);
+                } else {
+                    r.done = Some(epoch);
+                    r.checked_ms = 0;
+                }
+            }
+        } else if self.now - r.checked_ms >= READER_CHECK_MS {
+            r.checked_ms = self.now;
+            let tag = parallel::tag(&self.s.slot);
+            let me = match r.done {
+                Some(e) => parallel::done(&tag, e, self.s.reader),
+                None => "weir".into(),
+            };
+            let found = rows(
+                &self.db,
+                "SELECT set_config('application_name', $1, false), (SELECT application_name::text FROM pg_stat_activity WHERE application_name LIKE $2 ORDER BY backend_start DESC LIMIT 1)",
+                &[P::Text(me), P::Text(parallel::published_pattern(&tag))],
+            )?;
+            let published = text(found.first().and_then(|r| r.get(1)))
+                .and_then(|name| parallel::parse_published(&tag, &name));
+            if let Some((epoch, name)) = published
+                && r.done != Some(epoch)
+                && r.sent != Some(epoch)
+            {
+                let share = self.s.plan[self.s.reader as usize].clone();
+                let snap = self.start_snapshot(Some(&name), Some((epoch, &share, false)))?;
+                r.reading = Some((epoch, Box::new(snap)));
+            }
+        }
+        self.phase = Phase::Reader(r);
+        Ok(())
     }
 
     /// The table a change names: from the catalog (read again when its columns changed).
@@ -964,19 +1268,7 @@ impl PgSource {
             && self.at.proc > self.last_emit_proc
             && now - self.last_emit_ms >= self.s.heartbeat_ms as i64
         {
-            let (key, value) = envelope::heartbeat(&self.s.prefix, now);
-            let offset = self.offset(None);
-            out.push(&RecordData {
-                key: Some(&key),
-                value: Some(&value),
-                topic: &self.s.heartbeat_topic,
-                timestamp: now,
-                source_partition: Some(&self.partition),
-                source_offset: Some(&offset),
-                ..Default::default()
-            });
-            self.last_emit_ms = now;
-            self.last_emit_proc = self.at.proc;
+            self.heartbeat(out);
         }
         Ok(())
     }
@@ -1124,7 +1416,7 @@ impl Source for PgSource {
                 "snapshot.max.threads",
                 ConfigType::Int,
                 Some("1"),
-                "Accepted; the snapshot reads one table at a time",
+                "Tasks that read the initial snapshot at once, each a share of the tables' block ranges in one snapshot (at most tasks.max and 8)",
             ),
             key(
                 "status.update.interval.ms",
@@ -1360,12 +1652,63 @@ impl Source for PgSource {
                 Some("connect-json"),
                 "Keys carry their Connect schema",
             ),
+            key(
+                parallel::READER,
+                ConfigType::Int,
+                Some("0"),
+                "Set by the connector in task configs: the task's share of a parallel snapshot",
+            ),
+            key(
+                parallel::PLAN,
+                ConfigType::String,
+                None,
+                "Set by the connector in task configs: the parallel snapshot's plan",
+            ),
         ];
         d
     }
 
     fn validate(config: &Config) -> Vec<ConfigError> {
         Settings::parse(config).err().unwrap_or_default()
+    }
+
+    /// One task, or with `snapshot.max.threads` > 1 one per snapshot reader (at most
+    /// `tasks.max` and 8), each with the plan of the parallel snapshot (`parallel`).
+    fn task_configs(config: Config, max_tasks: u32) -> Result<Vec<Config>, Error> {
+        let s = Settings::parse(&config).map_err(|mut e| Error::InvalidConfig(e.remove(0)))?;
+        let n = s.threads.min(max_tasks).clamp(1, MAX_READERS);
+        if s.threads > n {
+            weir_sdk::log(
+                weir_sdk::Level::Warn,
+                &format!(
+                    "snapshot.max.threads={} but tasks.max={max_tasks}: the snapshot is read by {n} task(s) (each reader is a task; at most {MAX_READERS})",
+                    s.threads
+                ),
+            );
+        }
+        let mut base = config;
+        base.retain(|(k, _)| k != parallel::READER && k != parallel::PLAN);
+        if n <= 1 || s.mode == Mode::NoData {
+            return Ok(vec![base]);
+        }
+        let plan = match plan_snapshot(&s, n as usize) {
+            Ok(p) => parallel::encode(&p),
+            Err(e) => {
+                weir_sdk::log(
+                    weir_sdk::Level::Warn,
+                    &format!("cannot plan a parallel snapshot ({e:?}); one task reads it"),
+                );
+                return Ok(vec![base]);
+            }
+        };
+        Ok((0..n)
+            .map(|i| {
+                let mut c = base.clone();
+                c.push((parallel::READER.into(), i.to_string()));
+                c.push((parallel::PLAN.into(), plan.clone()));
+                c
+            })
+            .collect())
     }
 
     fn open(config: Config, committed: Offsets) -> Result<Self, Error> {
@@ -1383,10 +1726,20 @@ impl Source for PgSource {
                 .and_then(|r| r.first()),
         )
         .unwrap_or_default();
-        let partition = format!(
-            "{{\"server\":{}}}",
-            serde_json::Value::String(s.prefix.clone())
-        )
+        // Task 0 streams and keeps the position; the other tasks of a parallel snapshot each
+        // have a partition of their own.
+        let partition = if s.reader == 0 {
+            format!(
+                "{{\"server\":{}}}",
+                serde_json::Value::String(s.prefix.clone())
+            )
+        } else {
+            format!(
+                "{{\"server\":{},\"snapshot_reader\":{}}}",
+                serde_json::Value::String(s.prefix.clone()),
+                s.reader
+            )
+        }
         .into_bytes();
         let stored: Option<serde_json::Value> = committed
             .iter()
@@ -1410,9 +1763,23 @@ impl Source for PgSource {
             now: now_ms(),
             last_action_ms: now_ms(),
             last_emit_proc: 0,
+            published: None,
         };
         for t in catalog(&me.db, &me.s)? {
             me.capture(t)?;
+        }
+        if me.s.reader > 0 {
+            weir_sdk::log(
+                weir_sdk::Level::Info,
+                &format!(
+                    "task {} of a parallel snapshot of {} table(s) of {}: reads its share of each snapshot task 0 takes",
+                    me.s.reader,
+                    me.tables.len(),
+                    me.db_name
+                ),
+            );
+            me.phase = Phase::Reader(Box::default());
+            return Ok(me);
         }
         if let Some(o) = &stored
             && !incomplete
@@ -1455,9 +1822,40 @@ impl Source for PgSource {
         } else {
             Some(me.open_stream()?)
         };
-        if snapshot {
+        if snapshot && me.s.plan.len() > 1 {
+            // Task 0 of a parallel snapshot: its snapshot, exported again for the others
+            // (importable while its transaction is open), published under a new epoch.
             let exported = stream.as_ref().and_then(|s| s.exported_snapshot());
-            let snap = me.start_snapshot(exported)?;
+            let epoch = now_ms();
+            let share = me.s.plan[0].clone();
+            let snap = me.start_snapshot(exported.as_deref(), Some((epoch, &share, true)))?;
+            let name = text(
+                rows(&snap.db, "SELECT pg_export_snapshot()::text", &[])?
+                    .first()
+                    .and_then(|r| r.first()),
+            )
+            .unwrap_or_default();
+            let tag = parallel::tag(&me.s.slot);
+            let published = parallel::published(&tag, epoch, &name);
+            me.db.execute(
+                "SELECT set_config('application_name', $1, false)",
+                &[P::Text(published.clone())],
+            )?;
+            weir_sdk::log(
+                weir_sdk::Level::Info,
+                &format!(
+                    "parallel snapshot over {} tasks: snapshot {name} published as {published}",
+                    me.s.plan.len()
+                ),
+            );
+            me.published = Some(Published {
+                epoch,
+                name: published,
+            });
+            me.phase = Phase::Snapshot(Box::new(snap));
+        } else if snapshot {
+            let exported = stream.as_ref().and_then(|s| s.exported_snapshot());
+            let snap = me.start_snapshot(exported.as_deref(), None)?;
             me.phase = Phase::Snapshot(Box::new(snap));
         } else if me.s.mode == Mode::InitialOnly {
             me.phase = Phase::Done;
@@ -1472,7 +1870,8 @@ impl Source for PgSource {
                 me.s.slot,
                 me.s.publication,
                 match &me.phase {
-                    Phase::Snapshot(_) => "snapshot first".to_string(),
+                    Phase::Snapshot(_) | Phase::HandOver(_) | Phase::Reader(_) =>
+                        "snapshot first".to_string(),
                     Phase::Stream => format!(
                         "streaming after commit {} change {}",
                         me.skip_to.0, me.skip_to.1
@@ -1489,15 +1888,29 @@ impl Source for PgSource {
             Phase::Snapshot(mut snap) => {
                 self.now = now_ms();
                 let done = self.poll_snapshot(&mut snap, max, out)?;
-                self.phase = if !done {
-                    Phase::Snapshot(snap)
-                } else if self.s.mode == Mode::InitialOnly {
-                    Phase::Done
-                } else {
-                    Phase::Stream
+                self.phase = match done {
+                    None => Phase::Snapshot(snap),
+                    // Task 0 of a parallel snapshot: the transaction stays open for the
+                    // other tasks until the hand-over.
+                    Some(wrote) if snap.share.is_some() => Phase::HandOver(Box::new(HandOver {
+                        snap,
+                        landed: !wrote,
+                        checked_ms: 0,
+                        said_ms: self.now,
+                    })),
+                    Some(_) => {
+                        let _ = snap.db.commit();
+                        if self.s.mode == Mode::InitialOnly {
+                            Phase::Done
+                        } else {
+                            Phase::Stream
+                        }
+                    }
                 };
                 Ok(())
             }
+            Phase::HandOver(h) => self.poll_hand_over(h, out),
+            Phase::Reader(r) => self.poll_reader(r, max, out),
             Phase::Stream => self.poll_stream(max, out),
             Phase::Done => {
                 self.phase = Phase::Done;
@@ -1511,8 +1924,26 @@ impl Source for PgSource {
             if p != self.partition {
                 continue;
             }
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&o)
-                && let Some(proc) = v["lsn_proc"].as_u64()
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&o) else {
+                continue;
+            };
+            // The last record of a parallel snapshot's share is in the log.
+            if let Some(epoch) = v["share"].as_i64() {
+                match &mut self.phase {
+                    Phase::HandOver(h)
+                        if self.published.as_ref().map(|p| p.epoch) == Some(epoch) =>
+                    {
+                        h.landed = true;
+                    }
+                    Phase::Reader(r) if r.sent == Some(epoch) => {
+                        r.sent = None;
+                        r.done = Some(epoch);
+                        r.checked_ms = 0;
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(proc) = v["lsn_proc"].as_u64()
                 && proc > self.confirmed
                 && let Some(stream) = &self.stream
             {
@@ -1524,7 +1955,7 @@ impl Source for PgSource {
 
     fn close(&mut self) {
         self.stream = None;
-        if self.s.drop_slot {
+        if self.s.drop_slot && self.s.reader == 0 {
             // The replication session ends in the background: the server may hold the slot a
             // moment longer ("is active"), so the drop is tried for up to 10 s.
             let mut tries = 0;

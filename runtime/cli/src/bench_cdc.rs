@@ -9,7 +9,8 @@
 //!   contents (pgoutput, binary) to a file (goals: ≥ 1x its rate and ≥ 100,000 changes/s),
 //!   with the process's peak resident memory while capturing;
 //! - (c) the initial snapshot of the 1,000,000-row table (`snapshot.mode=initial_only`) in
-//!   rows/s against `COPY ... TO STDOUT` into /dev/null through psql (goal ≥ 50% of it).
+//!   rows/s against `COPY ... TO STDOUT` into /dev/null through psql (goal ≥ 50% of it), read
+//!   by one task and then split over two (`snapshot.max.threads` = `tasks.max` = 2).
 //!
 //! Each Weir figure is measured twice: with JsonConverter's default `schemas.enable=true`
 //! (Debezium's JSON, the record's schema in every record: about 2.2 KB per change here) and
@@ -422,27 +423,33 @@ pub async fn run(args: CdcArgs) -> anyhow::Result<()> {
     let copy = n as f64 / t0.elapsed().as_secs_f64();
     anyhow::ensure!(copied.success(), "COPY failed: {copied}");
     println!("(c)       snapshot of {n} rows: COPY TO STDOUT > /dev/null {copy:>12.0} rows/s");
-    for (schemas, label) in converters {
-        let name = format!("cdc-c-{schemas}");
-        let prefix = format!("benchc{}", if schemas { "s" } else { "p" });
-        let c = capture(
-            &rt,
-            &rig.broker,
-            &name,
-            connector(&prefix, "weir_bench_c", "initial_only", schemas),
-            &format!("{prefix}.public.{TABLE}"),
-            n as i64,
-        )
-        .await?;
-        rt.delete(&name).await?;
-        println!(
-            "          weir snapshot -> topic, JSON {label}{:>12.0} rows/s = {:.0}% of COPY (goal >= 50%: {}); {:.0}/s after the first record; peak RSS {:.1} MB",
-            c.total,
-            100.0 * c.total / copy,
-            verdict(c.total >= 0.5 * copy),
-            c.steady,
-            c.peak_rss
-        );
+    // One task, then the snapshot split over two (`snapshot.max.threads` = `tasks.max` = 2).
+    for readers in [1u32, 2] {
+        for (schemas, label) in converters {
+            let name = format!("cdc-c-{readers}-{schemas}");
+            let prefix = format!("benchc{readers}{}", if schemas { "s" } else { "p" });
+            let mut config = connector(&prefix, "weir_bench_c", "initial_only", schemas);
+            config.insert("tasks.max".into(), readers.to_string());
+            config.insert("snapshot.max.threads".into(), readers.to_string());
+            let c = capture(
+                &rt,
+                &rig.broker,
+                &name,
+                config,
+                &format!("{prefix}.public.{TABLE}"),
+                n as i64,
+            )
+            .await?;
+            rt.delete(&name).await?;
+            println!(
+                "          weir snapshot -> topic, {readers} task(s), JSON {label}{:>12.0} rows/s = {:.0}% of COPY (goal >= 50%: {}); {:.0}/s after the first record; peak RSS {:.1} MB",
+                c.total,
+                100.0 * c.total / copy,
+                verdict(c.total >= 0.5 * copy),
+                c.steady,
+                c.peak_rss
+            );
+        }
     }
 
     rt.shutdown().await;
