@@ -1,7 +1,10 @@
 //! What Weir's change data capture connectors (postgres-source, sqlite-source) share:
 //! Debezium's `snapshot.mode` values, the regular-expression lists of `*.include.list` and
-//! `*.exclude.list`, the JSON form of bytes, SQL identifiers, and owned row values. Plain
-//! types only: a connector maps the errors into its SDK's `ConfigError`.
+//! `*.exclude.list`, the JSON form of bytes, SQL identifiers, owned row values, and parallel
+//! snapshot plans (`parallel`). Plain types only: a connector maps the errors into its SDK's
+//! `ConfigError`.
+
+pub mod parallel;
 
 use weir_sqlbuf::Value;
 

@@ -326,7 +326,7 @@ impl Settings {
             .map(|st| st.replace('\u{0}', ";").trim().to_string())
             .filter(|st| !st.is_empty())
             .collect();
-        let plan = match get(parallel::PLAN).map(parallel::decode) {
+        let plan = match get(parallel::PLAN).map(weir_cdc_common::parallel::decode) {
             None => Vec::new(),
             Some(Ok(p)) => p,
             Some(Err(e)) => {
@@ -522,9 +522,6 @@ fn catalog(db: &Connection, s: &Settings) -> Result<Vec<Table>, Error> {
     Ok(out)
 }
 
-/// The most tasks a parallel snapshot spreads over (each holds two pooled connections).
-const MAX_READERS: u32 = 8;
-
 /// The plan of a parallel snapshot over `n` tasks: each table the snapshot reads, by its
 /// heap's size now.
 fn plan_snapshot(s: &Settings, n: usize) -> Result<Vec<Vec<parallel::Range>>, Error> {
@@ -542,9 +539,18 @@ fn plan_snapshot(s: &Settings, n: usize) -> Result<Vec<Vec<parallel::Range>>, Er
         )?
         .first()
         .and_then(|r| r.first()));
-        tables.push((t.schema, t.name, blocks.max(0) as u64));
+        tables.push(weir_cdc_common::parallel::Span {
+            schema: t.schema,
+            table: t.name,
+            first: 0,
+            end: blocks.max(0),
+        });
     }
-    Ok(parallel::plan(&tables, n))
+    Ok(weir_cdc_common::parallel::plan(
+        &tables,
+        n,
+        parallel::MIN_SPLIT_BLOCKS,
+    ))
 }
 
 /// A table and its schemas, as records are written.
@@ -778,7 +784,7 @@ impl PgSource {
                     .iter()
                     .filter_map(|r| {
                         let c = self.tables.get(&r.full_name()).filter(|c| wanted(c))?;
-                        Some((c.clone(), r.filter()))
+                        Some((c.clone(), parallel::filter(r)))
                     })
                     .collect();
                 if unplanned {
@@ -1676,39 +1682,29 @@ impl Source for PgSource {
     /// `tasks.max` and 8), each with the plan of the parallel snapshot (`parallel`).
     fn task_configs(config: Config, max_tasks: u32) -> Result<Vec<Config>, Error> {
         let s = Settings::parse(&config).map_err(|mut e| Error::InvalidConfig(e.remove(0)))?;
-        let n = s.threads.min(max_tasks).clamp(1, MAX_READERS);
+        let n = weir_cdc_common::parallel::readers(s.threads, max_tasks);
         if s.threads > n {
             weir_sdk::log(
                 weir_sdk::Level::Warn,
                 &format!(
-                    "snapshot.max.threads={} but tasks.max={max_tasks}: the snapshot is read by {n} task(s) (each reader is a task; at most {MAX_READERS})",
-                    s.threads
+                    "snapshot.max.threads={} but tasks.max={max_tasks}: the snapshot is read by {n} task(s) (each reader is a task; at most {})",
+                    s.threads,
+                    weir_cdc_common::parallel::MAX_READERS
                 ),
             );
         }
-        let mut base = config;
-        base.retain(|(k, _)| k != parallel::READER && k != parallel::PLAN);
-        if n <= 1 || s.mode == Mode::NoData {
-            return Ok(vec![base]);
-        }
-        let plan = match plan_snapshot(&s, n as usize) {
-            Ok(p) => parallel::encode(&p),
-            Err(e) => {
+        let plan = if n <= 1 || s.mode == Mode::NoData {
+            Vec::new()
+        } else {
+            plan_snapshot(&s, n as usize).unwrap_or_else(|e| {
                 weir_sdk::log(
                     weir_sdk::Level::Warn,
                     &format!("cannot plan a parallel snapshot ({e:?}); one task reads it"),
                 );
-                return Ok(vec![base]);
-            }
-        };
-        Ok((0..n)
-            .map(|i| {
-                let mut c = base.clone();
-                c.push((parallel::READER.into(), i.to_string()));
-                c.push((parallel::PLAN.into(), plan.clone()));
-                c
+                Vec::new()
             })
-            .collect())
+        };
+        Ok(weir_cdc_common::parallel::task_configs(&config, &plan))
     }
 
     fn open(config: Config, committed: Offsets) -> Result<Self, Error> {

@@ -28,113 +28,21 @@
 //! With several readers no record says `snapshot: last` (no reader knows it is the last one);
 //! the hand-over heartbeat marks the end.
 
-/// Task config keys `task_configs` adds.
-pub const READER: &str = "weir.snapshot.reader";
-pub const PLAN: &str = "weir.snapshot.plan";
+pub use weir_cdc_common::parallel::{PLAN, READER, Range};
 
-/// Below this many heap blocks (8 KiB each) per reader a table is read whole by one reader.
-const MIN_SPLIT_BLOCKS: u64 = 128;
+/// Below this many heap blocks (8 KiB each) per task a table is read whole by one task.
+pub const MIN_SPLIT_BLOCKS: u64 = 128;
 
-/// A part of one table a reader snapshots: its heap blocks `[lo, hi)` (`hi` none: to the end).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Range {
-    pub schema: String,
-    pub table: String,
-    pub lo: u64,
-    pub hi: Option<u64>,
-}
-
-impl Range {
-    pub fn full_name(&self) -> String {
-        format!("{}.{}", self.schema, self.table)
+/// The condition that reads exactly this range of heap blocks (none: the whole table).
+pub fn filter(r: &Range) -> Option<String> {
+    match (r.lo, r.hi) {
+        (None, None) => None,
+        (Some(lo), None) => Some(format!("ctid >= '({lo},0)'::tid")),
+        (None, Some(hi)) => Some(format!("ctid < '({hi},0)'::tid")),
+        (Some(lo), Some(hi)) => Some(format!(
+            "ctid >= '({lo},0)'::tid AND ctid < '({hi},0)'::tid"
+        )),
     }
-
-    /// The condition that reads exactly this range (none: the whole table).
-    pub fn filter(&self) -> Option<String> {
-        match (self.lo, self.hi) {
-            (0, None) => None,
-            (lo, None) => Some(format!("ctid >= '({lo},0)'::tid")),
-            (0, Some(hi)) => Some(format!("ctid < '({hi},0)'::tid")),
-            (lo, Some(hi)) => Some(format!(
-                "ctid >= '({lo},0)'::tid AND ctid < '({hi},0)'::tid"
-            )),
-        }
-    }
-}
-
-/// Splits tables (schema, table, heap blocks) over `n` readers: each large table into `n`
-/// block ranges (reader `i` gets range `i`), the others whole, largest first, each to the
-/// reader with the least planned so far.
-pub fn plan(tables: &[(String, String, u64)], n: usize) -> Vec<Vec<Range>> {
-    let n = n.max(1);
-    let mut out: Vec<Vec<Range>> = vec![Vec::new(); n];
-    let mut load = vec![0u64; n];
-    let mut sorted: Vec<&(String, String, u64)> = tables.iter().collect();
-    sorted.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| (&a.0, &a.1).cmp(&(&b.0, &b.1))));
-    for (schema, table, blocks) in sorted {
-        let range = |lo, hi| Range {
-            schema: schema.clone(),
-            table: table.clone(),
-            lo,
-            hi,
-        };
-        if n > 1 && *blocks >= MIN_SPLIT_BLOCKS * n as u64 {
-            let b = *blocks;
-            for (i, share) in out.iter_mut().enumerate() {
-                let lo = b * i as u64 / n as u64;
-                let hi = (i + 1 < n).then(|| b * (i as u64 + 1) / n as u64);
-                share.push(range(lo, hi));
-                load[i] += hi.unwrap_or(b) - lo;
-            }
-        } else {
-            let i = (0..n).min_by_key(|&i| (load[i], i)).unwrap_or(0);
-            out[i].push(range(0, None));
-            load[i] += (*blocks).max(1);
-        }
-    }
-    out
-}
-
-/// The plan as a task config value (JSON: per reader, `[schema, table, lo, hi|null]`).
-pub fn encode(plan: &[Vec<Range>]) -> String {
-    let v: Vec<Vec<serde_json::Value>> = plan
-        .iter()
-        .map(|share| {
-            share
-                .iter()
-                .map(|r| serde_json::json!([r.schema, r.table, r.lo, r.hi]))
-                .collect()
-        })
-        .collect();
-    serde_json::Value::from(v).to_string()
-}
-
-pub fn decode(s: &str) -> Result<Vec<Vec<Range>>, String> {
-    let bad = || format!("{PLAN}: not a snapshot plan: {s:?}");
-    let v: serde_json::Value = serde_json::from_str(s).map_err(|_| bad())?;
-    let shares = v.as_array().ok_or_else(bad)?;
-    shares
-        .iter()
-        .map(|share| {
-            share
-                .as_array()
-                .ok_or_else(bad)?
-                .iter()
-                .map(|r| {
-                    let r = r.as_array().filter(|r| r.len() == 4).ok_or_else(bad)?;
-                    Ok(Range {
-                        schema: r[0].as_str().ok_or_else(bad)?.to_string(),
-                        table: r[1].as_str().ok_or_else(bad)?.to_string(),
-                        lo: r[2].as_u64().ok_or_else(bad)?,
-                        hi: match &r[3] {
-                            serde_json::Value::Null => None,
-                            h => Some(h.as_u64().ok_or_else(bad)?),
-                        },
-                    })
-                })
-                .collect()
-        })
-        .collect()
 }
 
 /// What names a slot's rendezvous in `application_name` (at most 63 bytes): a hash of the
@@ -186,65 +94,34 @@ pub fn parse_done(tag: &str, epoch: i64, name: &str) -> Option<u32> {
 mod tests {
     use super::*;
 
-    fn t(name: &str, blocks: u64) -> (String, String, u64) {
-        ("public".into(), name.into(), blocks)
-    }
-
     #[test]
-    fn a_large_table_splits_into_contiguous_ranges_that_cover_it() {
-        let p = plan(&[t("big", 10_000)], 3);
-        assert_eq!(p.len(), 3);
-        let ranges: Vec<&Range> = p.iter().map(|s| &s[0]).collect();
-        assert_eq!(ranges[0].lo, 0);
-        assert_eq!(ranges[0].hi, Some(ranges[1].lo));
-        assert_eq!(ranges[1].hi, Some(ranges[2].lo));
-        // The last range is open-ended: rows written after the plan are read too.
-        assert_eq!(ranges[2].hi, None);
-        assert_eq!(ranges[0].filter(), Some("ctid < '(3333,0)'::tid".into()));
-        assert_eq!(
-            ranges[1].filter(),
-            Some("ctid >= '(3333,0)'::tid AND ctid < '(6666,0)'::tid".into())
+    fn block_ranges_read_as_tid_range_scans() {
+        let plan = weir_cdc_common::parallel::plan(
+            &[weir_cdc_common::parallel::Span {
+                schema: "public".into(),
+                table: "big".into(),
+                first: 0,
+                end: 10_000,
+            }],
+            3,
+            MIN_SPLIT_BLOCKS,
         );
-        assert_eq!(ranges[2].filter(), Some("ctid >= '(6666,0)'::tid".into()));
-    }
-
-    #[test]
-    fn small_tables_go_whole_to_the_least_loaded_reader() {
-        let p = plan(&[t("a", 10), t("b", 200), t("c", 0), t("big", 1000)], 2);
-        // big splits (500 each); b goes to reader 0, a to reader 1, c to reader 1 or 0.
-        let names = |i: usize| {
-            p[i].iter()
-                .map(|r| (r.table.as_str(), r.filter().is_none()))
-                .collect::<Vec<_>>()
+        let f: Vec<Option<String>> = plan.iter().map(|s| filter(&s[0])).collect();
+        assert_eq!(
+            f,
+            [
+                Some("ctid < '(3333,0)'::tid".into()),
+                Some("ctid >= '(3333,0)'::tid AND ctid < '(6666,0)'::tid".into()),
+                Some("ctid >= '(6666,0)'::tid".into()),
+            ]
+        );
+        let whole = Range {
+            schema: "s".into(),
+            table: "t".into(),
+            lo: None,
+            hi: None,
         };
-        assert_eq!(names(0)[0], ("big", false));
-        assert_eq!(names(1)[0], ("big", false));
-        let whole: Vec<&str> = p
-            .iter()
-            .flatten()
-            .filter(|r| r.filter().is_none())
-            .map(|r| r.table.as_str())
-            .collect();
-        let mut sorted = whole.clone();
-        sorted.sort();
-        assert_eq!(sorted, ["a", "b", "c"], "each small table exactly once");
-        // Balanced: b (200) on one side, a + c on the other.
-        assert!(p[0].iter().any(|r| r.table == "b") != p[1].iter().any(|r| r.table == "b"));
-    }
-
-    #[test]
-    fn one_reader_reads_every_table_whole() {
-        let p = plan(&[t("a", 10), t("big", 100_000)], 1);
-        assert_eq!(p.len(), 1);
-        assert!(p[0].iter().all(|r| r.filter().is_none()));
-    }
-
-    #[test]
-    fn plans_round_trip_through_task_configs() {
-        let p = plan(&[t("x\"y", 5000), t("small", 3)], 4);
-        assert_eq!(decode(&encode(&p)).unwrap(), p);
-        assert!(decode("[[1]]").is_err());
-        assert!(decode("nope").is_err());
+        assert_eq!(filter(&whole), None);
     }
 
     #[test]

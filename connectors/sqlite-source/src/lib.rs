@@ -28,6 +28,7 @@ use std::rc::Rc;
 
 use envelope::{ColumnDef, Table};
 use literal::Lit;
+use weir_cdc_common::parallel::{self, Range};
 use weir_cdc_common::{SnapshotMode as Mode, ident, int, now_ms};
 use weir_sdk::sql::{BeginKind, Connection, Cursor, Rows, Value as P, ValueRef};
 use weir_sdk::{
@@ -50,6 +51,12 @@ struct Settings {
     db_name: String,
     /// `slot.drop.on.stop`: the triggers and change tables go when the task stops.
     drop_on_stop: bool,
+    /// `snapshot.max.threads`: how many tasks read a snapshot (at most `tasks.max`).
+    threads: u32,
+    /// This task's place in a parallel snapshot's plan (0: the task that streams).
+    reader: u32,
+    /// The parallel snapshot's plan, one share per task (empty: one task reads everything).
+    plan: Vec<Vec<Range>>,
 }
 
 fn patterns(config: &Config, key: &str) -> Result<Vec<regex_lite::Regex>, ConfigError> {
@@ -104,6 +111,30 @@ impl Settings {
                 "cannot be used with table.include.list (as Debezium)",
             ));
         }
+        let mut whole =
+            |key: &str, default: &str, min: u32| match get(key).unwrap_or(default).parse::<u32>() {
+                Ok(n) if n >= min => n,
+                _ => {
+                    errors.push(err(key, &format!("a whole number, at least {min}")));
+                    min
+                }
+            };
+        let threads = whole("snapshot.max.threads", "1", 1);
+        let reader = whole(parallel::READER, "0", 0);
+        let plan = match get(parallel::PLAN).map(parallel::decode) {
+            None => Vec::new(),
+            Some(Ok(p)) => p,
+            Some(Err(e)) => {
+                errors.push(err(parallel::PLAN, &e));
+                Vec::new()
+            }
+        };
+        if reader > 0 && reader as usize >= plan.len() {
+            errors.push(err(
+                parallel::READER,
+                &format!("reader {reader} is not in the snapshot plan"),
+            ));
+        }
         if errors.is_empty() {
             Ok(Settings {
                 prefix,
@@ -115,6 +146,9 @@ impl Settings {
                 fetch,
                 db_name,
                 drop_on_stop,
+                threads,
+                reader,
+                plan,
             })
         } else {
             Err(errors)
@@ -139,6 +173,13 @@ impl Settings {
 
     fn schemas(&self) -> String {
         ident(&format!("_weir_cdc_{}_schemas", self.slot))
+    }
+
+    /// The parallel snapshot's rendezvous: row 0 is task 0's published snapshot (`epoch`, and
+    /// the watermark the stream starts after); row N > 0 says task N's share of `epoch` is in
+    /// the log.
+    fn rendezvous(&self) -> String {
+        ident(&format!("_weir_cdc_{}_snapshot", self.slot))
     }
 
     fn trigger(&self, table: &str, op: &str) -> String {
@@ -202,17 +243,73 @@ fn columns_from_json(s: &str) -> Vec<ColumnDef> {
 struct Snapshot {
     db: Connection,
     watermark: i64,
-    tables: VecDeque<(i64, Rc<Table>)>,
+    /// Tables left, with the condition that reads their range (none: all of it).
+    tables: VecDeque<(i64, Rc<Table>, Option<String>)>,
     reading: Option<(i64, Rc<Table>, Cursor)>,
     /// The last row read, held back so the snapshot's very last record can say `last`.
     held: Option<(Rc<Table>, Vec<Lit>)>,
+    end: End,
+    /// Any row was read.
+    any: bool,
+}
+
+/// What a snapshot's last row becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The whole snapshot: `last`, with the watermark as the stream's position.
+    Last,
+    /// Task 0's share of a parallel snapshot: held until every share is in the log, then
+    /// written as `last`.
+    HandOver,
+    /// Another task's share of this epoch: its offset says which share it ends.
+    Share(i64),
 }
 
 enum Phase {
     Snapshot(Box<Snapshot>),
+    /// Task 0 of a parallel snapshot, its share read (its last row held): waiting until every
+    /// other task's share is in the log.
+    HandOver(Box<HandOver>),
+    /// A task > 0 of a parallel snapshot: reads its share when task 0 publishes one.
+    Reader(Box<Reader>),
     Stream,
     /// `initial_only`: the snapshot is done and nothing is streamed.
     Done,
+}
+
+struct HandOver {
+    snap: Box<Snapshot>,
+    epoch: i64,
+    checked_ms: i64,
+    said_ms: i64,
+}
+
+#[derive(Default)]
+struct Reader {
+    reading: Option<(i64, Box<Snapshot>)>,
+    /// The share of this epoch is read; its last record is not in the log yet.
+    sent: Option<i64>,
+    /// The share of this epoch is in the log.
+    done: Option<i64>,
+    /// What the rendezvous table says of this task's share.
+    said: Option<i64>,
+    checked_ms: i64,
+}
+
+/// How often a reader looks for task 0's published snapshot, and task 0 for readers done.
+const READER_CHECK_MS: i64 = 500;
+const HANDOVER_CHECK_MS: i64 = 200;
+/// Below this many rowids per task a table is read whole by one task.
+const MIN_SPLIT_ROWIDS: u64 = 10_000;
+
+/// The condition that reads exactly this range of rowids (none: the whole table).
+fn rowid_filter(r: &Range) -> Option<String> {
+    match (r.lo, r.hi) {
+        (None, None) => None,
+        (Some(lo), None) => Some(format!("rowid >= {lo}")),
+        (None, Some(hi)) => Some(format!("rowid < {hi}")),
+        (Some(lo), Some(hi)) => Some(format!("rowid >= {lo} AND rowid < {hi}")),
+    }
 }
 
 struct SqliteSource {
@@ -230,39 +327,88 @@ struct SqliteSource {
     /// The highest `seq` the log has stored, and what was trimmed.
     stored: i64,
     trimmed: i64,
+    /// Task 0 of a parallel snapshot: the epoch it published.
+    epoch: Option<i64>,
+}
+
+/// The tables to capture, with their columns.
+fn list_tables(db: &Connection, s: &Settings) -> Result<Vec<Table>, Error> {
+    let names = rows(
+        db,
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_weir\\_cdc\\_%' ESCAPE '\\' ORDER BY name",
+        &[],
+    )?;
+    let mut out = Vec::new();
+    for n in names {
+        let name = text(n.first());
+        if !s.captures(&name) {
+            continue;
+        }
+        let cols = rows(
+            db,
+            "SELECT name, type, pk, \"notnull\" FROM pragma_table_info(?) ORDER BY cid",
+            &[P::Text(name.clone())],
+        )?;
+        let columns = cols
+            .iter()
+            .map(|c| ColumnDef {
+                name: text(c.first()),
+                declared: text(c.get(1)),
+                pk: int(c.get(2)) as u32,
+                not_null: int(c.get(3)) != 0,
+            })
+            .collect();
+        out.push(Table { name, columns });
+    }
+    Ok(out)
+}
+
+/// The plan of a parallel snapshot over `n` tasks: each captured table by its rowids now (a
+/// table without rowids is read whole).
+fn plan_snapshot(s: &Settings, n: usize) -> Result<Vec<Vec<Range>>, Error> {
+    let db = Connection::open(GRANT)?;
+    let mode = rows(&db, "PRAGMA journal_mode", &[])?;
+    let mode = text(mode.first().and_then(|r| r.first()));
+    if !mode.eq_ignore_ascii_case("wal") {
+        // In rollback-journal mode the tasks' small writes (saying a share is stored) would
+        // wait for every other task's read transaction.
+        return Err(Error::Fatal(format!(
+            "parallel snapshots need the database in WAL mode (journal_mode is {mode})"
+        )));
+    }
+    let mut spans = Vec::new();
+    for t in list_tables(&db, s)? {
+        let (first, end) = match rows(
+            &db,
+            &format!("SELECT min(rowid), max(rowid) FROM {}", ident(&t.name)),
+            &[],
+        ) {
+            Ok(r) => match (
+                r.first().and_then(|r| r.first()),
+                r.first().and_then(|r| r.get(1)),
+            ) {
+                (
+                    Some(weir_sdk::sql::OwnedValue::Int(lo)),
+                    Some(weir_sdk::sql::OwnedValue::Int(hi)),
+                ) => (*lo, hi.saturating_add(1)),
+                _ => (0, 0),
+            },
+            // WITHOUT ROWID: whole.
+            Err(_) => (0, 0),
+        };
+        spans.push(parallel::Span {
+            schema: "main".into(),
+            table: t.name,
+            first,
+            end,
+        });
+    }
+    Ok(parallel::plan(&spans, n, MIN_SPLIT_ROWIDS))
 }
 
 impl SqliteSource {
-    /// The tables to capture, with their columns.
     fn tables(&self) -> Result<Vec<Table>, Error> {
-        let names = rows(
-            &self.db,
-            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_weir\\_cdc\\_%' ESCAPE '\\' ORDER BY name",
-            &[],
-        )?;
-        let mut out = Vec::new();
-        for n in names {
-            let name = text(n.first());
-            if !self.s.captures(&name) {
-                continue;
-            }
-            let cols = rows(
-                &self.db,
-                "SELECT name, type, pk, \"notnull\" FROM pragma_table_info(?) ORDER BY cid",
-                &[P::Text(name.clone())],
-            )?;
-            let columns = cols
-                .iter()
-                .map(|c| ColumnDef {
-                    name: text(c.first()),
-                    declared: text(c.get(1)),
-                    pk: int(c.get(2)) as u32,
-                    not_null: int(c.get(3)) != 0,
-                })
-                .collect();
-            out.push(Table { name, columns });
-        }
-        Ok(out)
+        list_tables(&self.db, &self.s)
     }
 
     /// Creates the change tables, and triggers for every captured table whose recorded
@@ -380,38 +526,76 @@ impl SqliteSource {
     }
 
     /// Starts a snapshot: a read transaction on a connection of its own, the watermark, and
-    /// the tables to read (with their schema ids).
-    fn start_snapshot(&mut self) -> Result<Snapshot, Error> {
+    /// the tables to read (with their schema ids): every captured table, or a share of a
+    /// parallel snapshot (`ranges`; `unplanned`: with the captured tables the plan does not
+    /// name). `watermark`: the share's (task 0's, published); none: read in the transaction.
+    fn start_snapshot(
+        &mut self,
+        share: Option<(&[Range], bool)>,
+        watermark: Option<i64>,
+        end: End,
+    ) -> Result<Snapshot, Error> {
         let snap = Connection::open(GRANT)?;
         snap.begin(BeginKind::Snapshot)?;
-        let watermark = int(rows(
-            &snap,
-            &format!("SELECT coalesce(max(seq), 0) FROM {}", self.s.changes()),
-            &[],
-        )?
-        .first()
-        .and_then(|r| r.first()));
-        let mut tables = VecDeque::new();
+        let watermark = match watermark {
+            Some(w) => w,
+            None => int(rows(
+                &snap,
+                &format!("SELECT coalesce(max(seq), 0) FROM {}", self.s.changes()),
+                &[],
+            )?
+            .first()
+            .and_then(|r| r.first())),
+        };
+        // The newest schema of each captured table.
+        let mut newest: Vec<(i64, Rc<Table>)> = Vec::new();
         for (id, t) in &self.schemas {
-            // The newest schema of each captured table.
             if self.s.captures(&t.name)
                 && !self
                     .schemas
                     .iter()
                     .any(|(other, o)| o.name == t.name && other > id)
             {
-                tables.push_back((*id, t.clone()));
+                newest.push((*id, t.clone()));
             }
         }
-        tables
-            .make_contiguous()
-            .sort_by(|a, b| a.1.name.cmp(&b.1.name));
+        newest.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+        let tables: VecDeque<(i64, Rc<Table>, Option<String>)> = match share {
+            None => newest.into_iter().map(|(id, t)| (id, t, None)).collect(),
+            Some((ranges, unplanned)) => {
+                let mut l: VecDeque<_> = ranges
+                    .iter()
+                    .filter_map(|r| {
+                        let (id, t) = newest.iter().find(|(_, t)| t.name == r.table)?;
+                        Some((*id, t.clone(), rowid_filter(r)))
+                    })
+                    .collect();
+                if unplanned {
+                    let planned: std::collections::BTreeSet<&str> = self
+                        .s
+                        .plan
+                        .iter()
+                        .flatten()
+                        .map(|r| r.table.as_str())
+                        .collect();
+                    l.extend(
+                        newest
+                            .iter()
+                            .filter(|(_, t)| !planned.contains(t.name.as_str()))
+                            .map(|(id, t)| (*id, t.clone(), None)),
+                    );
+                }
+                l
+            }
+        };
         Ok(Snapshot {
             db: snap,
             watermark,
             tables,
             reading: None,
             held: None,
+            end,
+            any: false,
         })
     }
 
@@ -467,10 +651,38 @@ impl SqliteSource {
         let mut n = 0;
         while n < max {
             if snap.reading.is_none() {
-                let Some((id, t)) = snap.tables.pop_front() else {
-                    // Done: the held row is the snapshot's last record.
-                    if let Some((t, row)) = snap.held.take() {
-                        self.emit_snapshot_row(out, &t, &row, "last", snap.watermark, false);
+                let Some((id, t, filter)) = snap.tables.pop_front() else {
+                    // Done: the held row is the snapshot's last record (task 0 of a parallel
+                    // snapshot holds it until the hand-over).
+                    match snap.end {
+                        End::Last => {
+                            if let Some((t, row)) = snap.held.take() {
+                                let offset = Self::offset(snap.watermark, false);
+                                self.emit_snapshot_row(
+                                    out,
+                                    &t,
+                                    &row,
+                                    "last",
+                                    snap.watermark,
+                                    &offset,
+                                );
+                            }
+                        }
+                        End::Share(epoch) => {
+                            if let Some((t, row)) = snap.held.take() {
+                                let offset =
+                                    format!("{{\"snapshot\":true,\"share\":{epoch}}}").into_bytes();
+                                self.emit_snapshot_row(
+                                    out,
+                                    &t,
+                                    &row,
+                                    "true",
+                                    snap.watermark,
+                                    &offset,
+                                );
+                            }
+                        }
+                        End::HandOver => {}
                     }
                     let _ = snap.db.commit();
                     return Ok(true);
@@ -480,7 +692,11 @@ impl SqliteSource {
                     .iter()
                     .map(|c| format!("quote({})", ident(&c.name)))
                     .collect();
-                let sql = format!("SELECT {} FROM {}", cols.join("||','||"), ident(&t.name));
+                let mut sql = format!("SELECT {} FROM {}", cols.join("||','||"), ident(&t.name));
+                if let Some(f) = filter {
+                    sql.push_str(" WHERE ");
+                    sql.push_str(&f);
+                }
                 let cursor = snap.db.query(&sql, &[])?;
                 snap.reading = Some((id, t, cursor));
             }
@@ -496,8 +712,17 @@ impl SqliteSource {
                             continue;
                         };
                         let row = literal::parse(image).map_err(Error::Fatal)?;
+                        snap.any = true;
                         if let Some((ht, hrow)) = snap.held.replace((t.clone(), row)) {
-                            self.emit_snapshot_row(out, &ht, &hrow, "true", snap.watermark, true);
+                            let offset = Self::offset(snap.watermark, true);
+                            self.emit_snapshot_row(
+                                out,
+                                &ht,
+                                &hrow,
+                                "true",
+                                snap.watermark,
+                                &offset,
+                            );
                             n += 1;
                         }
                     }
@@ -514,7 +739,7 @@ impl SqliteSource {
         row: &[Lit],
         snapshot: &str,
         watermark: i64,
-        incomplete: bool,
+        offset: &[u8],
     ) {
         let src = envelope::Source {
             version: VERSION,
@@ -525,8 +750,144 @@ impl SqliteSource {
             snapshot,
             seq: watermark,
         };
-        let offset = Self::offset(watermark, incomplete);
-        self.push(out, t, "r", (None, Some(row)), &src, &offset);
+        self.push(out, t, "r", (None, Some(row)), &src, offset);
+    }
+
+    /// Task 0 of a parallel snapshot, its share read: once every other task said its share is
+    /// in the log, writes its held row as the snapshot's `last` (its offset the watermark the
+    /// stream starts after) and streams.
+    fn poll_hand_over(
+        &mut self,
+        mut h: Box<HandOver>,
+        out: &mut BatchBuilder,
+    ) -> Result<(), Error> {
+        let now = now_ms();
+        if now - h.checked_ms < HANDOVER_CHECK_MS {
+            self.phase = Phase::HandOver(h);
+            return Ok(());
+        }
+        h.checked_ms = now;
+        let n = self.s.plan.len() as i64;
+        let rz = self.s.rendezvous();
+        let done = int(rows(
+            &self.db,
+            &format!("SELECT count(*) FROM {rz} WHERE reader > 0 AND reader < ? AND epoch = ?"),
+            &[P::Int(n), P::Int(h.epoch)],
+        )?
+        .first()
+        .and_then(|r| r.first()));
+        if done + 1 < n {
+            if now - h.said_ms >= 30_000 {
+                h.said_ms = now;
+                weir_sdk::log(
+                    weir_sdk::Level::Info,
+                    &format!(
+                        "parallel snapshot: task 0's share is read; waiting for {} of {} other task(s)",
+                        n - 1 - done,
+                        n - 1
+                    ),
+                );
+            }
+            self.phase = Phase::HandOver(h);
+            return Ok(());
+        }
+        self.db.execute(&format!("DELETE FROM {rz}"), &[])?;
+        if let Some((t, row)) = h.snap.held.take() {
+            let offset = Self::offset(h.snap.watermark, false);
+            self.emit_snapshot_row(out, &t, &row, "last", h.snap.watermark, &offset);
+        }
+        weir_sdk::log(
+            weir_sdk::Level::Info,
+            &format!("parallel snapshot: all {n} shares are in the log; streaming"),
+        );
+        self.phase = if self.s.mode == Mode::InitialOnly {
+            Phase::Done
+        } else {
+            Phase::Stream
+        };
+        Ok(())
+    }
+
+    /// A task > 0 of a parallel snapshot: reads its share of each snapshot task 0 publishes,
+    /// then says in the rendezvous table that it is in the log.
+    fn poll_reader(
+        &mut self,
+        mut r: Box<Reader>,
+        max: u32,
+        out: &mut BatchBuilder,
+    ) -> Result<(), Error> {
+        let now = now_ms();
+        if let Some((epoch, snap)) = &mut r.reading {
+            let epoch = *epoch;
+            if self.poll_snapshot(snap, max, out)? {
+                if snap.any {
+                    r.sent = Some(epoch);
+                } else {
+                    r.done = Some(epoch);
+                    r.checked_ms = 0;
+                }
+                r.reading = None;
+            }
+        } else if now - r.checked_ms >= READER_CHECK_MS {
+            r.checked_ms = now;
+            let rz = self.s.rendezvous();
+            let exists = int(rows(
+                &self.db,
+                "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?",
+                &[P::Text(format!("_weir_cdc_{}_snapshot", self.s.slot))],
+            )?
+            .first()
+            .and_then(|r| r.first()))
+                > 0;
+            if exists {
+                if let Some(e) = r.done
+                    && r.said != Some(e)
+                {
+                    self.db.execute(
+                        &format!(
+                            "INSERT OR REPLACE INTO {rz} (reader, epoch, seq) VALUES (?, ?, 0)"
+                        ),
+                        &[P::Int(i64::from(self.s.reader)), P::Int(e)],
+                    )?;
+                    r.said = Some(e);
+                }
+                let state = rows(
+                    &self.db,
+                    &format!(
+                        "SELECT epoch, seq, (SELECT epoch FROM {rz} WHERE reader = ?) FROM {rz} WHERE reader = 0"
+                    ),
+                    &[P::Int(i64::from(self.s.reader))],
+                )?;
+                if let Some(row) = state.first() {
+                    let (epoch, watermark) = (int(row.first()), int(row.get(1)));
+                    let mine = match row.get(2) {
+                        Some(weir_sdk::sql::OwnedValue::Int(e)) => Some(*e),
+                        _ => None,
+                    };
+                    if mine != Some(epoch) && r.sent != Some(epoch) && r.done != Some(epoch) {
+                        self.load_schemas()?;
+                        let share = self.s.plan[self.s.reader as usize].clone();
+                        let snap = self.start_snapshot(
+                            Some((&share, false)),
+                            Some(watermark),
+                            End::Share(epoch),
+                        )?;
+                        weir_sdk::log(
+                            weir_sdk::Level::Info,
+                            &format!(
+                                "parallel snapshot: share {} of {} ({} range(s)) after change {watermark}",
+                                self.s.reader + 1,
+                                self.s.plan.len(),
+                                snap.tables.len()
+                            ),
+                        );
+                        r.reading = Some((epoch, Box::new(snap)));
+                    }
+                }
+            }
+        }
+        self.phase = Phase::Reader(r);
+        Ok(())
     }
 
     fn poll_stream(&mut self, max: u32, out: &mut BatchBuilder) -> Result<(), Error> {
@@ -668,6 +1029,24 @@ impl Source for SqliteSource {
                 "Rows read per batch while snapshotting",
             ),
             key(
+                "snapshot.max.threads",
+                ConfigType::Int,
+                Some("1"),
+                "Tasks that read the initial snapshot at once, each a share of the tables' rowid ranges (at most tasks.max and 8; the database in WAL mode)",
+            ),
+            key(
+                parallel::READER,
+                ConfigType::Int,
+                Some("0"),
+                "Set by the connector in task configs: the task's share of a parallel snapshot",
+            ),
+            key(
+                parallel::PLAN,
+                ConfigType::String,
+                None,
+                "Set by the connector in task configs: the parallel snapshot's plan",
+            ),
+            key(
                 "weir.value.format",
                 ConfigType::String,
                 Some("connect-json"),
@@ -687,6 +1066,36 @@ impl Source for SqliteSource {
         Settings::parse(config).err().unwrap_or_default()
     }
 
+    /// One task, or with `snapshot.max.threads` > 1 (and the database in WAL mode) one per
+    /// snapshot reader (at most `tasks.max` and 8), each with the plan of the parallel
+    /// snapshot: rowid ranges of the large tables, small tables whole.
+    fn task_configs(config: Config, max_tasks: u32) -> Result<Vec<Config>, Error> {
+        let s = Settings::parse(&config).map_err(|mut e| Error::InvalidConfig(e.remove(0)))?;
+        let n = parallel::readers(s.threads, max_tasks);
+        if s.threads > n {
+            weir_sdk::log(
+                weir_sdk::Level::Warn,
+                &format!(
+                    "snapshot.max.threads={} but tasks.max={max_tasks}: the snapshot is read by {n} task(s) (each reader is a task; at most {})",
+                    s.threads,
+                    parallel::MAX_READERS
+                ),
+            );
+        }
+        let plan = if n <= 1 || s.mode == Mode::NoData {
+            Vec::new()
+        } else {
+            plan_snapshot(&s, n as usize).unwrap_or_else(|e| {
+                weir_sdk::log(
+                    weir_sdk::Level::Warn,
+                    &format!("cannot plan a parallel snapshot ({e:?}); one task reads it"),
+                );
+                Vec::new()
+            })
+        };
+        Ok(parallel::task_configs(&config, &plan))
+    }
+
     fn open(config: Config, committed: Offsets) -> Result<Self, Error> {
         let s = Settings::parse(&config).map_err(|mut e| Error::InvalidConfig(e.remove(0)))?;
         let db = Connection::open(GRANT)?;
@@ -696,10 +1105,20 @@ impl Source for SqliteSource {
                 db.dialect()
             )));
         }
-        let partition = format!(
-            "{{\"server\":{}}}",
-            serde_json::Value::String(s.prefix.clone())
-        )
+        // Task 0 streams and keeps the position; the other tasks of a parallel snapshot each
+        // have a partition of their own.
+        let partition = if s.reader == 0 {
+            format!(
+                "{{\"server\":{}}}",
+                serde_json::Value::String(s.prefix.clone())
+            )
+        } else {
+            format!(
+                "{{\"server\":{},\"snapshot_reader\":{}}}",
+                serde_json::Value::String(s.prefix.clone()),
+                s.reader
+            )
+        }
         .into_bytes();
         let stored: Option<serde_json::Value> = committed
             .iter()
@@ -722,7 +1141,19 @@ impl Source for SqliteSource {
             partition,
             stored: 0,
             trimmed: 0,
+            epoch: None,
         };
+        if me.s.reader > 0 {
+            weir_sdk::log(
+                weir_sdk::Level::Info,
+                &format!(
+                    "task {} of a parallel snapshot of {} (slot {}): reads its share of each snapshot task 0 takes",
+                    me.s.reader, me.s.db_name, me.s.slot
+                ),
+            );
+            me.phase = Phase::Reader(Box::default());
+            return Ok(me);
+        }
         me.install()?;
         me.load_schemas()?;
         me.schema_version = me.schema_version()?;
@@ -745,8 +1176,35 @@ impl Source for SqliteSource {
                 me.s.changes()
             )));
         }
-        if snapshot {
-            let snap = me.start_snapshot()?;
+        if snapshot && me.s.plan.len() > 1 {
+            // Task 0 of a parallel snapshot: the watermark first, then the epoch published,
+            // so every task's share is read after the position the stream starts from (the
+            // stream may repeat what a share holds, never miss what none holds).
+            let rz = me.s.rendezvous();
+            let watermark = int(rows(
+                &me.db,
+                &format!("SELECT coalesce(max(seq), 0) FROM {}", me.s.changes()),
+                &[],
+            )?
+            .first()
+            .and_then(|r| r.first()));
+            let epoch = now_ms();
+            me.db.execute(
+                &format!("CREATE TABLE IF NOT EXISTS {rz} (reader INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, seq INTEGER NOT NULL)"),
+                &[],
+            )?;
+            me.db.execute(&format!("DELETE FROM {rz}"), &[])?;
+            me.db.execute(
+                &format!("INSERT INTO {rz} (reader, epoch, seq) VALUES (0, ?, ?)"),
+                &[P::Int(epoch), P::Int(watermark)],
+            )?;
+            let share = me.s.plan[0].clone();
+            let snap = me.start_snapshot(Some((&share, true)), Some(watermark), End::HandOver)?;
+            me.epoch = Some(epoch);
+            me.after = snap.watermark;
+            me.phase = Phase::Snapshot(Box::new(snap));
+        } else if snapshot {
+            let snap = me.start_snapshot(None, None, End::Last)?;
             // Changes up to the watermark are in the snapshot; they are trimmed when the
             // snapshot's last record is stored (its offset is the watermark). Not now: the
             // snapshot's read transaction would keep a DELETE from committing in SQLite's
@@ -776,6 +1234,7 @@ impl Source for SqliteSource {
                 me.s.slot,
                 match &me.phase {
                     Phase::Snapshot(s) => format!("snapshot up to change {}", s.watermark),
+                    Phase::HandOver(_) | Phase::Reader(_) => "parallel snapshot".into(),
                     Phase::Stream => format!("streaming after change {}", me.after),
                     Phase::Done => "snapshot done (initial_only)".into(),
                 }
@@ -790,6 +1249,13 @@ impl Source for SqliteSource {
                 let done = self.poll_snapshot(&mut snap, max, out)?;
                 self.phase = if !done {
                     Phase::Snapshot(snap)
+                } else if snap.end == End::HandOver {
+                    Phase::HandOver(Box::new(HandOver {
+                        snap,
+                        epoch: self.epoch.unwrap_or_default(),
+                        checked_ms: 0,
+                        said_ms: now_ms(),
+                    }))
                 } else if self.s.mode == Mode::InitialOnly {
                     Phase::Done
                 } else {
@@ -797,6 +1263,8 @@ impl Source for SqliteSource {
                 };
                 Ok(())
             }
+            Phase::HandOver(h) => self.poll_hand_over(h, out),
+            Phase::Reader(r) => self.poll_reader(r, max, out),
             Phase::Stream => self.poll_stream(max, out),
             Phase::Done => {
                 self.phase = Phase::Done;
@@ -810,9 +1278,21 @@ impl Source for SqliteSource {
             if p != self.partition {
                 continue;
             }
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&o)
-                && v["snapshot"].as_bool() != Some(true)
-            {
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&o) else {
+                continue;
+            };
+            // The last record of a parallel snapshot's share is in the log.
+            if let Some(epoch) = v["share"].as_i64() {
+                if let Phase::Reader(r) = &mut self.phase
+                    && r.sent == Some(epoch)
+                {
+                    r.sent = None;
+                    r.done = Some(epoch);
+                    r.checked_ms = 0;
+                }
+                continue;
+            }
+            if v["snapshot"].as_bool() != Some(true) {
                 self.stored = self.stored.max(v["seq"].as_i64().unwrap_or(0));
             }
         }
@@ -827,7 +1307,7 @@ impl Source for SqliteSource {
     }
 
     fn close(&mut self) {
-        if !self.s.drop_on_stop {
+        if !self.s.drop_on_stop || self.s.reader > 0 {
             return;
         }
         let r = self.drop_capture();
@@ -871,7 +1351,7 @@ impl SqliteSource {
             self.db
                 .execute(&format!("DROP TRIGGER IF EXISTS {}", ident(name)), &[])?;
         }
-        for table in [self.s.changes(), self.s.schemas()] {
+        for table in [self.s.changes(), self.s.schemas(), self.s.rendezvous()] {
             self.db
                 .execute(&format!("DROP TABLE IF EXISTS {table}"), &[])?;
         }
