@@ -1,4 +1,4 @@
-"""weir: Weir plugins (contract weir:connector@0.2.0) in Python, for componentize-py.
+"""weir: Weir plugins (contract weir:connector@0.2.2) in Python, for componentize-py.
 
 The model. A batch crosses the plugin boundary as one `bytes` in the Weir batch layout
 (wit/BATCH.md). `Batch(buf)` checks the whole buffer once, then hands out `Record` views: a
@@ -29,6 +29,13 @@ message)`, `Retriable(message)` or `Fatal(message)` for the contract's errors; a
 exception traps, and the host reports its traceback. One instance of the class serves a task:
 it is created at `open` and kept at module level (componentize-py may make a new export object
 per call).
+
+SQL (the `sql` capability, wit/sql.wit): `weir.sql.connect("db")` opens the connection the
+config grants as `weir.sql.db.url`; its `query(...)` reads rows batch by batch, each batch one
+buffer in the rows layout (wit/ROWS.md) that `Rows(buf)` checks and decodes into tuples of
+Python values. `weir.sql.stream(...)` reads a database's change log, each batch one buffer in
+the changes layout (wit/CHANGES.md) that `Changes(buf)` decodes into `Change`s with their
+before and after `Image`s. Host failures are `SqlError`s (`SqlUnavailable` is retriable).
 """
 from collections import namedtuple
 from itertools import repeat
@@ -796,3 +803,891 @@ def log(message, level="info"):
     from wit_world.imports import log as host
 
     host.log(host.Level[level.upper()], message)
+
+
+# --- SQL: the rows layout (wit/ROWS.md) ------------------------------------------------------
+
+Column = namedtuple("Column", "name type")
+Column.__doc__ = ("A column of a rows buffer: its name (empty for parameter rows) and the database's "
+                  "name for its type (PostgreSQL: INT8, TEXT, NUMERIC...; SQLite: the declared type; "
+                  "may be empty).")
+
+_U16, _U32, _U64, _F64 = struct.Struct("<H"), struct.Struct("<I"), struct.Struct("<Q"), struct.Struct("<d")
+# A change's fixed part (wit/CHANGES.md): op, lsn, commit_lsn, end_lsn, xid, commit_time, seq,
+# relation count; 43 bytes.
+_CHANGE = struct.Struct("<BQQQIqIH")
+_CHANGE_FIELDS = (("op", 1), ("lsn", 8), ("commit lsn", 8), ("end lsn", 8), ("xid", 4),
+                  ("commit time", 8), ("seq", 4), ("relation count", 2))
+_COLUMN_TAIL = struct.Struct("<iB")  # a change column's type modifier and flags
+_TAG_INT, _TAG_FLOAT, _TAG_LEN = struct.Struct("<Bq"), struct.Struct("<Bd"), struct.Struct("<BI")
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+class _Unchanged:
+    """The type of `UNCHANGED`."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "weir.UNCHANGED"
+
+    def __reduce__(self):
+        return "UNCHANGED"
+
+
+UNCHANGED = _Unchanged()
+"""In a change's image: a value the log did not carry because it did not change (PostgreSQL's
+unchanged TOAST values, tag 7 of wit/CHANGES.md). Test with `value is weir.UNCHANGED`."""
+
+
+class _BadValue(Exception):
+    """The fast decoder met something it does not decode; the slow path names it."""
+
+
+def _decode(buf, at, count, out, unchanged):
+    """Appends `count` tagged values of `buf` from `at` to `out` as Python values; returns where
+    they end. The fast path: on a malformed value it raises whatever it met (IndexError,
+    struct.error, UnicodeDecodeError, _BadValue), and the caller names the value with
+    `_skip_value`. `unchanged`: tag 7 is `UNCHANGED` (images of the changes layout)."""
+    size = len(buf)
+    append = out.append
+    i64, f64, u32 = _I64.unpack_from, _F64.unpack_from, _U32.unpack_from
+    for _ in repeat(None, count):
+        t = buf[at]
+        if t == 3:
+            append(i64(buf, at + 1)[0])
+            at += 9
+        elif t == 5:
+            end = at + 5 + u32(buf, at + 1)[0]
+            if end > size:
+                raise _BadValue
+            append(buf[at + 5:end].decode())
+            at = end
+        elif t == 0:
+            append(None)
+            at += 1
+        elif t == 4:
+            append(f64(buf, at + 1)[0])
+            at += 9
+        elif t == 6:
+            end = at + 5 + u32(buf, at + 1)[0]
+            if end > size:
+                raise _BadValue
+            append(buf[at + 5:end])
+            at = end
+        elif t == 1:
+            append(False)
+            at += 1
+        elif t == 2:
+            append(True)
+            at += 1
+        elif t == 7 and unchanged:
+            append(UNCHANGED)
+            at += 1
+        else:
+            raise _BadValue
+    return at
+
+
+_DECODE_ERRORS = (IndexError, struct.error, UnicodeDecodeError, _BadValue)
+
+
+def _skip_value(buf, at, unchanged):
+    """Where the value at `at` ends; ValueError saying what is wrong with it (the slow path)."""
+    size = len(buf)
+    if at >= size:
+        raise ValueError("value tag runs past the end of the buffer")
+    t = buf[at]
+    at += 1
+    if t in (0, 1, 2) or (t == 7 and unchanged):
+        return at
+    if t in (3, 4):
+        if at + 8 > size:
+            raise ValueError(f"{'integer' if t == 3 else 'float'} runs past the end of the buffer")
+        return at + 8
+    if t in (5, 6):
+        what = "text" if t == 5 else "bytes"
+        if at + 4 > size:
+            raise ValueError(f"{what} length runs past the end of the buffer")
+        n = _U32.unpack_from(buf, at)[0]
+        at += 4
+        if at + n > size:
+            raise ValueError(f"{what} ({n} bytes) runs past the end of the buffer ({size - at} left)")
+        if t == 5:
+            try:
+                str(buf[at:at + n], "utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"text is not UTF-8 ({e.reason} at byte {e.start})") from None
+        return at + n
+    raise ValueError(f"unknown value tag {t}")
+
+
+def _short(buf, at, what):
+    """The `short` string (u16 length, UTF-8) at `at`, and where it ends."""
+    if at + 2 > len(buf):
+        raise ValueError(f"{what} runs past the end of the buffer")
+    n = _U16.unpack_from(buf, at)[0]
+    at += 2
+    if at + n > len(buf):
+        raise ValueError(f"{what} ({n} bytes) runs past the end of the buffer")
+    try:
+        return str(buf[at:at + n], "utf-8"), at + n
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{what} is not UTF-8 ({e.reason} at byte {e.start})") from None
+
+
+class Rows:
+    """SQL rows in the rows layout (wit/ROWS.md): a query's batch, or parameter rows.
+
+    `Rows(buf)` checks the whole buffer and decodes it once. `columns` is a tuple of
+    `Column(name, type)`, `names` their names; `len(rows)`, `rows[i]` and iteration give each
+    row as a tuple of Python values in column order: None (null), bool, int, float, str (text)
+    or bytes. `dicts()` gives them as {column name: value}. A malformed buffer raises
+    ValueError naming the first bad value ("row 2, column 1 (name): text is not UTF-8 ...").
+    """
+
+    __slots__ = ("buffer", "columns", "_values", "_n")
+
+    def __init__(self, buf):
+        self.buffer = buf if buf.__class__ is bytes else bytes(buf)
+        buf = self.buffer
+        size = len(buf)
+        if size > 0xFFFFFFFF:
+            raise ValueError(f"rows buffer of {size} bytes, larger than 4 GiB")
+        if buf[:4] != b"WRS1":
+            raise ValueError(f"not a rows buffer (no WRS1 magic at its start: {bytes(buf[:4])!r})")
+        if size < 12:
+            raise ValueError(f"rows buffer of {size} bytes, shorter than the 12 bytes of no column and no row")
+        ncols = _U32.unpack_from(buf, 4)[0]
+        if ncols > size // 4:
+            raise ValueError(f"column count {ncols} is more than the buffer can hold")
+        columns, at = [], 8
+        for i in range(ncols):
+            try:
+                name, at = _short(buf, at, "name")
+                ty, at = _short(buf, at, "type name")
+            except ValueError as e:
+                raise ValueError(f"column {i}: {e}") from None
+            columns.append(Column(name, ty))
+        if at + 4 > size:
+            raise ValueError("row count runs past the end of the buffer")
+        n = _U32.unpack_from(buf, at)[0]
+        at += 4
+        if ncols == 0 and n:
+            raise ValueError(f"{n} rows of no columns")
+        if n > (size - at) // max(ncols, 1):
+            raise ValueError(f"row count {n} is more than the buffer can hold")
+        values = []
+        try:
+            end = _decode(buf, at, n * ncols, values, False)
+        except _DECODE_ERRORS:
+            for row in range(n):
+                for col, c in enumerate(columns):
+                    try:
+                        at = _skip_value(buf, at, False)
+                    except ValueError as e:
+                        raise ValueError(f"row {row}, column {col} ({c.name}): {e}") from None
+            raise AssertionError("rows refused, yet no value is bad") from None
+        if end != size:
+            raise ValueError(f"{size - end} bytes after the last row")
+        self.columns, self._values, self._n = tuple(columns), values, n
+
+    @property
+    def names(self):
+        return tuple(c.name for c in self.columns)
+
+    def __len__(self):
+        return self._n
+
+    def __getitem__(self, i):
+        if not -self._n <= i < self._n:
+            raise IndexError("rows index out of range")
+        w = len(self.columns)
+        i %= self._n
+        return tuple(self._values[i * w:(i + 1) * w])
+
+    def __iter__(self):
+        return zip(*[iter(self._values)] * len(self.columns))
+
+    def dicts(self):
+        """The rows as dicts, {column name: value}."""
+        names = self.names
+        return (dict(zip(names, r)) for r in self)
+
+    def __repr__(self):
+        cols = ", ".join(f"{c.name} {c.type}".rstrip() for c in self.columns)
+        return f"<weir.Rows ({cols}): {self._n} rows>"
+
+
+def _sql_value(v, where):
+    """`v` as one of the values the rows layout and `sql.value` carry (None, bool, int, float,
+    str, bytes); TypeError or ValueError naming `where` otherwise."""
+    c = v.__class__
+    if v is None or c is bool or c is float or c is str or c is bytes:
+        return v
+    if c is int:
+        if not _I64_MIN <= v <= _I64_MAX:
+            raise ValueError(f"{where}: {v} is out of range for a 64-bit integer")
+        return v
+    if isinstance(v, (bytearray, memoryview)):
+        return bytes(v)
+    if isinstance(v, bool):
+        return bool(v)
+    if isinstance(v, int):
+        return _sql_value(int(v), where)
+    if isinstance(v, float):
+        return float(v)
+    if isinstance(v, str):
+        return str(v)
+    raise TypeError(f"{where}: type {type(v).__name__} is not a SQL value (None, bool, int, float, str or "
+                    f"bytes; pass others as text and cast them in the statement)")
+
+
+def rows_buffer(rows, columns=None):
+    """A rows buffer (wit/ROWS.md) of `rows` (sequences of None, bool, int, float, str or bytes):
+    the parameters of `execute_many`, or rows for a test. `columns`: names, or (name, type)
+    pairs; None: unnamed columns, as many as the first row has values. Every row has one value
+    per column (ValueError otherwise)."""
+    rows = [r if isinstance(r, (tuple, list)) else tuple(r) for r in rows]
+    if columns is None:
+        columns = [("", "")] * (len(rows[0]) if rows else 0)
+    columns = [(c, "") if isinstance(c, str) else tuple(c) for c in columns]
+    if rows and not columns:
+        raise ValueError(f"{len(rows)} rows of no columns")
+    out = [b"WRS1", _U32.pack(len(columns))]
+    for name, ty in columns:
+        for s in (name, ty):
+            s = str(s).encode()
+            if len(s) > 0xFFFF:
+                raise ValueError(f"column name or type of {len(s)} bytes, over the 65535-byte limit")
+            out += (_U16.pack(len(s)), s)
+    out.append(_U32.pack(len(rows)))
+    width, put = len(columns), out.append
+    for i, row in enumerate(rows):
+        if len(row) != width:
+            raise ValueError(f"row {i} has {len(row)} values, not {width}")
+        for j, v in enumerate(row):
+            c = v.__class__
+            if c is not int and c is not str and v is not None and c is not float:
+                v = _sql_value(v, f"row {i}, column {j}")
+                c = v.__class__
+            if v is None:
+                put(b"\0")
+            elif c is int:
+                if not _I64_MIN <= v <= _I64_MAX:
+                    raise ValueError(f"row {i}, column {j}: {v} is out of range for a 64-bit integer")
+                put(_TAG_INT.pack(3, v))
+            elif c is str:
+                v = v.encode()
+                out += (_TAG_LEN.pack(5, len(v)), v)
+            elif c is float:
+                put(_TAG_FLOAT.pack(4, v))
+            elif c is bool:
+                put(b"\2" if v else b"\1")
+            else:
+                out += (_TAG_LEN.pack(6, len(v)), v)
+    return b"".join(out)
+
+
+# --- SQL: the changes layout (wit/CHANGES.md) ------------------------------------------------
+
+ChangeColumn = namedtuple("ChangeColumn", "name type type_modifier key")
+ChangeColumn.__doc__ = ("A column of a table in a changes buffer: name, type (as in the rows layout), "
+                        "type_modifier (PostgreSQL's atttypmod, -1 when none), key (part of the "
+                        "replica identity).")
+
+
+class Relation(namedtuple("Relation", "schema table columns")):
+    """A table a changes batch touches: schema, table, columns (a tuple of `ChangeColumn`)."""
+
+    __slots__ = ()
+
+    @property
+    def names(self):
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def key(self):
+        """The names of the replica identity's columns (the primary key, by default)."""
+        return tuple(c.name for c in self.columns if c.key)
+
+
+INSERT, UPDATE, DELETE, TRUNCATE = "c", "u", "d", "t"
+_OPS = {ord(INSERT): INSERT, ord(UPDATE): UPDATE, ord(DELETE): DELETE, ord(TRUNCATE): TRUNCATE}
+_OP_NAMES = {INSERT: "an insert", UPDATE: "an update", DELETE: "a delete", TRUNCATE: "a truncate"}
+
+
+class Image:
+    """A row image of a change: `kind` is "key" (only the replica identity's columns; the others
+    are None) or "full" (every column); `values` a tuple, one value per column of `relation`,
+    each as a `Rows` value or `weir.UNCHANGED` (left out of the log because it did not change).
+    `image[i]` or `image["name"]`, `get(name)`, `as_dict()`, `len()` and iteration read it."""
+
+    __slots__ = ("kind", "values", "relation")
+
+    KEY, FULL = "key", "full"
+
+    def __init__(self, kind, values, relation):
+        self.kind, self.values, self.relation = kind, values, relation
+
+    def __len__(self):
+        return len(self.values)
+
+    def __iter__(self):
+        return iter(self.values)
+
+    def __getitem__(self, i):
+        if i.__class__ is str:
+            try:
+                i = self.names.index(i)
+            except ValueError:
+                raise KeyError(i) from None
+        return self.values[i]
+
+    def get(self, name, default=None):
+        """The value of the column `name`; `default` when the table has no such column."""
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+    @property
+    def names(self):
+        return self.relation.names if self.relation is not None else ()
+
+    def as_dict(self):
+        """{column name: value}, in column order."""
+        return dict(zip(self.names, self.values))
+
+    def __eq__(self, other):
+        return (other.__class__ is Image and (self.kind, self.values, self.relation) ==
+                (other.kind, other.values, other.relation))
+
+    def __repr__(self):
+        return f"Image({self.kind!r}, {self.as_dict()!r})"
+
+
+class Change:
+    """One row change of a `Changes` batch.
+
+    op: "c" insert, "u" update, "d" delete, "t" truncate (Debezium's letters; `weir.INSERT`...);
+    lsn: its own log position; commit_lsn: its transaction's commit position (changes arrive in
+    commit order, so it never goes down); end_lsn: on the last change of its transaction, the
+    position just past the commit (confirm it once the transaction is stored), 0 on the others;
+    xid: the transaction id; commit_time_us: the commit's time in microseconds since the Unix
+    epoch; seq: its index in its transaction, from 0; relations: the tables it touched (one
+    `Relation`, or for a truncate every table truncated together), `relation` the first (None
+    for a truncate of none); before, after: `Image`s, or None when absent (an insert has an
+    after image, a delete a before image, an update an after image and maybe a before one, a
+    truncate neither).
+    """
+
+    __slots__ = ("op", "lsn", "commit_lsn", "end_lsn", "xid", "commit_time_us", "seq", "relations",
+                 "before", "after")
+
+    @property
+    def relation(self):
+        return self.relations[0] if self.relations else None
+
+    def __repr__(self):
+        table = ",".join(f"{r.schema}.{r.table}" for r in self.relations)
+        return (f"Change({self.op!r} {table} lsn={self.lsn} commit_lsn={self.commit_lsn} end_lsn={self.end_lsn} "
+                f"xid={self.xid} seq={self.seq} before={self.before!r} after={self.after!r})")
+
+
+def _image(buf, at, relation, ncols, which):
+    """The image at `at` (None when absent) and where it ends."""
+    if at >= len(buf):
+        raise ValueError(f"{which} image kind runs past the end of the buffer")
+    kind = buf[at]
+    at += 1
+    if kind == 0:
+        return None, at
+    if kind not in (1, 2):
+        raise ValueError(f"{which} image: unknown image kind {kind} (0 absent, 1 key, 2 full)")
+    values = []
+    try:
+        end = _decode(buf, at, ncols, values, True)
+    except _DECODE_ERRORS:
+        for col in range(ncols):
+            try:
+                at = _skip_value(buf, at, True)
+            except ValueError as e:
+                raise ValueError(f"{which} image, column {col} ({relation.columns[col].name}): {e}") from None
+        raise AssertionError("image refused, yet no value is bad") from None
+    return Image(Image.KEY if kind == 1 else Image.FULL, tuple(values), relation), end
+
+
+class Changes:
+    """Row changes read from a database's log, in the changes layout (wit/CHANGES.md).
+
+    `Changes(buf)` checks the whole buffer and decodes it once. `position`: every change at or
+    before it has been delivered (in this batch or an earlier one), so once they are stored it
+    may be confirmed; a batch with no change may still move it. `relations`: the tables the
+    batch touches (`Relation`s); `len()`, `[i]` and iteration give the `Change`s, in commit
+    order. A malformed buffer raises ValueError naming the first bad part ("change 3: after
+    image, column 1 (doc): unknown value tag 9").
+    """
+
+    __slots__ = ("buffer", "position", "relations", "changes")
+
+    def __init__(self, buf):
+        self.buffer = buf if buf.__class__ is bytes else bytes(buf)
+        buf = self.buffer
+        size = len(buf)
+        if buf[:4] != b"WRC1":
+            raise ValueError(f"not a changes buffer (no WRC1 magic at its start: {bytes(buf[:4])!r})")
+        if size < 20:
+            raise ValueError(f"changes buffer of {size} bytes, shorter than the 20 bytes of no relation "
+                             f"and no change")
+        self.position = _U64.unpack_from(buf, 4)[0]
+        nrel = _U32.unpack_from(buf, 12)[0]
+        if nrel > size // 6:
+            raise ValueError(f"relation count {nrel} is more than the buffer can hold")
+        relations, at = [], 16
+        for i in range(nrel):
+            try:
+                schema, at = _short(buf, at, "schema")
+                table, at = _short(buf, at, "table")
+                if at + 2 > size:
+                    raise ValueError("column count runs past the end of the buffer")
+                ncols = _U16.unpack_from(buf, at)[0]
+                at += 2
+                columns = []
+                for c in range(ncols):
+                    try:
+                        name, at = _short(buf, at, "name")
+                        ty, at = _short(buf, at, "type name")
+                        if at + 5 > size:
+                            raise ValueError("type modifier and flags run past the end of the buffer")
+                        modifier, flags = _COLUMN_TAIL.unpack_from(buf, at)
+                        at += 5
+                    except ValueError as e:
+                        raise ValueError(f"column {c}: {e}") from None
+                    columns.append(ChangeColumn(name, ty, modifier, bool(flags & 1)))
+            except ValueError as e:
+                raise ValueError(f"relation {i}: {e}") from None
+            relations.append(Relation(schema, table, tuple(columns)))
+        if at + 4 > size:
+            raise ValueError("change count runs past the end of the buffer")
+        n = _U32.unpack_from(buf, at)[0]
+        at += 4
+        if n > (size - at) // 45:  # the smallest change: a truncate of no table, 45 bytes
+            raise ValueError(f"change count {n} is more than the buffer can hold")
+        changes = []
+        for k in range(n):
+            try:
+                change, at = self._change(buf, at, relations)
+            except ValueError as e:
+                raise ValueError(f"change {k}: {e}") from None
+            changes.append(change)
+        if at != size:
+            raise ValueError(f"{size - at} bytes after the last change")
+        self.relations, self.changes = relations, changes
+
+    @staticmethod
+    def _change(buf, at, relations):
+        size = len(buf)
+        if at + 43 > size:
+            for field, width in _CHANGE_FIELDS:
+                if at + width > size:
+                    raise ValueError(f"{field} runs past the end of the buffer")
+                at += width
+        code, lsn, commit_lsn, end_lsn, xid, commit_time, seq, nrel = _CHANGE.unpack_from(buf, at)
+        at += 43
+        op = _OPS.get(code)
+        if op is None:
+            raise ValueError(f"unknown op {code} (not {', '.join(map(repr, _OPS.values()))})")
+        if at + 4 * nrel > size:
+            raise ValueError(f"relation indexes ({nrel}) run past the end of the buffer")
+        indexes = struct.unpack_from(f"<{nrel}I", buf, at)
+        at += 4 * nrel
+        for i in indexes:
+            if i >= len(relations):
+                raise ValueError(f"relation index {i} out of range (the batch describes {len(relations)})")
+        if op != TRUNCATE and nrel != 1:
+            raise ValueError(f"{_OP_NAMES[op]} names {nrel} tables, not one")
+        rels = tuple(relations[i] for i in indexes)
+        relation = rels[0] if rels else None
+        ncols = len(relation.columns) if relation else 0
+        c = Change()
+        c.op, c.lsn, c.commit_lsn, c.end_lsn, c.xid, c.commit_time_us, c.seq, c.relations = (
+            op, lsn, commit_lsn, end_lsn, xid, commit_time, seq, rels)
+        c.before, at = _image(buf, at, relation, ncols, "before")
+        c.after, at = _image(buf, at, relation, ncols, "after")
+        return c, at
+
+    def __len__(self):
+        return len(self.changes)
+
+    def __getitem__(self, i):
+        return self.changes[i]
+
+    def __iter__(self):
+        return iter(self.changes)
+
+    def __repr__(self):
+        return (f"<weir.Changes of {len(self.changes)} changes on {len(self.relations)} tables, "
+                f"position {self.position}>")
+
+
+# --- SQL: the capability (wit/sql.wit) -------------------------------------------------------
+
+class SqlError(Error):
+    """A SQL call failed (the capability's `sql-error`): `message` is the host's (credentials
+    masked). Let it out of a plugin's method and it becomes the contract's error: `SqlUnavailable`
+    is retriable, `SqlDenied` and `SqlStatementFailed` stop the task."""
+
+    kind = "sql error"
+
+    def __init__(self, message):
+        super().__init__(f"{self.kind}: {message}")
+        self.message = message
+
+
+class SqlDenied(SqlError, Fatal):
+    """No such grant (`weir.sql.<name>.url`), or its URL, user or password cannot be used."""
+
+    kind = "denied"
+
+
+class SqlStatementFailed(SqlError, Fatal):
+    """The statement failed (syntax, a constraint, a type): it would fail again as it is."""
+
+    kind = "statement failed"
+
+
+class SqlUnavailable(SqlError, Retriable):
+    """The database is unreachable, the connection was lost, or the call ran out of time."""
+
+    kind = "unavailable"
+
+
+_SQL_ERRORS = {"Denied": SqlDenied, "Statement": SqlStatementFailed, "Unavailable": SqlUnavailable}
+
+
+def _sql_call(fn, *args):
+    """Calls a binding's method; its `Err(sql-error)` raised as a `SqlError`."""
+    from componentize_py_types import Err
+
+    try:
+        return fn(*args)
+    except Err as e:
+        cls = _SQL_ERRORS.get(type(e.value).__name__.rpartition("_")[2])
+        if cls is None:
+            raise
+        raise cls(e.value.value) from None
+
+
+def _host_sql():
+    from wit_world.imports import sql as host
+
+    return host
+
+
+def _param(v, where="parameter"):
+    """A Python value as the capability's `sql.value`: None, bool, int (64-bit), float, str,
+    bytes (or bytearray, memoryview). A `sql.value` itself is passed as it is."""
+    h = _host_sql()
+    if v.__class__.__module__ == h.__name__:
+        return v
+    v = _sql_value(v, where)
+    c = v.__class__
+    if v is None:
+        return h.Value_Null()
+    if c is bool:
+        return h.Value_Boolean(v)
+    if c is int:
+        return h.Value_Int(v)
+    if c is float:
+        return h.Value_Float(v)
+    if c is str:
+        return h.Value_Text(v)
+    return h.Value_Bytes(v)
+
+
+def _params(params):
+    if isinstance(params, (str, bytes)):
+        raise TypeError("params is a sequence of values (a one-value tuple is (v,))")
+    return [_param(v, f"parameter {i + 1}") for i, v in enumerate(params)]
+
+
+class SqlQuery:
+    """A query's rows, read from its cursor in batches (at most `batch` rows each) as they are
+    asked for: iteration gives each row as a tuple, `batches()` each batch as
+    `Rows`, `dicts()` each row as a dict; `all()` a list, `one()` the first row or None.
+    `columns` are known with the first batch (an empty result has none: the host sends no
+    batch). Until it is read to its end or closed (`close()`, `with`), the connection runs
+    nothing else."""
+
+    __slots__ = ("_cursor", "_batch", "_ready", "_columns")
+
+    def __init__(self, cursor, batch):
+        self._cursor, self._batch, self._ready, self._columns = cursor, batch, [], None
+
+    @property
+    def columns(self):
+        while self._columns is None and self._cursor is not None:
+            rows = self._read()
+            if rows is not None:
+                self._ready.append(rows)
+        return self._columns or ()
+
+    @property
+    def names(self):
+        return tuple(c.name for c in self.columns)
+
+    def batches(self):
+        """Each batch as `Rows`; the cursor is dropped after the last."""
+        ready = self._ready
+        while True:
+            rows = ready.pop(0) if ready else self._read()
+            if rows is None:
+                return
+            yield rows
+
+    def __iter__(self):
+        for rows in self.batches():
+            yield from rows
+
+    def dicts(self):
+        for rows in self.batches():
+            yield from rows.dicts()
+
+    def all(self):
+        return [r for rows in self.batches() for r in rows]
+
+    def one(self):
+        """The first row (None when there is none); the rest is not read."""
+        try:
+            for rows in self.batches():
+                if len(rows):
+                    return rows[0]
+            return None
+        finally:
+            self.close()
+
+    def _read(self):
+        cursor = self._cursor
+        if cursor is None:
+            return None
+        try:
+            buf = _sql_call(cursor.next, self._batch)
+            rows = None if buf is None else Rows(buf)
+        except BaseException:
+            self.close()
+            raise
+        if rows is None:
+            self.close()
+        elif self._columns is None and (rows.columns or len(rows)):
+            self._columns = rows.columns
+        return rows
+
+    def close(self):
+        """Drops the cursor: the connection is free again."""
+        cursor, self._cursor = self._cursor, None
+        if cursor is not None:
+            cursor.__exit__(None, None, None)
+            if self._columns is None:
+                self._columns = ()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+_BEGIN_KINDS = ("default", "immediate", "snapshot")
+
+
+class SqlConnection:
+    """A connection to the database the config grants as `weir.sql.<name>.url`, from
+    `weir.sql.connect(name)`; it is the plugin's until `close()` (or the end of a `with`).
+
+    Parameters are sequences of Python values (None, bool, int, float, str, bytes), bound to
+    the statement's placeholders (SQLite: `?`; PostgreSQL: `$1`, `$2`...). Every call raises
+    `SqlError` (`SqlDenied`, `SqlStatementFailed`, `SqlUnavailable`) when the host says it
+    failed. `binding` is the generated binding's Connection, for what this does not wrap.
+    """
+
+    __slots__ = ("name", "binding", "_dialect")
+
+    def __init__(self, binding, name=""):
+        self.binding, self.name, self._dialect = binding, name, None
+
+    @property
+    def dialect(self):
+        """`postgres` or `sqlite`."""
+        if self._dialect is None:
+            self._dialect = self.binding.dialect()
+        return self._dialect
+
+    def execute(self, statement, params=()):
+        """Runs a statement; the rows it affected. Without parameters, a script of several
+        statements separated by `;` runs at once."""
+        return _sql_call(self.binding.execute, statement, _params(params))
+
+    def execute_many(self, statement, rows):
+        """Runs a statement once per row of parameters (sequences of values, or a rows buffer
+        as bytes); the rows affected in all. Inside a transaction when one is open."""
+        buf = rows if isinstance(rows, bytes) else rows_buffer(rows)
+        return _sql_call(self.binding.execute_many, statement, buf)
+
+    def query(self, statement, params=(), batch=1000):
+        """Starts a query: a `SqlQuery`, whose rows are read from the database `batch` at a time
+        as they are iterated."""
+        batch = int(batch)
+        if not 1 <= batch <= 0xFFFFFFFF:
+            raise ValueError(f"batch: {batch}, must be from 1 to 4294967295 rows")
+        return SqlQuery(_sql_call(self.binding.query, statement, _params(params)), batch)
+
+    def query_one(self, statement, params=()):
+        """The first row of a query (a tuple), or None when it gives none."""
+        return self.query(statement, params, batch=1).one()
+
+    def begin(self, kind="default"):
+        """Starts a transaction: "default", "immediate" (SQLite: take the write lock now) or
+        "snapshot" (a consistent read-only view)."""
+        if kind not in _BEGIN_KINDS:
+            raise ValueError(f"begin: {kind!r}, expected one of {', '.join(_BEGIN_KINDS)}")
+        _sql_call(self.binding.begin, _host_sql().BeginKind[kind.upper()])
+
+    def begin_at_snapshot(self, snapshot):
+        """Starts a read-only transaction that sees what an exported snapshot saw (PostgreSQL),
+        such as `SqlChangeStream.exported_snapshot()`."""
+        _sql_call(self.binding.begin_at_snapshot, snapshot)
+
+    def commit(self):
+        _sql_call(self.binding.commit)
+
+    def rollback(self):
+        _sql_call(self.binding.rollback)
+
+    def transaction(self, kind="default"):
+        """`with db.transaction(): ...`: begins, commits when the block ends, rolls back when it
+        raises (the block's exception is what comes out)."""
+        return _Transaction(self, kind)
+
+    def close(self):
+        """Gives the connection back (a transaction still open is rolled back by the host)."""
+        b, self.binding = self.binding, None
+        if b is not None:
+            b.__exit__(None, None, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return f"<weir.sql connection {self.name!r}>"
+
+
+class _Transaction:
+    __slots__ = ("db", "kind")
+
+    def __init__(self, db, kind):
+        self.db, self.kind = db, kind
+
+    def __enter__(self):
+        self.db.begin(self.kind)
+        return self.db
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.db.commit()
+            return
+        try:
+            self.db.rollback()
+        except SqlError:
+            pass  # the block's exception says more
+
+
+class SqlChangeStream:
+    """A database's change log as a stream (PostgreSQL logical replication), from
+    `weir.sql.stream(...)`: `next()` gives `Changes` batches in commit order, `confirm(lsn)`
+    lets the server free its log up to a position once what came before it is stored."""
+
+    __slots__ = ("name", "binding")
+
+    def __init__(self, binding, name=""):
+        self.binding, self.name = binding, name
+
+    def exported_snapshot(self):
+        """When this open created the slot: the snapshot exported then (for
+        `SqlConnection.begin_at_snapshot`), until the first `next`; else None."""
+        return self.binding.exported_snapshot()
+
+    def next(self, max_changes=1000, wait_ms=1000):
+        """The next changes (at most `max_changes`, and about 4 MiB), waiting at most `wait_ms`
+        for the first: a `Changes`, which may hold no change and still move the position."""
+        return Changes(_sql_call(self.binding.next, int(max_changes), int(wait_ms)))
+
+    def confirm(self, lsn):
+        """Everything up to `lsn` is stored: the server may free its log before it."""
+        self.binding.confirm(int(lsn))
+
+    def close(self):
+        b, self.binding = self.binding, None
+        if b is not None:
+            b.__exit__(None, None, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _connect(name="db"):
+    """A connection to the database the connector's config grants as `weir.sql.<name>.url`."""
+    h = _host_sql()
+    return SqlConnection(_sql_call(h.Connection.open, name), name)
+
+
+def _stream(name="db", slot="weir", publication="weir", tables=(), create_slot=True):
+    """Opens the change stream of the database granted as `weir.sql.<name>.url`: the slot
+    (created when missing if `create_slot`), the publication (created when missing, for
+    `tables`, "schema.table" names; empty: all tables)."""
+    h = _host_sql()
+    if isinstance(tables, str):
+        tables = [t for t in tables.split(",") if t.strip()]
+    options = h.StreamOptions(slot=slot, publication=publication, tables=[t.strip() for t in tables],
+                              create_slot=bool(create_slot))
+    return SqlChangeStream(_sql_call(h.ChangeStream.open, name, options), name)
+
+
+class _Namespace:
+    """`weir.sql`: the SQL capability (wit/sql.wit), denied unless the connector's config grants a
+    connection by name (`weir.sql.<name>.url`).
+
+        db = weir.sql.connect("db")                       # a SqlConnection
+        db.execute("INSERT INTO t VALUES (?, ?)", (1, "a"))
+        for id, name in db.query("SELECT id, name FROM t WHERE id > ?", (0,)):
+            ...
+        stream = weir.sql.stream("db", slot="s", publication="p", tables=["public.t"])
+        changes = stream.next(1000, 1000)                 # a weir.Changes
+
+    connect, stream, param (a value as the binding's `sql.value`), rows_buffer; the classes
+    Connection, Query, ChangeStream, Rows, Column, Changes, Relation, ChangeColumn, Change,
+    Image, UNCHANGED; the errors Error, Denied, StatementFailed, Unavailable.
+    """
+
+    __slots__ = ()
+    connect = staticmethod(_connect)
+    stream = staticmethod(_stream)
+    param = staticmethod(_param)
+    rows_buffer = staticmethod(rows_buffer)
+    Connection, Query, ChangeStream = SqlConnection, SqlQuery, SqlChangeStream
+    Rows, Column, Changes, Relation, ChangeColumn, Change, Image = (
+        Rows, Column, Changes, Relation, ChangeColumn, Change, Image)
+    UNCHANGED = UNCHANGED
+    Error, Denied, StatementFailed, Unavailable = SqlError, SqlDenied, SqlStatementFailed, SqlUnavailable
+
+    def __repr__(self):
+        return "<weir.sql>"
+
+
+sql = _Namespace()

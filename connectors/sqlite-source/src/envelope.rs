@@ -41,7 +41,7 @@ pub fn connect_type(declared: &str) -> &'static str {
         .iter()
         .any(|x| d.contains(x))
     {
-        "float64"
+        "double"
     } else {
         // No or another declared type (DATE, DATETIME, JSON...): the value as text.
         "string"
@@ -57,8 +57,8 @@ fn typed(ty: &'static str, v: &Lit) -> (&'static str, Value) {
         ("boolean", Lit::Int(i)) => (ty, Value::Bool(*i != 0)),
         ("int64", Lit::Int(i)) => (ty, json!(i)),
         ("int64", Lit::Real(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => (ty, json!(*f as i64)),
-        ("float64", Lit::Real(f)) if f.is_finite() => (ty, json!(f)),
-        ("float64", Lit::Int(i)) => (ty, json!(*i as f64)),
+        ("double", Lit::Real(f)) if f.is_finite() => (ty, json!(f)),
+        ("double", Lit::Int(i)) => (ty, json!(*i as f64)),
         ("bytes", Lit::Blob(b)) => (ty, Value::String(base64(b))),
         ("bytes", Lit::Text(s)) => (ty, Value::String(base64(s.as_bytes()))),
         ("string", Lit::Text(s)) => (ty, Value::String(s.clone())),
@@ -355,7 +355,7 @@ mod tests {
         // The schema comes from the cache when the types are the ones seen before.
         let again: Value =
             serde_json::from_slice(&e.value(&t, "c", None, Some(&row), &src, 9)).unwrap();
-        assert_eq!(again["schema"]["fields"][1]["fields"][2]["type"], "float64");
+        assert_eq!(again["schema"]["fields"][1]["fields"][2]["type"], "double");
         assert_eq!(e.values.borrow()["orders"].len(), 2);
         let mut moved = row.to_vec();
         moved[0] = Lit::Int(99);

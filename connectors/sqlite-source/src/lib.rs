@@ -413,7 +413,11 @@ impl SqliteSource {
 
     /// Creates the change tables, and triggers for every captured table whose recorded
     /// columns differ from its columns now (or that has none), in one write transaction.
-    fn install(&mut self) -> Result<(), Error> {
+    /// `backfill` (while streaming): a table that had no triggers (created, or dropped and
+    /// created again, since the last look) gets its rows written into the change table as
+    /// reads (`op: r`) in the same transaction, so rows written before its triggers existed
+    /// are not lost; every later change is the triggers'.
+    fn install(&mut self, backfill: bool) -> Result<(), Error> {
         let (changes, schemas) = (self.s.changes(), self.s.schemas());
         self.db.begin(BeginKind::Immediate)?;
         let result = (|| -> Result<(), Error> {
@@ -464,6 +468,28 @@ impl SqliteSource {
                     }
                 };
                 self.db.execute(&self.trigger_sql(&t, id), &[])?;
+                if backfill && int(triggers.first().and_then(|r| r.first())) == 0 {
+                    let image = t
+                        .columns
+                        .iter()
+                        .map(|c| format!("quote({})", ident(&c.name)))
+                        .collect::<Vec<_>>()
+                        .join("||','||");
+                    let n = self.db.execute(
+                        &format!(
+                            "INSERT INTO {changes} (schema_id, op, ts_ms, before, after) SELECT {id}, 'r', CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER), NULL, {image} FROM {}",
+                            ident(&t.name)
+                        ),
+                        &[],
+                    )?;
+                    weir_sdk::log(
+                        weir_sdk::Level::Info,
+                        &format!(
+                            "new table {}: its {n} row(s) are read into the stream, then its changes",
+                            t.name
+                        ),
+                    );
+                }
             }
             Ok(())
         })();
@@ -893,7 +919,7 @@ impl SqliteSource {
     fn poll_stream(&mut self, max: u32, out: &mut BatchBuilder) -> Result<(), Error> {
         let version = self.schema_version()?;
         if version != self.schema_version {
-            self.install()?;
+            self.install(true)?;
             self.load_schemas()?;
             self.schema_version = self.schema_version()?;
         }
@@ -923,17 +949,19 @@ impl SqliteSource {
                 }
             };
             let (before, after) = (image(c.get(4))?, image(c.get(5))?);
+            let op = text(c.get(2));
             let src = envelope::Source {
                 version: VERSION,
                 prefix: &self.s.prefix,
                 db: &self.s.db_name,
                 table: &t.name,
                 ts_ms: int(c.get(3)),
-                snapshot: "false",
+                // The rows of a table that appeared while streaming: read between changes,
+                // as Debezium's incremental snapshots mark them.
+                snapshot: if op == "r" { "incremental" } else { "false" },
                 seq,
             };
             let offset = Self::offset(seq, false);
-            let op = text(c.get(2));
             let key_changed = op == "u"
                 && envelope::key_changed(
                     &t,
@@ -1154,7 +1182,7 @@ impl Source for SqliteSource {
             me.phase = Phase::Reader(Box::default());
             return Ok(me);
         }
-        me.install()?;
+        me.install(false)?;
         me.load_schemas()?;
         me.schema_version = me.schema_version()?;
         let (seq, incomplete) = match &stored {

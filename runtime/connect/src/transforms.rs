@@ -22,6 +22,7 @@ mod header_from;
 mod more_tests;
 mod timefmt;
 mod timestamp_converter;
+mod unwrap;
 
 /// A record between the plugin and the log.
 #[derive(Debug, Clone, PartialEq)]
@@ -140,7 +141,12 @@ enum Smt {
         config: header_from::Config,
     },
     Filter,
+    /// Debezium's `ExtractNewRecordState`.
+    Unwrap(unwrap::Config),
 }
+
+/// Debezium's transforms the runtime runs natively, by class name.
+const DEBEZIUM_UNWRAP: &str = "io.debezium.transforms.ExtractNewRecordState";
 
 /// `name` (optional) or `name!` (required), as InsertField writes field names.
 #[derive(Debug, Clone)]
@@ -230,6 +236,7 @@ pub fn native_classes() -> Vec<(String, &'static str)> {
             _ => out.push((base, "transformation")),
         }
     }
+    out.push((DEBEZIUM_UNWRAP.to_string(), "transformation"));
     for p in ["HasHeaderKey", "RecordIsTombstone", "TopicNameMatches"] {
         out.push((
             format!("org.apache.kafka.connect.transforms.predicates.{p}"),
@@ -333,7 +340,9 @@ impl Chain {
             let short = class.rsplit('.').next().unwrap_or("");
             let native = class.starts_with("org.apache.kafka.connect.transforms.")
                 || (KNOWN.contains(&short) && !class.contains('.'));
-            let kind = if native {
+            let kind = if ty == DEBEZIUM_UNWRAP {
+                StepKind::Native(Smt::Unwrap(unwrap::parse(&|k| raw.get(&key(k)), &key)?))
+            } else if native {
                 StepKind::Native(smt(short, side, &|k| raw.get(&key(k)), &key)?)
             } else {
                 is_transform(&ty).map_err(|e| bad(format!("{}: {e}", key("type"))))?;
@@ -867,6 +876,7 @@ fn apply_smt(smt: &Smt, r: &mut Rec) -> Result<bool, String> {
             Ok(true)
         }
         Smt::Filter => Ok(false),
+        Smt::Unwrap(config) => unwrap::apply(config, r),
         Smt::Cast { side, spec } => {
             let data = side.of(r);
             if !data.is_null() {

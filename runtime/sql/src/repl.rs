@@ -599,30 +599,43 @@ async fn prepare(
             )));
         }
     };
-    let tls = match t.sslmode.as_str() {
-        "require" => TlsConfig::require(),
-        "verify-ca" => TlsConfig::verify_ca(None),
-        "verify-full" => TlsConfig::verify_full(None),
-        _ => TlsConfig::disabled(),
+    let config = |tls: TlsConfig| {
+        ReplicationConfig::new(
+            t.host.clone(),
+            t.user.clone(),
+            t.password.clone(),
+            t.database.clone(),
+            opts.slot.clone(),
+            opts.publication.clone(),
+        )
+        .with_port(t.port)
+        .with_tls(tls)
+        .with_binary(true)
+        .with_start_lsn(Lsn::ZERO)
+        .with_status_interval(Duration::from_secs(1))
+        .with_buffer_size(4096)
+        .with_application_name("weir")
     };
-    let cfg = ReplicationConfig::new(
-        t.host.clone(),
-        t.user.clone(),
-        t.password.clone(),
-        t.database.clone(),
-        opts.slot.clone(),
-        opts.publication.clone(),
-    )
-    .with_port(t.port)
-    .with_tls(tls)
-    .with_binary(true)
-    .with_start_lsn(Lsn::ZERO)
-    .with_status_interval(Duration::from_secs(1))
-    .with_buffer_size(4096)
-    .with_application_name("weir");
-    let mut client = ReplicationClient::connect_gated(cfg)
-        .await
-        .map_err(|e| server_error(e, url))?;
+    let mut client = match t.sslmode.as_str() {
+        "require" => ReplicationClient::connect_gated(config(TlsConfig::require())).await,
+        "verify-ca" => ReplicationClient::connect_gated(config(TlsConfig::verify_ca(None))).await,
+        "verify-full" => {
+            ReplicationClient::connect_gated(config(TlsConfig::verify_full(None))).await
+        }
+        "disable" => ReplicationClient::connect_gated(config(TlsConfig::disabled())).await,
+        // `prefer` (libpq's default) and `allow`: TLS when the server offers it, as the pooled
+        // sessions do, else in the clear. (The client reports a refused TLS only after it
+        // returned, so the server is asked first.)
+        _ => {
+            let tls = if offers_tls(&t.host, t.port).await {
+                TlsConfig::require()
+            } else {
+                TlsConfig::disabled()
+            };
+            ReplicationClient::connect_gated(config(tls)).await
+        }
+    }
+    .map_err(|e| server_error(e, url))?;
     let snapshot = if create {
         let rows = client
             .simple_query(&format!(
@@ -646,6 +659,27 @@ async fn prepare(
         None
     };
     Ok((client, snapshot))
+}
+
+/// Whether the server at `host:port` accepts TLS: the answer to an `SSLRequest` (`S` or
+/// `N`), on a connection of its own; no answer within 5 s (or none at all) counts as no.
+async fn offers_tls(host: &str, port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ask = async {
+        let mut sock = tokio::net::TcpStream::connect((host, port)).await.ok()?;
+        // Length 8, then the SSLRequest code 1234.5679.
+        sock.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+            .await
+            .ok()?;
+        let mut answer = [0u8; 1];
+        sock.read_exact(&mut answer).await.ok()?;
+        Some(answer[0] == b'S')
+    };
+    tokio::time::timeout(Duration::from_secs(5), ask)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }
 
 /// `pg_publication_tables` names as `format('%I')` writes them.
@@ -1019,6 +1053,30 @@ impl Drop for Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn sslmode_prefer_asks_the_server_whether_it_speaks_tls() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        for (answer, want) in [(b'S', true), (b'N', false)] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let server = tokio::spawn(async move {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut request = [0u8; 8];
+                s.read_exact(&mut request).await.unwrap();
+                s.write_all(&[answer]).await.unwrap();
+                request
+            });
+            assert_eq!(offers_tls("127.0.0.1", port).await, want);
+            assert_eq!(server.await.unwrap(), [0, 0, 0, 8, 4, 210, 22, 47]);
+        }
+        // Nobody listening: no TLS (the real connection then reports why it cannot connect).
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        assert!(!offers_tls("127.0.0.1", port).await);
+    }
 
     #[test]
     fn urls_give_the_session_its_parts() {
