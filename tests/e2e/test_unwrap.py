@@ -45,6 +45,8 @@ def config(path: Path, prefix: str, **unwrap) -> dict:
         "connector.class": CLASS,
         "database.path": str(path),
         "topic.prefix": prefix,
+        # A change table of its own: two captures of one file must not trim each other's.
+        "slot.name": prefix,
         "key.converter": JSON,
         "value.converter": JSON,
         "transforms": "unwrap",
